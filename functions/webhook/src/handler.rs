@@ -1,0 +1,239 @@
+//! The request pipeline: a pure part ([`prepare`]: size -> signature -> headers -> body ->
+//! parse -> policy) and the I/O part ([`Webhook::process`]: dedupe + rate limit in DynamoDB,
+//! concurrently, then SQS, then confirm).
+
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+use previewd_events::{PrAction, PreviewEvent};
+
+use crate::body::json_payload;
+use crate::config::Config;
+use crate::emf;
+use crate::github::{EventKind, Parsed, parse_pull_request};
+use crate::ledger::{Claim, Ledger, RateDecision};
+use crate::queue::EventQueue;
+use crate::reply::{Outcome, Reply};
+use crate::secrets::SecretSource;
+use crate::signature::{self, Secrets};
+
+/// The parts of an HTTP request the webhook reads.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Delivery<'a> {
+    /// `X-GitHub-Event`
+    pub event: Option<&'a str>,
+    /// `X-GitHub-Delivery`
+    pub delivery_id: Option<&'a str>,
+    /// `X-Hub-Signature-256`
+    pub signature: Option<&'a str>,
+    pub content_type: Option<&'a str>,
+    pub body: &'a [u8],
+}
+
+/// Bounded metric dimensions for one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dims {
+    pub event: &'static str,
+    pub action: &'static str,
+}
+
+impl Dims {
+    const NONE: Dims = Dims {
+        event: "none",
+        action: "none",
+    };
+}
+
+/// Result of the pure stage.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Prepared {
+    Respond(Reply),
+    Enqueue(Box<PreviewEvent>),
+}
+
+/// SQS allows up to 128 printable ASCII characters in a deduplication id.
+fn valid_delivery_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_graphic())
+}
+
+/// Everything up to the first AWS call: no I/O, so it is unit-tested and benchmarked alone.
+pub fn prepare(config: &Config, secrets: &Secrets, d: &Delivery<'_>, now: DateTime<Utc>) -> (Prepared, Dims) {
+    let respond = |outcome, reason: &str| Prepared::Respond(Reply::new(outcome, reason));
+    if d.body.len() > config.max_body_bytes {
+        let reason = format!("body of {} bytes exceeds the limit of {} bytes", d.body.len(), config.max_body_bytes);
+        return (respond(Outcome::TooLarge, &reason), Dims::NONE);
+    }
+    if let Err(err) = signature::verify(secrets, d.signature, d.body) {
+        return (respond(Outcome::Unauthorized, &err.to_string()), Dims::NONE);
+    }
+    let Some(delivery_id) = d.delivery_id.map(str::trim).filter(|id| valid_delivery_id(id)) else {
+        return (
+            respond(Outcome::Malformed, "missing or invalid X-GitHub-Delivery header"),
+            Dims::NONE,
+        );
+    };
+    let Some(event) = d.event.map(str::trim).filter(|e| !e.is_empty()) else {
+        return (respond(Outcome::Malformed, "missing X-GitHub-Event header"), Dims::NONE);
+    };
+    let with_id = |mut reply: Reply| {
+        reply.delivery = Some(delivery_id.to_owned());
+        Prepared::Respond(reply)
+    };
+    match EventKind::from_header(event) {
+        EventKind::Ping => {
+            let dims = Dims { event: "ping", action: "none" };
+            return (with_id(Reply::new(Outcome::Pong, "pong")), dims);
+        }
+        EventKind::Other(_) => {
+            let dims = Dims { event: "other", action: "none" };
+            let reason = "event not used by Previewd";
+            return (with_id(Reply::new(Outcome::Ignored, reason)), dims);
+        }
+        EventKind::PullRequest => {}
+    }
+    let mut dims = Dims {
+        event: "pull_request",
+        action: "none",
+    };
+    let payload = match json_payload(d.content_type, d.body) {
+        Ok(payload) => payload,
+        Err(err) => return (with_id(Reply::new(Outcome::Malformed, err.to_string())), dims),
+    };
+    let event = match parse_pull_request(&payload, delivery_id, now) {
+        Ok(Parsed::Event(event)) => event,
+        Ok(Parsed::Ignored { action, reason }) => {
+            dims.action = PrAction::from_github(&action).map_or("other", PrAction::as_str);
+            return (with_id(Reply::new(Outcome::Ignored, format!("{reason}: {action}"))), dims);
+        }
+        Err(err) => return (with_id(Reply::new(Outcome::Malformed, err.to_string())), dims),
+    };
+    dims.action = event.action.as_str();
+    if !config.repository_allowed(&event.repository.full_name) {
+        let reason = "repository not in PREVIEWD_ALLOWED_REPOSITORIES";
+        return (with_id(Reply::new(Outcome::Ignored, reason)), dims);
+    }
+    (Prepared::Enqueue(event), dims)
+}
+
+/// The webhook with its clients, built once per container.
+#[derive(Debug)]
+pub struct Webhook {
+    config: Config,
+    secrets: SecretSource,
+    ledger: Ledger,
+    queue: EventQueue,
+}
+
+impl Webhook {
+    pub fn new(config: Config, secrets: SecretSource, ledger: Ledger, queue: EventQueue) -> Webhook {
+        Webhook {
+            config,
+            secrets,
+            ledger,
+            queue,
+        }
+    }
+
+    /// Handles one request: logs it and writes its EMF line.
+    pub async fn handle(&self, d: &Delivery<'_>) -> Reply {
+        let started = Instant::now();
+        let now = Utc::now();
+        let (reply, dims) = self.process(d, now).await;
+        let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+        let delivery = reply.delivery.as_deref().unwrap_or("");
+        tracing::info!(
+            delivery_id = delivery,
+            event = dims.event,
+            action = dims.action,
+            outcome = reply.outcome.as_str(),
+            status = reply.status(),
+            reason = %reply.reason,
+            latency_ms,
+            "webhook request"
+        );
+        println!(
+            "{}",
+            emf::request_line(dims.event, dims.action, reply.outcome.as_str(), latency_ms, delivery, now.timestamp_millis())
+        );
+        reply
+    }
+
+    /// The whole pipeline, without logging.
+    pub async fn process(&self, d: &Delivery<'_>, now: DateTime<Utc>) -> (Reply, Dims) {
+        let secrets = self.secrets.current().await;
+        let (prepared, dims) = prepare(&self.config, &secrets, d, now);
+        let event = match prepared {
+            Prepared::Respond(reply) => return (reply, dims),
+            Prepared::Enqueue(event) => event,
+        };
+        let mut reply = self.enqueue(&event, now.timestamp()).await;
+        reply.delivery = Some(event.delivery_id.clone());
+        (reply, dims)
+    }
+
+    async fn enqueue(&self, event: &PreviewEvent, now: i64) -> Reply {
+        let id = event.delivery_id.as_str();
+        // The two DynamoDB writes are independent: one round trip of latency for both.
+        let (claim, rate) = tokio::join!(self.ledger.claim(id, now), async {
+            match self.config.rate_limit_per_minute {
+                Some(limit) => self.ledger.hit_rate(&event.repository.full_name, limit, now).await.map(Some),
+                None => Ok(None),
+            }
+        });
+        let token = match claim {
+            Ok(Claim::Claimed(token)) => token,
+            Ok(Claim::Duplicate { in_progress }) => {
+                let reason = if in_progress {
+                    "delivery is being processed by another request"
+                } else {
+                    "delivery already enqueued"
+                };
+                return Reply::new(Outcome::Duplicate, reason);
+            }
+            Err(err) => {
+                tracing::error!(delivery_id = id, error = %err, "dedupe claim failed");
+                return Reply::new(Outcome::Unavailable, "delivery ledger unavailable; retry later");
+            }
+        };
+        let refusal = match rate {
+            Ok(None | Some(RateDecision::Allowed)) => None,
+            Ok(Some(RateDecision::Limited { retry_after_seconds })) => {
+                let mut reply = Reply::new(Outcome::RateLimited, "repository is over its per-minute delivery limit");
+                reply.retry_after = Some(retry_after_seconds);
+                Some(reply)
+            }
+            Err(err) => {
+                tracing::error!(delivery_id = id, error = %err, "rate limit check failed");
+                Some(Reply::new(Outcome::Unavailable, "rate limiter unavailable; retry later"))
+            }
+        };
+        if let Some(reply) = refusal {
+            self.release(id, &token).await;
+            return reply;
+        }
+        match self.queue.send(event).await {
+            Ok(message_id) => {
+                if let Err(err) = self.ledger.confirm(id, &token, now).await {
+                    // The message is on the queue; the claim still blocks duplicates for its
+                    // lease and the reconciler applies a delivery idempotently after that.
+                    tracing::warn!(delivery_id = id, error = %err, "could not confirm delivery");
+                }
+                let mut reply = Reply::new(Outcome::Accepted, "enqueued");
+                reply.message_id = Some(message_id);
+                reply
+            }
+            Err(err) => {
+                tracing::error!(delivery_id = id, error = %err, "enqueue failed");
+                self.release(id, &token).await;
+                Reply::new(Outcome::Unavailable, "queue unavailable; GitHub may redeliver")
+            }
+        }
+    }
+
+    async fn release(&self, id: &str, token: &crate::ledger::ClaimToken) {
+        if let Err(err) = self.ledger.release(id, token).await {
+            // The lease ends the claim anyway; a redelivery after it is accepted.
+            tracing::warn!(delivery_id = id, error = %err, "could not release claim");
+        }
+    }
+}

@@ -1,0 +1,88 @@
+//! The `lambda_http` edge: request -> [`Delivery`], [`Reply`] -> response, and building the
+//! [`Webhook`] once per container from the environment.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_config::BehaviorVersion;
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use lambda_http::{Body, Request, Response};
+
+use crate::config::{Config, ConfigError, SecretConfig};
+use crate::handler::{Delivery, Webhook};
+use crate::ledger::Ledger;
+use crate::queue::EventQueue;
+use crate::reply::Reply;
+use crate::secrets::{ManagedSecrets, SecretSource, SecretSourceError};
+use crate::signature::Secrets;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Secret(#[from] SecretSourceError),
+}
+
+fn header<'a>(req: &'a Request, name: &str) -> Option<&'a str> {
+    req.headers().get(name).and_then(|v| v.to_str().ok())
+}
+
+/// Reads the webhook's inputs from the request (headers are case-insensitive).
+pub fn delivery(req: &Request) -> Delivery<'_> {
+    Delivery {
+        event: header(req, "x-github-event"),
+        delivery_id: header(req, "x-github-delivery"),
+        signature: header(req, "x-hub-signature-256"),
+        content_type: header(req, "content-type"),
+        body: req.body().as_ref(),
+    }
+}
+
+pub fn response(reply: &Reply) -> Response<Body> {
+    let mut builder = Response::builder()
+        .status(reply.status())
+        .header("content-type", "application/json");
+    if let Some(seconds) = reply.retry_after {
+        builder = builder.header("retry-after", seconds.to_string());
+    }
+    builder
+        .body(Body::Text(reply.body()))
+        .unwrap_or_else(|_| Response::new(Body::Empty))
+}
+
+/// SDK settings for a request path that must answer GitHub within its 10 s delivery timeout:
+/// short attempts, a bounded total, a few retries.
+pub async fn aws_config() -> aws_config::SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(1))
+                .operation_attempt_timeout(Duration::from_secs(2))
+                .operation_timeout(Duration::from_secs(5))
+                .build(),
+        )
+        .retry_config(RetryConfig::standard().with_max_attempts(3))
+        .load()
+        .await
+}
+
+/// Builds the webhook from the environment; any error here stops the container from starting.
+pub async fn webhook_from_env(sdk: &aws_config::SdkConfig) -> Result<Webhook, StartError> {
+    let config = Config::from_env()?;
+    let secrets = match &config.secret {
+        SecretConfig::Inline(list) => SecretSource::Static(Arc::new(Secrets::parse(list).map_err(SecretSourceError::from)?)),
+        SecretConfig::Arn(arn) => SecretSource::Managed(
+            ManagedSecrets::load(aws_sdk_secretsmanager::Client::new(sdk), arn.clone(), config.secret_refresh).await?,
+        ),
+    };
+    let ledger = Ledger::new(
+        aws_sdk_dynamodb::Client::new(sdk),
+        config.table_name.clone(),
+        config.claim_lease,
+        config.dedupe_retention,
+    );
+    let queue = EventQueue::new(aws_sdk_sqs::Client::new(sdk), config.queue_url.clone());
+    Ok(Webhook::new(config, secrets, ledger, queue))
+}

@@ -1,0 +1,39 @@
+//! SQS FIFO: one message per accepted delivery, grouped per PR, deduplicated by delivery id.
+
+use aws_sdk_sqs::error::DisplayErrorContext;
+use previewd_events::PreviewEvent;
+
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    #[error("SQS SendMessage: {0}")]
+    Send(String),
+    #[error("encoding the queue message: {0}")]
+    Encode(#[from] serde_json::Error),
+}
+
+#[derive(Debug, Clone)]
+pub struct EventQueue {
+    client: aws_sdk_sqs::Client,
+    url: String,
+}
+
+impl EventQueue {
+    pub fn new(client: aws_sdk_sqs::Client, url: String) -> EventQueue {
+        EventQueue { client, url }
+    }
+
+    /// Enqueues `event`; returns the SQS message id.
+    pub async fn send(&self, event: &PreviewEvent) -> Result<String, QueueError> {
+        let output = self
+            .client
+            .send_message()
+            .queue_url(&self.url)
+            .message_body(event.to_json()?)
+            .message_group_id(event.message_group_id())
+            .message_deduplication_id(&event.delivery_id)
+            .send()
+            .await
+            .map_err(|err| QueueError::Send(DisplayErrorContext(&err).to_string()))?;
+        Ok(output.message_id().unwrap_or_default().to_owned())
+    }
+}

@@ -1,0 +1,79 @@
+//! Every answer the webhook gives: status code, a bounded outcome name (also the metric
+//! dimension) and a short reason, rendered as a small JSON body.
+
+use serde::Serialize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Accepted,
+    Pong,
+    Duplicate,
+    Ignored,
+    Malformed,
+    Unauthorized,
+    TooLarge,
+    RateLimited,
+    Unavailable,
+}
+
+impl Outcome {
+    pub fn status(self) -> u16 {
+        match self {
+            Outcome::Accepted => 202,
+            Outcome::Pong | Outcome::Duplicate | Outcome::Ignored => 200,
+            Outcome::Malformed => 400,
+            Outcome::Unauthorized => 401,
+            Outcome::TooLarge => 413,
+            Outcome::RateLimited => 429,
+            Outcome::Unavailable => 503,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Accepted => "accepted",
+            Outcome::Pong => "pong",
+            Outcome::Duplicate => "duplicate",
+            Outcome::Ignored => "ignored",
+            Outcome::Malformed => "malformed",
+            Outcome::Unauthorized => "unauthorized",
+            Outcome::TooLarge => "too_large",
+            Outcome::RateLimited => "rate_limited",
+            Outcome::Unavailable => "unavailable",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Reply {
+    pub outcome: Outcome,
+    pub reason: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delivery: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message_id: Option<String>,
+    /// Seconds, for 429 (also sent as the `Retry-After` header).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_after: Option<u64>,
+}
+
+impl Reply {
+    pub fn new(outcome: Outcome, reason: impl Into<String>) -> Reply {
+        Reply {
+            outcome,
+            reason: reason.into(),
+            delivery: None,
+            message_id: None,
+            retry_after: None,
+        }
+    }
+
+    pub fn status(&self) -> u16 {
+        self.outcome.status()
+    }
+
+    pub fn body(&self) -> String {
+        serde_json::to_string(self).unwrap_or_else(|_| format!("{{\"outcome\":\"{}\"}}", self.outcome.as_str()))
+    }
+}
