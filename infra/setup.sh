@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs the local stand-ins the project needs, into the project's ignored folders:
+#   .venv/                  moto (SQS + DynamoDB + Secrets Manager emulator), boto3, cargo-lambda (+zig)
+#   infra/npm/node_modules  @octokit/webhooks-examples (test payloads), @octokit/webhooks-methods
+# Idempotent and quick when everything is already there.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+
+want_python="moto[dynamodb,sqs,secretsmanager]==5.* flask flask-cors boto3 cargo-lambda==1.*"
+stamp=".venv/.previewd-setup-v1"
+
+if [ ! -f "$stamp" ]; then
+  echo "setup: creating .venv with the AWS emulator and cargo-lambda (first run: ~1 min)"
+  python3 -m venv .venv
+  # shellcheck disable=SC2086
+  .venv/bin/pip install --quiet --disable-pip-version-check $want_python
+  touch "$stamp"
+fi
+
+if [ ! -f infra/npm/node_modules/@octokit/webhooks-examples/api.github.com/index.json ]; then
+  echo "setup: installing GitHub's webhook example payloads (npm)"
+  (cd infra/npm && npm install --no-audit --no-fund --loglevel=error)
+fi
+
+if ! cargo --version >/dev/null 2>&1; then
+  echo "setup: cargo is required (rustup)" >&2
+  exit 1
+fi
+for component in rustfmt clippy; do
+  if ! rustup component list --installed 2>/dev/null | grep -q "^$component"; then
+    rustup component add "$component"
+  fi
+done
+echo "setup: ok"
