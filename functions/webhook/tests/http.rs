@@ -1,0 +1,251 @@
+//! Over HTTP through the real `lambda_http` adapter: the `webhook` binary runs against
+//! cargo-lambda's local Lambda runtime API (as on AWS, behind a Function URL), with its own
+//! resources in the local AWS emulator. Also hand-written API Gateway events with base64 bodies.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use previewd_events::PreviewEvent;
+use previewd_webhook::{Outcome, Prepared, lambda, prepare};
+use serde_json::{Value, json};
+use support::{SECRET, Signed, Stack, new_delivery_id, pr_payload};
+
+/// Kills the child processes when the test ends, also on failure.
+struct Processes(Vec<Child>);
+
+impl Drop for Processes {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Starts cargo-lambda's runtime API emulator and the `webhook` binary; returns the invoke URL.
+async fn start_webhook(stack: &Stack, rate_limit: u32) -> (Processes, String) {
+    let port = free_port();
+    let logs = std::env::temp_dir().join(format!("previewd-http-{port}.log"));
+    let emulator = Command::new("cargo")
+        .args(["lambda", "watch", "--only-lambda-apis", "-A", "127.0.0.1", "-P", &port.to_string()])
+        .current_dir(support::workspace_root())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&logs).unwrap())
+        .spawn()
+        .expect("cargo-lambda is needed (infra/setup.sh installs it into .venv/bin; put that on PATH)");
+    let mut processes = Processes(vec![emulator]);
+    let base = format!("http://127.0.0.1:{port}");
+    wait_for_port(port, &logs).await;
+    let function = Command::new(env!("CARGO_BIN_EXE_webhook"))
+        .envs(stack.env(rate_limit))
+        .env("AWS_LAMBDA_RUNTIME_API", format!("{base}/.rt"))
+        // cargo-lambda's API-only mode serves the function named `_`.
+        .env("AWS_LAMBDA_FUNCTION_NAME", "_")
+        .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
+        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
+        .env("AWS_ENDPOINT_URL", support::endpoint())
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    processes.0.push(function);
+    (processes, format!("{base}/lambda-url/_/"))
+}
+
+async fn wait_for_port(port: u16, logs: &std::path::Path) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "cargo lambda watch did not listen on {port}: {}",
+            std::fs::read_to_string(logs).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+struct Answer {
+    status: u16,
+    retry_after: Option<String>,
+    json: Value,
+}
+
+async fn post(url: &str, signed: &Signed) -> Answer {
+    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let request = hyper::Request::post(url)
+        .header("content-type", &signed.content_type)
+        .header("X-GitHub-Event", &signed.event)
+        .header("X-GitHub-Delivery", &signed.id)
+        .header("X-Hub-Signature-256", &signed.signature)
+        .header("User-Agent", "GitHub-Hookshot/test")
+        .body(Full::new(Bytes::from(signed.body.clone())))
+        .unwrap();
+    let response = tokio::time::timeout(Duration::from_secs(30), client.request(request))
+        .await
+        .expect("the function did not answer in 30 s")
+        .unwrap();
+    let status = response.status().as_u16();
+    let retry_after = response.headers().get("retry-after").map(|v| v.to_str().unwrap().to_owned());
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    let json = serde_json::from_slice(&body).unwrap_or_else(|_| panic!("not JSON: {}", String::from_utf8_lossy(&body)));
+    Answer { status, retry_after, json }
+}
+
+#[tokio::test]
+async fn signed_deliveries_over_http_get_the_documented_answers() {
+    let stack = Stack::new("http").await;
+    // A duplicate counts against the window too (both DynamoDB writes run concurrently), so the
+    // third distinct delivery is the fourth hit.
+    let (_processes, url) = start_webhook(&stack, 3).await;
+
+    // JSON body.
+    let first = Signed::json("pull_request", &new_delivery_id(), &pr_payload("opened", "acme/web", 4));
+    let answer = post(&url, &first).await;
+    assert_eq!(answer.status, 202, "{}", answer.json);
+    assert_eq!(answer.json["outcome"], "accepted");
+    assert_eq!(answer.json["delivery"], first.id.as_str());
+
+    // The same delivery again.
+    let answer = post(&url, &first).await;
+    assert_eq!((answer.status, answer.json["outcome"].as_str()), (200, Some("duplicate")));
+
+    // Form-encoded body (arrives base64-encoded through the Function URL event).
+    let form = Signed::form("pull_request", &new_delivery_id(), &pr_payload("synchronize", "acme/web", 4));
+    let answer = post(&url, &form).await;
+    assert_eq!(answer.status, 202, "{}", answer.json);
+
+    // Over the per-repository limit of 3.
+    let third = Signed::json("pull_request", &new_delivery_id(), &pr_payload("labeled", "acme/web", 4));
+    let answer = post(&url, &third).await;
+    // Limited, unless the minute rolled over between the requests.
+    if answer.status == 429 {
+        let seconds: u64 = answer.retry_after.as_deref().unwrap().parse().unwrap();
+        assert!((1..=60).contains(&seconds));
+        assert_eq!(answer.json["outcome"], "rate_limited");
+        assert_eq!(answer.json["retry_after"], seconds);
+    } else {
+        assert_eq!(answer.status, 202, "{}", answer.json);
+    }
+
+    // Bad signature, ping, ignored event, malformed payload.
+    let mut forged = Signed::json("pull_request", &new_delivery_id(), &pr_payload("opened", "acme/web", 5));
+    forged.body.push(b' ');
+    let answer = post(&url, &forged).await;
+    assert_eq!((answer.status, answer.json["outcome"].as_str()), (401, Some("unauthorized")));
+    let ping = Signed::json("ping", &new_delivery_id(), &json!({"zen": "Approachable is better than simple."}));
+    assert_eq!(post(&url, &ping).await.status, 200);
+    let push = Signed::json("push", &new_delivery_id(), &json!({"ref": "refs/heads/main"}));
+    let answer = post(&url, &push).await;
+    assert_eq!((answer.status, answer.json["outcome"].as_str()), (200, Some("ignored")));
+    let broken = Signed::json("pull_request", &new_delivery_id(), &json!({"action": "opened", "number": 1}));
+    let answer = post(&url, &broken).await;
+    assert_eq!(answer.status, 400);
+    assert!(answer.json["reason"].as_str().unwrap().contains("pull_request"), "{}", answer.json);
+
+    let messages = stack.drain().await;
+    let ids: Vec<String> = messages
+        .iter()
+        .map(|m| PreviewEvent::from_json(m.body().unwrap()).unwrap().delivery_id)
+        .collect();
+    assert!(ids.contains(&first.id) && ids.contains(&form.id), "{ids:?}");
+    assert_eq!(ids.iter().filter(|id| **id == first.id).count(), 1);
+}
+
+#[tokio::test]
+async fn oversized_body_is_413_over_http() {
+    let stack = Stack::new("http413").await;
+    let (_processes, url) = start_webhook(&stack, 100).await;
+    let mut payload = pr_payload("opened", "acme/web", 6);
+    payload["pull_request"]["body"] = Value::from("x".repeat(5 * 1024 * 1024 + 1));
+    let big = Signed::json("pull_request", &new_delivery_id(), &payload);
+    let answer = post(&url, &big).await;
+    assert_eq!((answer.status, answer.json["outcome"].as_str()), (413, Some("too_large")));
+}
+
+fn api_gateway_event(version: &str, signed: &Signed, base64_body: bool) -> Value {
+    let body = if base64_body {
+        base64::engine::general_purpose::STANDARD.encode(&signed.body)
+    } else {
+        String::from_utf8(signed.body.clone()).unwrap()
+    };
+    let headers = json!({
+        "content-type": signed.content_type,
+        "x-github-event": signed.event,
+        "x-github-delivery": signed.id,
+        "x-hub-signature-256": signed.signature,
+    });
+    if version == "2.0" {
+        json!({
+            "version": "2.0", "routeKey": "$default", "rawPath": "/", "rawQueryString": "",
+            "headers": headers,
+            "requestContext": {
+                "accountId": "123456789012", "apiId": "api", "domainName": "x.lambda-url.us-east-1.on.aws",
+                "domainPrefix": "x", "http": {"method": "POST", "path": "/", "protocol": "HTTP/1.1",
+                "sourceIp": "192.30.252.1", "userAgent": "GitHub-Hookshot/1"}, "requestId": "r",
+                "routeKey": "$default", "stage": "$default", "time": "26/Nov/2026:10:00:00 +0000", "timeEpoch": 0
+            },
+            "body": body, "isBase64Encoded": base64_body
+        })
+    } else {
+        json!({
+            "resource": "/webhook", "path": "/webhook", "httpMethod": "POST",
+            "headers": headers, "multiValueHeaders": {}, "queryStringParameters": null,
+            "multiValueQueryStringParameters": null, "pathParameters": null, "stageVariables": null,
+            "requestContext": {"accountId": "123456789012", "resourceId": "r", "stage": "prod", "requestId": "r",
+                "identity": {"sourceIp": "192.30.252.1"}, "resourcePath": "/webhook", "httpMethod": "POST",
+                "apiId": "api", "path": "/prod/webhook"},
+            "body": body, "isBase64Encoded": base64_body
+        })
+    }
+}
+
+/// API Gateway (REST v1, HTTP v2) and Function URLs deliver binary bodies base64-encoded;
+/// `lambda_http` must hand the webhook the exact signed bytes either way.
+#[test]
+fn api_gateway_events_with_base64_bodies_verify_and_parse() {
+    let config = previewd_webhook::config::Config::from_lookup(|k| match k {
+        "PREVIEWD_WEBHOOK_SECRET" => Some(SECRET.to_owned()),
+        "PREVIEWD_QUEUE_URL" => Some("http://127.0.0.1:4566/000000000000/q.fifo".to_owned()),
+        "PREVIEWD_TABLE_NAME" => Some("t".to_owned()),
+        _ => None,
+    })
+    .unwrap();
+    let secrets = previewd_webhook::signature::Secrets::parse(SECRET).unwrap();
+    let payload = pr_payload("reopened", "acme/web", 8);
+    for version in ["1.0", "2.0"] {
+        for signed in [Signed::json("pull_request", "b-1", &payload), Signed::form("pull_request", "b-2", &payload)] {
+            for base64_body in [true, false] {
+                let event = api_gateway_event(version, &signed, base64_body);
+                let request: lambda_http::request::LambdaRequest = serde_json::from_value(event).unwrap();
+                let request: lambda_http::Request = request.into();
+                let (prepared, _) = prepare(&config, &secrets, &lambda::delivery(&request), chrono::Utc::now());
+                match prepared {
+                    Prepared::Enqueue(event) => assert_eq!(event.pull_request.number, 8),
+                    other => panic!("v{version} {} base64={base64_body}: {other:?}", signed.content_type),
+                }
+            }
+        }
+    }
+    // And the reply goes back with its status, JSON body and Retry-After.
+    let mut reply = previewd_webhook::Reply::new(Outcome::RateLimited, "slow down");
+    reply.retry_after = Some(30);
+    let response = lambda::response(&reply);
+    assert_eq!(response.status(), 429);
+    assert_eq!(response.headers()["retry-after"], "30");
+    assert_eq!(response.headers()["content-type"], "application/json");
+}
