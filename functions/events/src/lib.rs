@@ -169,10 +169,7 @@ impl PreviewEvent {
     /// `<owner>/<repo>#<pr>`; SQS caps group ids at 128 characters, and GitHub names can
     /// reach 39 + 1 + 100, so an over-long name falls back to the repository's numeric id.
     pub fn message_group_id(&self) -> String {
-        let by_name = format!(
-            "{}#{}",
-            self.repository.full_name, self.pull_request.number
-        );
+        let by_name = format!("{}#{}", self.repository.full_name, self.pull_request.number);
         if by_name.len() <= MAX_GROUP_ID_LEN {
             by_name
         } else {
@@ -191,9 +188,7 @@ impl PreviewEvent {
         // of a confusing missing-field error.
         let probe: VersionProbe = serde_json::from_str(body)?;
         if probe.version != SCHEMA_VERSION {
-            return Err(DecodeError::UnsupportedVersion {
-                found: probe.version,
-            });
+            return Err(DecodeError::UnsupportedVersion { found: probe.version });
         }
         Ok(serde_json::from_str(body)?)
     }
@@ -209,12 +204,7 @@ mod tests {
             delivery_id: "72d3162e-cc78-11e3-81ab-4c9367dc0958".into(),
             received_at: "2026-11-26T10:00:00Z".parse().unwrap_or_default(),
             action: PrAction::Synchronize,
-            repository: Repository {
-                full_name: "acme/shop".into(),
-                owner: "acme".into(),
-                name: "shop".into(),
-                id: 42,
-            },
+            repository: Repository { full_name: "acme/shop".into(), owner: "acme".into(), name: "shop".into(), id: 42 },
             installation_id: Some(7),
             pull_request: PullRequest {
                 number: 12,
@@ -272,19 +262,13 @@ mod tests {
         let mut value = serde_json::to_value(sample())?;
         value["version"] = serde_json::json!(2);
         let err = PreviewEvent::from_json(&value.to_string());
-        assert!(matches!(
-            err,
-            Err(DecodeError::UnsupportedVersion { found: 2 })
-        ));
+        assert!(matches!(err, Err(DecodeError::UnsupportedVersion { found: 2 })));
         Ok(())
     }
 
     #[test]
     fn garbage_is_a_json_error() {
-        assert!(matches!(
-            PreviewEvent::from_json("{not json"),
-            Err(DecodeError::Json(_))
-        ));
+        assert!(matches!(PreviewEvent::from_json("{not json"), Err(DecodeError::Json(_))));
     }
 
     #[test]

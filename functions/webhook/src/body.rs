@@ -25,10 +25,7 @@ enum Encoding {
 
 fn encoding(content_type: Option<&str>) -> Result<Encoding, BodyError> {
     // Parameters such as `; charset=utf-8` do not change how the body is read.
-    let media = content_type
-        .and_then(|ct| ct.split(';').next())
-        .map(str::trim)
-        .unwrap_or("");
+    let media = content_type.and_then(|ct| ct.split(';').next()).map(str::trim).unwrap_or("");
     if media.is_empty() || media.eq_ignore_ascii_case("application/json") {
         return Ok(Encoding::Json);
     }
@@ -77,10 +74,7 @@ mod tests {
 
     #[test]
     fn form_without_payload_is_an_error() {
-        assert_eq!(
-            json_payload(Some("application/x-www-form-urlencoded"), b"a=1"),
-            Err(BodyError::MissingFormPayload)
-        );
+        assert_eq!(json_payload(Some("application/x-www-form-urlencoded"), b"a=1"), Err(BodyError::MissingFormPayload));
     }
 
     #[test]

@@ -34,11 +34,7 @@ pub enum ConfigError {
     #[error("{0} is not set")]
     Missing(&'static str),
     #[error("{name} = {value:?} is invalid: {reason}")]
-    Invalid {
-        name: &'static str,
-        value: String,
-        reason: &'static str,
-    },
+    Invalid { name: &'static str, value: String, reason: &'static str },
     #[error(
         "no webhook secret configured: set PREVIEWD_WEBHOOK_SECRET (comma-separated for rotation) \
          or PREVIEWD_WEBHOOK_SECRET_ARN (a Secrets Manager secret); refusing to start"
@@ -60,10 +56,7 @@ impl Config {
     /// Reads the configuration through `lookup` (tests pass a map instead of the process env).
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
         let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
-        let secret = match (
-            get("PREVIEWD_WEBHOOK_SECRET"),
-            get("PREVIEWD_WEBHOOK_SECRET_ARN"),
-        ) {
+        let secret = match (get("PREVIEWD_WEBHOOK_SECRET"), get("PREVIEWD_WEBHOOK_SECRET_ARN")) {
             (Some(_), Some(_)) => return Err(ConfigError::TwoSecretSources),
             (Some(list), None) => SecretConfig::Inline(list),
             (None, Some(arn)) => SecretConfig::Arn(arn.trim().to_owned()),
@@ -77,8 +70,7 @@ impl Config {
                 reason: "must be a FIFO queue (URL ending in .fifo)",
             });
         }
-        let table_name =
-            get("PREVIEWD_TABLE_NAME").ok_or(ConfigError::Missing("PREVIEWD_TABLE_NAME"))?;
+        let table_name = get("PREVIEWD_TABLE_NAME").ok_or(ConfigError::Missing("PREVIEWD_TABLE_NAME"))?;
         let rate = number(&get, "PREVIEWD_RATE_LIMIT_PER_MINUTE", DEFAULT_RATE_LIMIT_PER_MINUTE as u64)?;
         let max_body_bytes = number(&get, "PREVIEWD_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES as u64)?;
         let retention_hours = number(&get, "PREVIEWD_DEDUPE_TTL_HOURS", 96)?;
@@ -91,10 +83,8 @@ impl Config {
                 reason: "must be at least 72: GitHub redelivers deliveries up to 3 days old",
             });
         }
-        let allowed_repositories = get("PREVIEWD_ALLOWED_REPOSITORIES")
-            .map(|list| parse_patterns(&list))
-            .transpose()?
-            .unwrap_or_default();
+        let allowed_repositories =
+            get("PREVIEWD_ALLOWED_REPOSITORIES").map(|list| parse_patterns(&list)).transpose()?.unwrap_or_default();
         Ok(Config {
             secret,
             queue_url,
@@ -123,18 +113,12 @@ impl Config {
     }
 }
 
-fn number(
-    get: &impl Fn(&str) -> Option<String>,
-    name: &'static str,
-    default: u64,
-) -> Result<u64, ConfigError> {
+fn number(get: &impl Fn(&str) -> Option<String>, name: &'static str, default: u64) -> Result<u64, ConfigError> {
     match get(name) {
         None => Ok(default),
-        Some(value) => value.trim().parse().map_err(|_| ConfigError::Invalid {
-            name,
-            value,
-            reason: "expected a whole number",
-        }),
+        Some(value) => {
+            value.trim().parse().map_err(|_| ConfigError::Invalid { name, value, reason: "expected a whole number" })
+        }
     }
 }
 
@@ -163,8 +147,7 @@ mod tests {
     use std::collections::HashMap;
 
     fn config(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let map: HashMap<String, String> =
-            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         Config::from_lookup(|k| map.get(k).cloned())
     }
 

@@ -7,7 +7,14 @@ pub const NAMESPACE: &str = "Previewd/Webhook";
 
 /// The EMF document for one request. Dimensions are bounded: `event` is reduced to the
 /// names the front knows (others become `other`), `action` to the PR actions it handles.
-pub fn request_line(event: &str, action: &str, outcome: &str, latency_ms: f64, delivery: &str, timestamp_ms: i64) -> String {
+pub fn request_line(
+    event: &str,
+    action: &str,
+    outcome: &str,
+    latency_ms: f64,
+    delivery: &str,
+    timestamp_ms: i64,
+) -> String {
     json!({
         "_aws": {
             "Timestamp": timestamp_ms,

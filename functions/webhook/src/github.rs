@@ -159,11 +159,7 @@ struct ActionOnly<'a> {
 ///
 /// A payload for an action Previewd ignores is answered as ignored even when its other fields
 /// do not match what a handled action needs, so unusual but valid deliveries never become 400s.
-pub fn parse_pull_request(
-    payload: &[u8],
-    delivery_id: &str,
-    received_at: DateTime<Utc>,
-) -> Result<Parsed, ParseError> {
+pub fn parse_pull_request(payload: &[u8], delivery_id: &str, received_at: DateTime<Utc>) -> Result<Parsed, ParseError> {
     let mut deserializer = serde_json::Deserializer::from_slice(payload);
     let parsed: Result<Payload<'_>, _> = serde_path_to_error::deserialize(&mut deserializer);
     let raw = match parsed {
@@ -180,10 +176,7 @@ pub fn parse_pull_request(
             return Err(if inner.is_syntax() || inner.is_eof() || path == "." {
                 ParseError::Json(inner.to_string())
             } else {
-                ParseError::Field {
-                    path,
-                    message: inner.to_string(),
-                }
+                ParseError::Field { path, message: inner.to_string() }
             });
         }
     };
@@ -192,19 +185,13 @@ pub fn parse_pull_request(
     };
     if action == PrAction::Edited && raw.changes.as_ref().and_then(|c| c.base).is_none() {
         // Title or body edits change nothing in the preview; a new base branch does.
-        return Ok(Parsed::Ignored {
-            action: raw.action.into_owned(),
-            reason: "edited without a base branch change",
-        });
+        return Ok(Parsed::Ignored { action: raw.action.into_owned(), reason: "edited without a base branch change" });
     }
     build_event(raw, action, delivery_id, received_at).map(|e| Parsed::Event(Box::new(e)))
 }
 
 fn ignored(action: &str) -> Parsed {
-    Parsed::Ignored {
-        action: action.chars().take(64).collect(),
-        reason: "pull_request action not used by Previewd",
-    }
+    Parsed::Ignored { action: action.chars().take(64).collect(), reason: "pull_request action not used by Previewd" }
 }
 
 fn build_event(

@@ -38,10 +38,7 @@ pub struct Dims {
 }
 
 impl Dims {
-    const NONE: Dims = Dims {
-        event: "none",
-        action: "none",
-    };
+    const NONE: Dims = Dims { event: "none", action: "none" };
 }
 
 /// Result of the pure stage.
@@ -67,10 +64,7 @@ pub fn prepare(config: &Config, secrets: &Secrets, d: &Delivery<'_>, now: DateTi
         return (respond(Outcome::Unauthorized, &err.to_string()), Dims::NONE);
     }
     let Some(delivery_id) = d.delivery_id.map(str::trim).filter(|id| valid_delivery_id(id)) else {
-        return (
-            respond(Outcome::Malformed, "missing or invalid X-GitHub-Delivery header"),
-            Dims::NONE,
-        );
+        return (respond(Outcome::Malformed, "missing or invalid X-GitHub-Delivery header"), Dims::NONE);
     };
     let Some(event) = d.event.map(str::trim).filter(|e| !e.is_empty()) else {
         return (respond(Outcome::Malformed, "missing X-GitHub-Event header"), Dims::NONE);
@@ -91,13 +85,12 @@ pub fn prepare(config: &Config, secrets: &Secrets, d: &Delivery<'_>, now: DateTi
         }
         EventKind::PullRequest => {}
     }
-    let mut dims = Dims {
-        event: "pull_request",
-        action: "none",
-    };
+    let mut dims = Dims { event: "pull_request", action: "none" };
     let payload = match json_payload(d.content_type, d.body) {
         Ok(payload) => payload,
-        Err(err) => return (with_id(Reply::new(Outcome::Malformed, err.to_string())), dims),
+        Err(err) => {
+            return (with_id(Reply::new(Outcome::Malformed, err.to_string())), dims);
+        }
     };
     let event = match parse_pull_request(&payload, delivery_id, now) {
         Ok(Parsed::Event(event)) => event,
@@ -105,7 +98,9 @@ pub fn prepare(config: &Config, secrets: &Secrets, d: &Delivery<'_>, now: DateTi
             dims.action = PrAction::from_github(&action).map_or("other", PrAction::as_str);
             return (with_id(Reply::new(Outcome::Ignored, format!("{reason}: {action}"))), dims);
         }
-        Err(err) => return (with_id(Reply::new(Outcome::Malformed, err.to_string())), dims),
+        Err(err) => {
+            return (with_id(Reply::new(Outcome::Malformed, err.to_string())), dims);
+        }
     };
     dims.action = event.action.as_str();
     if !config.repository_allowed(&event.repository.full_name) {
@@ -126,12 +121,7 @@ pub struct Webhook {
 
 impl Webhook {
     pub fn new(config: Config, secrets: SecretSource, ledger: Ledger, queue: EventQueue) -> Webhook {
-        Webhook {
-            config,
-            secrets,
-            ledger,
-            queue,
-        }
+        Webhook { config, secrets, ledger, queue }
     }
 
     /// Handles one request: logs it and writes its EMF line.
@@ -153,7 +143,14 @@ impl Webhook {
         );
         println!(
             "{}",
-            emf::request_line(dims.event, dims.action, reply.outcome.as_str(), latency_ms, delivery, now.timestamp_millis())
+            emf::request_line(
+                dims.event,
+                dims.action,
+                reply.outcome.as_str(),
+                latency_ms,
+                delivery,
+                now.timestamp_millis()
+            )
         );
         reply
     }
@@ -234,6 +231,110 @@ impl Webhook {
         if let Err(err) = self.ledger.release(id, token).await {
             // The lease ends the claim anyway; a redelivery after it is accepted.
             tracing::warn!(delivery_id = id, error = %err, "could not release claim");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use proptest::prelude::*;
+
+    fn config(max_body: &str, allowed: &str) -> Config {
+        Config::from_lookup(|k| {
+            match k {
+                "PREVIEWD_WEBHOOK_SECRET" => Some("s"),
+                "PREVIEWD_QUEUE_URL" => Some("http://localhost/1/q.fifo"),
+                "PREVIEWD_TABLE_NAME" => Some("t"),
+                "PREVIEWD_MAX_BODY_BYTES" => Some(max_body),
+                "PREVIEWD_ALLOWED_REPOSITORIES" => Some(allowed),
+                _ => None,
+            }
+            .map(str::to_owned)
+        })
+        .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn secrets() -> Secrets {
+        Secrets::parse("s").unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    const PR: &str = r#"{"action":"opened","pull_request":{"number":1,"state":"open","title":"t","html_url":"u","updated_at":"2026-01-01T00:00:00Z","author_association":"NONE","user":{"login":"a"},"head":{"sha":"0123456789012345678901234567890123456789","ref":"f","repo":{"full_name":"o/r"}},"base":{"ref":"main","repo":{"full_name":"o/r"}}},"repository":{"id":1,"full_name":"o/r","name":"r","owner":{"login":"o"}},"sender":{"login":"a"}}"#;
+
+    fn outcome(config: &Config, d: &Delivery<'_>) -> Result<Outcome, Box<PreviewEvent>> {
+        match prepare(config, &secrets(), d, Utc::now()).0 {
+            Prepared::Respond(reply) => Ok(reply.outcome),
+            Prepared::Enqueue(event) => Err(event),
+        }
+    }
+
+    fn signed(body: &[u8]) -> String {
+        signature::sign(b"s", body)
+    }
+
+    #[test]
+    fn each_rejection_has_its_status() {
+        let c = config("4000", "");
+        let sig = signed(PR.as_bytes());
+        let good = Delivery {
+            event: Some("pull_request"),
+            delivery_id: Some("d-1"),
+            signature: Some(&sig),
+            content_type: Some("application/json"),
+            body: PR.as_bytes(),
+        };
+        assert!(outcome(&c, &good).is_err(), "a good delivery is enqueued");
+        let big = config("10", "");
+        assert_eq!(outcome(&big, &good), Ok(Outcome::TooLarge));
+        assert_eq!(outcome(&c, &Delivery { signature: None, ..good }), Ok(Outcome::Unauthorized));
+        assert_eq!(outcome(&c, &Delivery { delivery_id: None, ..good }), Ok(Outcome::Malformed));
+        assert_eq!(outcome(&c, &Delivery { delivery_id: Some("has space"), ..good }), Ok(Outcome::Malformed));
+        assert_eq!(outcome(&c, &Delivery { event: None, ..good }), Ok(Outcome::Malformed));
+        assert_eq!(outcome(&c, &Delivery { content_type: Some("text/xml"), ..good }), Ok(Outcome::Malformed));
+        assert_eq!(outcome(&c, &Delivery { event: Some("ping"), ..good }), Ok(Outcome::Pong));
+        assert_eq!(outcome(&c, &Delivery { event: Some("star"), ..good }), Ok(Outcome::Ignored));
+        assert_eq!(outcome(&config("4000", "other/*"), &good), Ok(Outcome::Ignored));
+        assert!(outcome(&config("4000", "o/r"), &good).is_err());
+    }
+
+    #[test]
+    fn signature_is_checked_before_anything_is_parsed() {
+        // Garbage with a bad signature is 401, not 400: nothing unauthenticated is parsed.
+        let c = config("4000", "");
+        let d = Delivery {
+            event: None,
+            delivery_id: None,
+            signature: Some("sha256=00"),
+            content_type: Some("text/xml"),
+            body: b"\xff\xfe",
+        };
+        assert_eq!(outcome(&c, &d), Ok(Outcome::Unauthorized));
+    }
+
+    proptest! {
+        #[test]
+        fn no_signed_input_panics(
+            body in proptest::collection::vec(any::<u8>(), 0..512),
+            event in prop_oneof![Just("pull_request".to_owned()), Just("ping".to_owned()), ".{0,20}"],
+            content_type in prop_oneof![Just("application/json".to_owned()), Just("application/x-www-form-urlencoded".to_owned()), ".{0,30}"],
+            id in ".{0,140}",
+        ) {
+            let c = config("4000", "");
+            let sig = signed(&body);
+            let d = Delivery { event: Some(&event), delivery_id: Some(&id), signature: Some(&sig), content_type: Some(&content_type), body: &body };
+            let _ = prepare(&c, &secrets(), &d, Utc::now());
+        }
+
+        #[test]
+        fn mutated_pull_requests_never_panic(cut in 0usize..600, byte in any::<u8>()) {
+            let mut body = PR.as_bytes().to_vec();
+            let at = cut % body.len();
+            body[at] = byte;
+            let c = config("4000", "");
+            let sig = signed(&body);
+            let d = Delivery { event: Some("pull_request"), delivery_id: Some("d"), signature: Some(&sig), content_type: None, body: &body };
+            let _ = prepare(&c, &secrets(), &d, Utc::now());
         }
     }
 }

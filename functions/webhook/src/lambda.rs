@@ -41,15 +41,11 @@ pub fn delivery(req: &Request) -> Delivery<'_> {
 }
 
 pub fn response(reply: &Reply) -> Response<Body> {
-    let mut builder = Response::builder()
-        .status(reply.status())
-        .header("content-type", "application/json");
+    let mut builder = Response::builder().status(reply.status()).header("content-type", "application/json");
     if let Some(seconds) = reply.retry_after {
         builder = builder.header("retry-after", seconds.to_string());
     }
-    builder
-        .body(Body::Text(reply.body()))
-        .unwrap_or_else(|_| Response::new(Body::Empty))
+    builder.body(Body::Text(reply.body())).unwrap_or_else(|_| Response::new(Body::Empty))
 }
 
 /// SDK settings for a request path that must answer GitHub within its 10 s delivery timeout:
@@ -72,7 +68,9 @@ pub async fn aws_config() -> aws_config::SdkConfig {
 pub async fn webhook_from_env(sdk: &aws_config::SdkConfig) -> Result<Webhook, StartError> {
     let config = Config::from_env()?;
     let secrets = match &config.secret {
-        SecretConfig::Inline(list) => SecretSource::Static(Arc::new(Secrets::parse(list).map_err(SecretSourceError::from)?)),
+        SecretConfig::Inline(list) => {
+            SecretSource::Static(Arc::new(Secrets::parse(list).map_err(SecretSourceError::from)?))
+        }
         SecretConfig::Arn(arn) => SecretSource::Managed(
             ManagedSecrets::load(aws_sdk_secretsmanager::Client::new(sdk), arn.clone(), config.secret_refresh).await?,
         ),

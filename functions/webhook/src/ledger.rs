@@ -27,10 +27,7 @@ where
     E: std::error::Error + 'static,
     R: std::fmt::Debug,
 {
-    LedgerError {
-        operation,
-        message: DisplayErrorContext(err).to_string(),
-    }
+    LedgerError { operation, message: DisplayErrorContext(err).to_string() }
 }
 
 /// Proof of a claim; only its holder can confirm or release it.
@@ -41,7 +38,9 @@ pub struct ClaimToken(String);
 pub enum Claim {
     Claimed(ClaimToken),
     /// Already enqueued, or another request holds a live claim.
-    Duplicate { in_progress: bool },
+    Duplicate {
+        in_progress: bool,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,12 +80,7 @@ pub struct Ledger {
 
 impl Ledger {
     pub fn new(client: aws_sdk_dynamodb::Client, table: String, lease: Duration, retention: Duration) -> Ledger {
-        Ledger {
-            client,
-            table,
-            lease,
-            retention,
-        }
+        Ledger { client, table, lease, retention }
     }
 
     /// Claims `delivery_id` for this request (one conditional write).
@@ -115,10 +109,8 @@ impl Ledger {
             Ok(_) => Ok(Claim::Claimed(ClaimToken(token))),
             Err(err) => match err.as_service_error() {
                 Some(PutItemError::ConditionalCheckFailedException(failed)) => {
-                    let in_progress = failed
-                        .item()
-                        .map(|item| attr_str(item, "state") == Some(STATE_PENDING))
-                        .unwrap_or(false);
+                    let in_progress =
+                        failed.item().map(|item| attr_str(item, "state") == Some(STATE_PENDING)).unwrap_or(false);
                     Ok(Claim::Duplicate { in_progress })
                 }
                 _ => Err(ledger_error("PutItem (claim delivery)", &err)),
@@ -186,9 +178,7 @@ impl Ledger {
         match result {
             Ok(_) => Ok(RateDecision::Allowed),
             Err(err) if err.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => {
-                Ok(RateDecision::Limited {
-                    retry_after_seconds: u64::try_from(window_end - now).unwrap_or(60).max(1),
-                })
+                Ok(RateDecision::Limited { retry_after_seconds: u64::try_from(window_end - now).unwrap_or(60).max(1) })
             }
             Err(err) => Err(ledger_error("UpdateItem (rate window)", &err)),
         }

@@ -60,13 +60,7 @@ pub struct Reply {
 
 impl Reply {
     pub fn new(outcome: Outcome, reason: impl Into<String>) -> Reply {
-        Reply {
-            outcome,
-            reason: reason.into(),
-            delivery: None,
-            message_id: None,
-            retry_after: None,
-        }
+        Reply { outcome, reason: reason.into(), delivery: None, message_id: None, retry_after: None }
     }
 
     pub fn status(&self) -> u16 {

@@ -91,17 +91,10 @@ impl ManagedSecrets {
 }
 
 async fn fetch(client: &aws_sdk_secretsmanager::Client, arn: &str) -> Result<Secrets, SecretSourceError> {
-    let output = client
-        .get_secret_value()
-        .secret_id(arn)
-        .send()
-        .await
-        .map_err(|err| SecretSourceError::Fetch {
-            arn: arn.to_owned(),
-            message: DisplayErrorContext(&err).to_string(),
-        })?;
-    let value = output.secret_string().ok_or_else(|| SecretSourceError::NotAString {
+    let output = client.get_secret_value().secret_id(arn).send().await.map_err(|err| SecretSourceError::Fetch {
         arn: arn.to_owned(),
+        message: DisplayErrorContext(&err).to_string(),
     })?;
+    let value = output.secret_string().ok_or_else(|| SecretSourceError::NotAString { arn: arn.to_owned() })?;
     Ok(Secrets::parse(value)?)
 }

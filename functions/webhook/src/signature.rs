@@ -37,12 +37,8 @@ impl Secrets {
     /// Builds the list from a comma- or newline-separated string (the env var and the
     /// Secrets Manager value use the same format). Blank entries are ignored.
     pub fn parse(list: &str) -> Result<Secrets, SecretsError> {
-        let secrets: Vec<Vec<u8>> = list
-            .split([',', '\n'])
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(|s| s.as_bytes().to_vec())
-            .collect();
+        let secrets: Vec<Vec<u8>> =
+            list.split([',', '\n']).map(str::trim).filter(|s| !s.is_empty()).map(|s| s.as_bytes().to_vec()).collect();
         match secrets.len() {
             0 => Err(SecretsError::Empty),
             n if n > MAX_SECRETS => Err(SecretsError::TooMany),
@@ -112,8 +108,7 @@ mod tests {
     // Known-answer vector from GitHub's "Validating webhook deliveries".
     const DOC_SECRET: &str = "It's a Secret to Everybody";
     const DOC_BODY: &[u8] = b"Hello, World!";
-    const DOC_SIGNATURE: &str =
-        "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17";
+    const DOC_SIGNATURE: &str = "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17";
 
     #[test]
     fn github_documented_vector_verifies() {
@@ -123,10 +118,7 @@ mod tests {
 
     #[test]
     fn tampered_body_is_rejected() {
-        assert_eq!(
-            verify(&secrets(DOC_SECRET), Some(DOC_SIGNATURE), b"Hello, World?"),
-            Err(SignatureError::Mismatch)
-        );
+        assert_eq!(verify(&secrets(DOC_SECRET), Some(DOC_SIGNATURE), b"Hello, World?"), Err(SignatureError::Mismatch));
     }
 
     #[test]
@@ -149,11 +141,7 @@ mod tests {
             &format!("sha256={}zz", &good_hex[..62]), // not hex
             &format!("sha256={}", "é".repeat(32)),    // multibyte, 64 bytes
         ] {
-            assert_eq!(
-                verify(&s, Some(header), DOC_BODY),
-                Err(SignatureError::Malformed),
-                "{header:?}"
-            );
+            assert_eq!(verify(&s, Some(header), DOC_BODY), Err(SignatureError::Malformed), "{header:?}");
         }
     }
 
@@ -169,10 +157,7 @@ mod tests {
         let body = br#"{"zen":"Keep it logically awesome."}"#;
         assert_eq!(verify(&both, Some(&sign(b"new-secret", body)), body), Ok(0));
         assert_eq!(verify(&both, Some(&sign(b"old-secret", body)), body), Ok(1));
-        assert_eq!(
-            verify(&both, Some(&sign(b"other", body)), body),
-            Err(SignatureError::Mismatch)
-        );
+        assert_eq!(verify(&both, Some(&sign(b"other", body)), body), Err(SignatureError::Mismatch));
     }
 
     #[test]

@@ -216,15 +216,7 @@ async fn secrets_manager_secret_is_loaded_and_refreshed() {
     let stack = Stack::new("secrets").await;
     let client = aws_sdk_secretsmanager::Client::new(&stack.sdk);
     let name = format!("{}-webhook-secret", stack.table);
-    let arn = client
-        .create_secret()
-        .name(&name)
-        .secret_string("first-secret")
-        .send()
-        .await
-        .unwrap()
-        .arn
-        .unwrap();
+    let arn = client.create_secret().name(&name).secret_string("first-secret").send().await.unwrap().arn.unwrap();
 
     let managed = ManagedSecrets::load(client.clone(), arn.clone(), Duration::ZERO).await.unwrap();
     let source = SecretSource::Managed(managed);
@@ -236,13 +228,7 @@ async fn secrets_manager_secret_is_loaded_and_refreshed() {
     assert_eq!(verify(&*source.current().await, &sig("first-secret")), Ok(0));
 
     // Rotation: the new secret first, the old one kept until GitHub uses the new one.
-    client
-        .put_secret_value()
-        .secret_id(&arn)
-        .secret_string("second-secret,first-secret")
-        .send()
-        .await
-        .unwrap();
+    client.put_secret_value().secret_id(&arn).secret_string("second-secret,first-secret").send().await.unwrap();
     let rotated = source.current().await;
     assert_eq!(verify(&rotated, &sig("second-secret")), Ok(0));
     assert_eq!(verify(&rotated, &sig("first-secret")), Ok(1));

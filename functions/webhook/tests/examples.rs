@@ -108,7 +108,14 @@ fn every_pull_request_example_parses_into_the_right_message() {
         }
     }
     let expected_handled: BTreeSet<String> = [
-        "opened", "reopened", "synchronize", "closed", "labeled", "unlabeled", "ready_for_review", "converted_to_draft",
+        "opened",
+        "reopened",
+        "synchronize",
+        "closed",
+        "labeled",
+        "unlabeled",
+        "ready_for_review",
+        "converted_to_draft",
     ]
     .into_iter()
     .map(str::to_owned)
@@ -184,12 +191,8 @@ async fn example_messages_round_trip_through_the_queue() {
         assert_eq!(reply.outcome, Outcome::Accepted, "{reply:?}");
         sent.push(id);
     }
-    let mut received: Vec<String> = stack
-        .drain()
-        .await
-        .iter()
-        .map(|m| PreviewEvent::from_json(m.body().unwrap()).unwrap().delivery_id)
-        .collect();
+    let mut received: Vec<String> =
+        stack.drain().await.iter().map(|m| PreviewEvent::from_json(m.body().unwrap()).unwrap().delivery_id).collect();
     received.sort();
     sent.sort();
     assert_eq!(received, sent);

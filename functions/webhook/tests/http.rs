@@ -158,10 +158,8 @@ async fn signed_deliveries_over_http_get_the_documented_answers() {
     assert!(answer.json["reason"].as_str().unwrap().contains("pull_request"), "{}", answer.json);
 
     let messages = stack.drain().await;
-    let ids: Vec<String> = messages
-        .iter()
-        .map(|m| PreviewEvent::from_json(m.body().unwrap()).unwrap().delivery_id)
-        .collect();
+    let ids: Vec<String> =
+        messages.iter().map(|m| PreviewEvent::from_json(m.body().unwrap()).unwrap().delivery_id).collect();
     assert!(ids.contains(&first.id) && ids.contains(&form.id), "{ids:?}");
     assert_eq!(ids.iter().filter(|id| **id == first.id).count(), 1);
 }

@@ -42,11 +42,7 @@ pub async fn sdk_config(endpoint: &str) -> SdkConfig {
         .region(Region::new("us-east-1"))
         .credentials_provider(Credentials::new("test", "test", None, None, "tests"))
         .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(1))
-        .timeout_config(
-            aws_config::timeout::TimeoutConfig::builder()
-                .operation_timeout(Duration::from_secs(5))
-                .build(),
-        )
+        .timeout_config(aws_config::timeout::TimeoutConfig::builder().operation_timeout(Duration::from_secs(5)).build())
         .load()
         .await
 }
@@ -65,17 +61,9 @@ pub struct Stack {
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
 fn unique_prefix(name: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    format!(
-        "t{}-{}-{}-{}-",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed),
-        nanos % 100_000,
-        name
-    )
+    let nanos =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    format!("t{}-{}-{}-{}-", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed), nanos % 100_000, name)
 }
 
 pub fn resource_spec() -> Value {
@@ -124,7 +112,8 @@ impl Stack {
         let mut queue_attrs = attrs(&queue["attributes"]);
         queue_attrs.insert(
             QueueAttributeName::RedrivePolicy,
-            json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": queue["max_receive_count"].to_string()}).to_string(),
+            json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": queue["max_receive_count"].to_string()})
+                .to_string(),
         );
         let queue_url = sqs
             .create_queue()
@@ -166,14 +155,7 @@ impl Stack {
             .send()
             .await
             .unwrap();
-        Stack {
-            sdk,
-            sqs,
-            ddb,
-            queue_url,
-            dlq_url,
-            table,
-        }
+        Stack { sdk, sqs, ddb, queue_url, dlq_url, table }
     }
 
     pub fn env(&self, rate_limit: u32) -> Vec<(String, String)> {
@@ -194,12 +176,7 @@ impl Stack {
     pub fn webhook_with_queue_client(&self, rate_limit: u32, sqs: aws_sdk_sqs::Client) -> Webhook {
         let config = self.config(rate_limit);
         let secrets = SecretSource::Static(Arc::new(Secrets::parse(&format!("{SECRET},{OLD_SECRET}")).unwrap()));
-        let ledger = Ledger::new(
-            self.ddb.clone(),
-            self.table.clone(),
-            config.claim_lease,
-            config.dedupe_retention,
-        );
+        let ledger = Ledger::new(self.ddb.clone(), self.table.clone(), config.claim_lease, config.dedupe_retention);
         let queue = EventQueue::new(sqs, self.queue_url.clone());
         Webhook::new(config, secrets, ledger, queue)
     }
