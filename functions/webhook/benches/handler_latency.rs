@@ -1,1 +1,189 @@
-fn main() {}
+//! Latency of the full handler against the local AWS emulator, beside the raw emulator round
+//! trips an accepted delivery needs at minimum (claim PutItem, SendMessage, confirm UpdateItem,
+//! in sequence). Goal: handler p50 within 1.2x of the raw sequence's p50.
+//!
+//! The two are measured interleaved in one run (the machine is shared and noisy), so the ratio
+//! compares like with like. Needs the emulator: `make stack-up && . .run/stack.env`, then
+//! cargo bench -p previewd-webhook --bench handler_latency
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr, missing_docs)]
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::time::{Duration, Instant};
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use previewd_webhook::Outcome;
+use support::{Signed, Stack, new_delivery_id, pr_payload};
+
+const WARMUP: usize = 50;
+const SAMPLES: usize = 500;
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[index.min(sorted.len() - 1)]
+}
+
+fn report(name: &str, samples: &mut [Duration]) -> Duration {
+    samples.sort();
+    let p50 = percentile(samples, 0.5);
+    println!(
+        "{name:<28} p50 {:>8.3} ms   p90 {:>8.3} ms   p99 {:>8.3} ms   (n={})",
+        p50.as_secs_f64() * 1e3,
+        percentile(samples, 0.9).as_secs_f64() * 1e3,
+        percentile(samples, 0.99).as_secs_f64() * 1e3,
+        samples.len()
+    );
+    p50
+}
+
+fn main() {
+    if std::env::var("PREVIEWD_TEST_AWS_ENDPOINT").is_err() {
+        eprintln!("handler_latency: skipped — start the emulator first: make stack-up && . .run/stack.env");
+        return;
+    }
+    // `cargo test --benches` runs benches with --test/--bench flags: only measure under bench.
+    if !std::env::args().any(|a| a == "--bench") {
+        eprintln!("handler_latency: run with `cargo bench` to measure");
+        return;
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let stack = Stack::new("bench").await;
+        let webhook = stack.webhook(1_000_000);
+        let payload = pr_payload("synchronize", "acme/shop", 1);
+
+        let handler_once = || async {
+            let signed = Signed::json("pull_request", &new_delivery_id(), &payload);
+            let started = Instant::now();
+            // `process` is `handle` without its log and EMF lines (microseconds, and noise here).
+            let (reply, _) = webhook.process(&signed.delivery(), chrono::Utc::now()).await;
+            let elapsed = started.elapsed();
+            assert_eq!(reply.outcome, Outcome::Accepted);
+            elapsed
+        };
+        // The same four requests the handler makes for an accepted delivery (same expressions,
+        // same message body), issued straight through the SDK: claim PutItem and rate-window
+        // UpdateItem concurrently, then SendMessage, then the confirming UpdateItem.
+        let body = {
+            let signed = Signed::json("pull_request", "x", &payload);
+            match previewd_webhook::prepare(
+                &stack.config(1_000_000),
+                &support::secrets(),
+                &signed.delivery(),
+                chrono::Utc::now(),
+            )
+            .0
+            {
+                previewd_webhook::Prepared::Enqueue(event) => event.to_json().unwrap(),
+                other => panic!("{other:?}"),
+            }
+        };
+        let raw_once = |with_rate: bool| {
+            let body = body.clone();
+            let stack = &stack;
+            async move {
+                let id = new_delivery_id();
+                let now = chrono::Utc::now().timestamp();
+                let key = AttributeValue::S(format!("delivery#{id}"));
+                let n = |v: i64| AttributeValue::N(v.to_string());
+                let s = |v: &str| AttributeValue::S(v.to_owned());
+                let started = Instant::now();
+                let claim = stack
+                    .ddb
+                    .put_item()
+                    .table_name(&stack.table)
+                    .item("pk", key.clone())
+                    .item("state", s("pending"))
+                    .item("token", s(&id))
+                    .item("lease_until", n(now + 60))
+                    .item("expires_at", n(now + 345_600))
+                    .condition_expression(
+                        "attribute_not_exists(pk) OR expires_at < :now OR (#state = :pending AND lease_until < :now)",
+                    )
+                    .expression_attribute_names("#state", "state")
+                    .expression_attribute_values(":now", n(now))
+                    .expression_attribute_values(":pending", s("pending"))
+                    .return_values_on_condition_check_failure(
+                        aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure::AllOld,
+                    )
+                    .send();
+                let rate = async {
+                    if with_rate {
+                        stack
+                            .ddb
+                            .update_item()
+                            .table_name(&stack.table)
+                            .key("pk", s(&format!("rate#acme/shop#{}", now - now % 60)))
+                            .update_expression("ADD hits :one SET expires_at = :exp")
+                            .condition_expression("attribute_not_exists(hits) OR hits < :limit")
+                            .expression_attribute_values(":one", n(1))
+                            .expression_attribute_values(":limit", n(1_000_000))
+                            .expression_attribute_values(":exp", n(now + 120))
+                            .send()
+                            .await
+                            .map(|_| ())
+                    } else {
+                        Ok(())
+                    }
+                };
+                let (claim, rate) = tokio::join!(claim, rate);
+                claim.unwrap();
+                rate.unwrap();
+                stack
+                    .sqs
+                    .send_message()
+                    .queue_url(&stack.queue_url)
+                    .message_body(body)
+                    .message_group_id("acme/shop#1")
+                    .message_deduplication_id(&id)
+                    .send()
+                    .await
+                    .unwrap();
+                stack
+                    .ddb
+                    .update_item()
+                    .table_name(&stack.table)
+                    .key("pk", key)
+                    .update_expression("SET #state = :enqueued, expires_at = :exp REMOVE lease_until")
+                    .condition_expression("#token = :token")
+                    .expression_attribute_names("#state", "state")
+                    .expression_attribute_names("#token", "token")
+                    .expression_attribute_values(":enqueued", s("enqueued"))
+                    .expression_attribute_values(":exp", n(now + 345_600))
+                    .expression_attribute_values(":token", s(&id))
+                    .send()
+                    .await
+                    .unwrap();
+                started.elapsed()
+            }
+        };
+
+        for _ in 0..WARMUP {
+            handler_once().await;
+            raw_once(true).await;
+            raw_once(false).await;
+        }
+        let mut handler = Vec::with_capacity(SAMPLES);
+        let mut raw = Vec::with_capacity(SAMPLES);
+        let mut raw_without_rate = Vec::with_capacity(SAMPLES);
+        for i in 0..SAMPLES {
+            // Rotate the order so none always follows another.
+            for step in 0..3 {
+                match (i + step) % 3 {
+                    0 => handler.push(handler_once().await),
+                    1 => raw.push(raw_once(true).await),
+                    _ => raw_without_rate.push(raw_once(false).await),
+                }
+            }
+            if i % 100 == 99 {
+                stack.drain().await;
+            }
+        }
+        let h = report("handler (accepted delivery)", &mut handler);
+        let r = report("raw round trips (same calls)", &mut raw);
+        let r3 = report("raw, without the rate write", &mut raw_without_rate);
+        println!("ratio handler / raw round trips at p50: {:.3} (goal <= 1.2)", h.as_secs_f64() / r.as_secs_f64());
+        println!("ratio handler / raw without rate write at p50: {:.3}", h.as_secs_f64() / r3.as_secs_f64());
+    });
+}

@@ -290,6 +290,10 @@ impl Signed {
     }
 }
 
+pub fn secrets() -> Secrets {
+    Secrets::parse(&format!("{SECRET},{OLD_SECRET}")).unwrap()
+}
+
 pub fn new_delivery_id() -> String {
     uuid::Uuid::new_v4().to_string()
 }
