@@ -5,7 +5,7 @@
 //! The two are measured interleaved in one run (the machine is shared and noisy), so the ratio
 //! compares like with like. Needs the emulator: `make stack-up && . .run/stack.env`, then
 //! cargo bench -p previewd-webhook --bench handler_latency
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr, missing_docs)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::print_stderr, missing_docs)]
 
 #[path = "../tests/support/mod.rs"]
 mod support;
