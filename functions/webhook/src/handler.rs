@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use previewd_events::{PrAction, PreviewEvent};
+use tracing::Instrument;
 
 use crate::body::json_payload;
 use crate::config::Config;
@@ -128,11 +129,15 @@ impl Webhook {
     pub async fn handle(&self, d: &Delivery<'_>) -> Reply {
         let started = Instant::now();
         let now = Utc::now();
-        let (reply, dims) = self.process(d, now).await;
+        // Every log line of this request carries the delivery id (as sent: it is not verified
+        // yet when the span opens, so it is cut to the length a valid id can have).
+        let header_id: String = d.delivery_id.unwrap_or("").chars().take(128).collect();
+        let span = tracing::info_span!("delivery", delivery_id = %header_id);
+        let (reply, dims) = self.process(d, now).instrument(span.clone()).await;
+        let _entered = span.enter();
         let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
         let delivery = reply.delivery.as_deref().unwrap_or("");
         tracing::info!(
-            delivery_id = delivery,
             event = dims.event,
             action = dims.action,
             outcome = reply.outcome.as_str(),
@@ -188,7 +193,7 @@ impl Webhook {
                 return Reply::new(Outcome::Duplicate, reason);
             }
             Err(err) => {
-                tracing::error!(delivery_id = id, error = %err, "dedupe claim failed");
+                tracing::error!(error = %err, "dedupe claim failed");
                 return Reply::new(Outcome::Unavailable, "delivery ledger unavailable; retry later");
             }
         };
@@ -200,7 +205,7 @@ impl Webhook {
                 Some(reply)
             }
             Err(err) => {
-                tracing::error!(delivery_id = id, error = %err, "rate limit check failed");
+                tracing::error!(error = %err, "rate limit check failed");
                 Some(Reply::new(Outcome::Unavailable, "rate limiter unavailable; retry later"))
             }
         };
@@ -213,14 +218,14 @@ impl Webhook {
                 if let Err(err) = self.ledger.confirm(id, &token, now).await {
                     // The message is on the queue; the claim still blocks duplicates for its
                     // lease and the reconciler applies a delivery idempotently after that.
-                    tracing::warn!(delivery_id = id, error = %err, "could not confirm delivery");
+                    tracing::warn!(error = %err, "could not confirm delivery");
                 }
                 let mut reply = Reply::new(Outcome::Accepted, "enqueued");
                 reply.message_id = Some(message_id);
                 reply
             }
             Err(err) => {
-                tracing::error!(delivery_id = id, error = %err, "enqueue failed");
+                tracing::error!(error = %err, "enqueue failed");
                 self.release(id, &token).await;
                 Reply::new(Outcome::Unavailable, "queue unavailable; GitHub may redeliver")
             }
@@ -230,7 +235,7 @@ impl Webhook {
     async fn release(&self, id: &str, token: &crate::ledger::ClaimToken) {
         if let Err(err) = self.ledger.release(id, token).await {
             // The lease ends the claim anyway; a redelivery after it is accepted.
-            tracing::warn!(delivery_id = id, error = %err, "could not release claim");
+            tracing::warn!(error = %err, "could not release claim");
         }
     }
 }

@@ -16,6 +16,7 @@ async fn main() -> Result<(), Error> {
         .json()
         .with_env_filter(EnvFilter::try_new(filter.to_lowercase()).unwrap_or_else(|_| EnvFilter::new("info")))
         .with_current_span(false)
+        .flatten_event(true)
         .with_target(false)
         .without_time()
         .init();
