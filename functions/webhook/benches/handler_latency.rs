@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use previewd_webhook::Outcome;
-use support::{Signed, Stack, new_delivery_id, pr_payload};
+use support::{Signed, Stack, WebhookStack, new_delivery_id, pr_payload};
 
 const WARMUP: usize = 50;
 const SAMPLES: usize = 500;

@@ -1,7 +1,6 @@
-//! CloudWatch Embedded Metric Format: one JSON line per request on stdout, which CloudWatch
-//! Logs turns into metrics without any API call from the function.
+//! The webhook's CloudWatch Embedded Metric Format line: one per request on stdout.
 
-use serde_json::json;
+use previewd_lambda_common::{Emf, Unit};
 
 pub const NAMESPACE: &str = "Previewd/Webhook";
 
@@ -15,27 +14,17 @@ pub fn request_line(
     delivery: &str,
     timestamp_ms: i64,
 ) -> String {
-    json!({
-        "_aws": {
-            "Timestamp": timestamp_ms,
-            "CloudWatchMetrics": [{
-                "Namespace": NAMESPACE,
-                "Dimensions": [["Event", "Action", "Outcome"], ["Outcome"]],
-                "Metrics": [
-                    {"Name": "Requests", "Unit": "Count"},
-                    {"Name": "Latency", "Unit": "Milliseconds"}
-                ]
-            }]
-        },
-        "Event": event,
-        "Action": action,
-        "Outcome": outcome,
-        "Requests": 1,
-        "Latency": latency_ms,
+    Emf::new(NAMESPACE)
+        .dimension("Event", event)
+        .dimension("Action", action)
+        .dimension("Outcome", outcome)
+        .dimension_set(&["Event", "Action", "Outcome"])
+        .dimension_set(&["Outcome"])
+        .metric("Requests", Unit::Count, 1.0)
+        .metric("Latency", Unit::Milliseconds, latency_ms)
         // Not a dimension: searchable in Logs Insights without multiplying metric series.
-        "DeliveryId": delivery,
-    })
-    .to_string()
+        .property("DeliveryId", delivery)
+        .line(timestamp_ms)
 }
 
 #[cfg(test)]
@@ -43,21 +32,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn line_is_valid_emf() -> Result<(), serde_json::Error> {
-        let line = request_line("pull_request", "opened", "accepted", 12.5, "d-1", 1_700_000_000_000);
+    fn request_line_carries_the_dimensions_alarms_use() -> Result<(), serde_json::Error> {
+        let line = request_line("pull_request", "opened", "rate_limited", 3.0, "d-1", 1);
         let v: serde_json::Value = serde_json::from_str(&line)?;
-        let directive = &v["_aws"]["CloudWatchMetrics"][0];
-        assert_eq!(directive["Namespace"], NAMESPACE);
-        // Every dimension and metric named in the directive is a top-level member.
-        for dims in directive["Dimensions"].as_array().into_iter().flatten() {
-            for d in dims.as_array().into_iter().flatten() {
-                assert!(v.get(d.as_str().unwrap_or("?")).is_some(), "{d}");
-            }
-        }
-        for m in directive["Metrics"].as_array().into_iter().flatten() {
-            assert!(v[m["Name"].as_str().unwrap_or("?")].is_number());
-        }
-        assert!(!line.contains('\n'));
+        assert_eq!(v["_aws"]["CloudWatchMetrics"][0]["Namespace"], NAMESPACE);
+        assert_eq!(v["Outcome"], "rate_limited");
+        assert_eq!(v["Requests"], 1.0);
+        assert_eq!(v["_aws"]["CloudWatchMetrics"][0]["Dimensions"][1][0], "Outcome");
         Ok(())
     }
 }

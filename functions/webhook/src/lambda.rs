@@ -2,11 +2,7 @@
 //! [`Webhook`] once per container from the environment.
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use aws_config::BehaviorVersion;
-use aws_config::retry::RetryConfig;
-use aws_config::timeout::TimeoutConfig;
 use lambda_http::{Body, Request, Response};
 
 use crate::config::{Config, ConfigError, SecretConfig};
@@ -46,22 +42,6 @@ pub fn response(reply: &Reply) -> Response<Body> {
         builder = builder.header("retry-after", seconds.to_string());
     }
     builder.body(Body::Text(reply.body())).unwrap_or_else(|_| Response::new(Body::Empty))
-}
-
-/// SDK settings for a request path that must answer GitHub within its 10 s delivery timeout:
-/// short attempts, a bounded total, a few retries.
-pub async fn aws_config() -> aws_config::SdkConfig {
-    aws_config::defaults(BehaviorVersion::latest())
-        .timeout_config(
-            TimeoutConfig::builder()
-                .connect_timeout(Duration::from_secs(1))
-                .operation_attempt_timeout(Duration::from_secs(2))
-                .operation_timeout(Duration::from_secs(5))
-                .build(),
-        )
-        .retry_config(RetryConfig::standard().with_max_attempts(3))
-        .load()
-        .await
 }
 
 /// Builds the webhook from the environment; any error here stops the container from starting.

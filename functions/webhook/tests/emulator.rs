@@ -14,7 +14,7 @@ use previewd_events::{PrAction, PreviewEvent};
 use previewd_webhook::Outcome;
 use previewd_webhook::ledger::delivery_key;
 use previewd_webhook::secrets::{ManagedSecrets, SecretSource};
-use support::{Signed, Stack, new_delivery_id, pr_payload};
+use support::{Signed, Stack, WebhookStack, new_delivery_id, pr_payload};
 
 #[tokio::test]
 async fn first_delivery_is_enqueued_with_fifo_attributes() {

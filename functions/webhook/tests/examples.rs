@@ -13,7 +13,7 @@ use previewd_events::{PrAction, PrState, PreviewEvent};
 use previewd_webhook::signature::{Secrets, sign, verify};
 use previewd_webhook::{Outcome, Prepared, prepare};
 use serde_json::Value;
-use support::{SECRET, Signed, Stack};
+use support::{SECRET, Signed, Stack, WebhookStack};
 
 fn npm_dir() -> std::path::PathBuf {
     support::workspace_root().join("infra/npm")

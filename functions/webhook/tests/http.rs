@@ -17,7 +17,7 @@ use hyper_util::rt::TokioExecutor;
 use previewd_events::PreviewEvent;
 use previewd_webhook::{Outcome, Prepared, lambda, prepare};
 use serde_json::{Value, json};
-use support::{SECRET, Signed, Stack, new_delivery_id, pr_payload};
+use support::{SECRET, Signed, Stack, WebhookStack, new_delivery_id, pr_payload};
 
 /// Kills the child processes when the test ends, also on failure.
 struct Processes(Vec<Child>);

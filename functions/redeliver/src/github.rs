@@ -1,0 +1,338 @@
+//! The few GitHub REST calls the redeliver function makes, over one shared octocrab client:
+//! list a hook's deliveries (cursor pagination through `Link` headers) and request a
+//! redelivery. Rate limits are honoured from the response headers.
+
+use std::fmt;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use http::{HeaderMap, StatusCode};
+use octocrab::Octocrab;
+use octocrab::models::AppId;
+use serde::Deserialize;
+
+use crate::config::HookTarget;
+
+/// How the function authenticates. Never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Credentials {
+    /// A GitHub App: JWTs signed with its private key (needed for the App's own webhook).
+    App { app_id: u64, private_key: String },
+    /// A token with `admin:repo_hook` / `admin:org_hook` (repository or organisation hooks).
+    Token(String),
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Credentials::App { app_id, .. } => write!(f, "App {{ app_id: {app_id}, private_key: <redacted> }}"),
+            Credentials::Token(_) => f.write_str("Token(<redacted>)"),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct CredentialsJson {
+    #[serde(default)]
+    app_id: Option<serde_json::Value>,
+    #[serde(default)]
+    private_key: Option<String>,
+    #[serde(default)]
+    token: Option<String>,
+}
+
+impl Credentials {
+    /// Reads the Secrets Manager value: `{"app_id": 123, "private_key": "-----BEGIN ..."}` or
+    /// `{"token": "..."}` (`app_id` may be a number or a string).
+    pub fn from_json(text: &str) -> Result<Credentials, GitHubError> {
+        let json: CredentialsJson = serde_json::from_str(text)
+            .map_err(|e| GitHubError::Credentials(format!("not the expected JSON object: {e}")))?;
+        if let Some(token) = json.token.filter(|t| !t.trim().is_empty()) {
+            return Ok(Credentials::Token(token.trim().to_owned()));
+        }
+        let app_id = match json.app_id {
+            Some(serde_json::Value::Number(n)) => n.as_u64(),
+            Some(serde_json::Value::String(s)) => s.trim().parse().ok(),
+            _ => None,
+        };
+        match (app_id, json.private_key.filter(|k| k.contains("PRIVATE KEY"))) {
+            (Some(app_id), Some(private_key)) => Ok(Credentials::App { app_id, private_key }),
+            _ => Err(GitHubError::Credentials(
+                "set either \"token\", or \"app_id\" with a PEM \"private_key\" (see docs/deploy-aws.md)".to_owned(),
+            )),
+        }
+    }
+}
+
+/// One entry of `GET .../hook/deliveries`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct HookDelivery {
+    pub id: u64,
+    /// The same for a delivery and all its redeliveries.
+    pub guid: String,
+    pub delivered_at: DateTime<Utc>,
+    #[serde(default)]
+    pub redelivery: bool,
+    /// The receiver's HTTP status; 0 when GitHub got no HTTP answer (timeout, connection error).
+    #[serde(default)]
+    pub status_code: u16,
+    #[serde(default)]
+    pub status: String,
+    #[serde(default)]
+    pub event: String,
+    #[serde(default)]
+    pub action: Option<String>,
+}
+
+#[derive(Debug)]
+pub struct Page {
+    pub deliveries: Vec<HookDelivery>,
+    /// The absolute URL of the next page, from the `Link` header.
+    pub next: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum GitHubError {
+    #[error("GitHub rate limit: retry in {} s", .0.as_secs())]
+    RateLimited(Duration),
+    #[error("GitHub answered {status} to {what}: {message}")]
+    Status { status: u16, what: &'static str, message: String },
+    #[error("GitHub request failed ({what}): {message}")]
+    Transport { what: &'static str, message: String },
+    #[error("GitHub's answer to {what} could not be read: {message}")]
+    Decode { what: &'static str, message: String },
+    #[error("GitHub credentials: {0}")]
+    Credentials(String),
+}
+
+impl GitHubError {
+    /// A bounded label for metrics and logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            GitHubError::RateLimited(_) => "rate_limited",
+            GitHubError::Status { .. } => "status",
+            GitHubError::Transport { .. } => "transport",
+            GitHubError::Decode { .. } => "decode",
+            GitHubError::Credentials(_) => "credentials",
+        }
+    }
+}
+
+/// How long to wait before the next call, from a response's status and headers.
+///
+/// GitHub signals limits three ways: `retry-after` (secondary limits, 429/403),
+/// `x-ratelimit-remaining: 0` with `x-ratelimit-reset` (primary limit, epoch seconds), and a 403
+/// or 429 with neither, for which GitHub's guidance is to wait at least a minute.
+pub fn rate_limit_wait(status: StatusCode, headers: &HeaderMap, now_epoch: i64) -> Option<Duration> {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
+    if let Some(seconds) = header("retry-after").and_then(|v| v.parse::<u64>().ok()) {
+        return Some(Duration::from_secs(seconds.max(1)));
+    }
+    let exhausted = header("x-ratelimit-remaining") == Some("0");
+    if exhausted && let Some(reset) = header("x-ratelimit-reset").and_then(|v| v.parse::<i64>().ok()) {
+        // One second past the reset, as GitHub's clock and ours differ a little.
+        return Some(Duration::from_secs(u64::try_from(reset - now_epoch).unwrap_or(0) + 1));
+    }
+    if status == StatusCode::TOO_MANY_REQUESTS || (status == StatusCode::FORBIDDEN && exhausted) {
+        return Some(Duration::from_secs(60));
+    }
+    None
+}
+
+/// The `rel="next"` URL of an RFC 8288 `Link` header.
+pub fn next_link(link: &str) -> Option<String> {
+    link.split(',').find_map(|part| {
+        let mut pieces = part.split(';');
+        let url = pieces.next()?.trim().strip_prefix('<')?.strip_suffix('>')?;
+        pieces.any(|p| matches!(p.trim(), "rel=\"next\"" | "rel=next")).then(|| url.to_owned())
+    })
+}
+
+/// One client for the whole container; it remembers a rate limit across calls.
+#[derive(Debug)]
+pub struct GitHub {
+    client: Octocrab,
+    api_url: String,
+    /// Epoch seconds before which no call is made.
+    blocked_until: Mutex<i64>,
+}
+
+impl GitHub {
+    pub fn new(api_url: &str, credentials: &Credentials) -> Result<GitHub, GitHubError> {
+        let builder = Octocrab::builder()
+            .base_uri(api_url)
+            .map_err(|e| GitHubError::Credentials(format!("invalid GitHub API URL {api_url}: {e}")))?
+            .set_connect_timeout(Some(Duration::from_secs(5)))
+            .set_read_timeout(Some(Duration::from_secs(20)));
+        let builder = match credentials {
+            Credentials::App { app_id, private_key } => {
+                let key = jsonwebtoken::EncodingKey::from_rsa_pem(private_key.as_bytes())
+                    .map_err(|e| GitHubError::Credentials(format!("the App private key is not an RSA PEM key: {e}")))?;
+                builder.app(AppId(*app_id), key)
+            }
+            Credentials::Token(token) => builder.personal_token(token.clone()),
+        };
+        let client =
+            builder.build().map_err(|e| GitHubError::Credentials(format!("building the GitHub client: {e}")))?;
+        Ok(GitHub { client, api_url: api_url.trim_end_matches('/').to_owned(), blocked_until: Mutex::new(0) })
+    }
+
+    /// The first page's URL.
+    pub fn first_page(&self, hook: &HookTarget) -> String {
+        format!("{}{}?per_page=100", self.api_url, hook.deliveries_path())
+    }
+
+    fn check_blocked(&self) -> Result<(), GitHubError> {
+        let until = self.blocked_until.lock().map(|g| *g).unwrap_or(0);
+        let now = Utc::now().timestamp();
+        if until > now {
+            return Err(GitHubError::RateLimited(Duration::from_secs(u64::try_from(until - now).unwrap_or(1))));
+        }
+        Ok(())
+    }
+
+    /// Records rate-limit signals of a response; returns the wait if this response was refused.
+    fn observe(&self, status: StatusCode, headers: &HeaderMap) -> Option<Duration> {
+        let now = Utc::now().timestamp();
+        let wait = rate_limit_wait(status, headers, now);
+        if let Some(remaining) = headers.get("x-ratelimit-remaining").and_then(|v| v.to_str().ok()) {
+            tracing::debug!(remaining, "GitHub rate limit");
+        }
+        if let Some(wait) = wait
+            && let Ok(mut until) = self.blocked_until.lock()
+        {
+            *until = (*until).max(now + i64::try_from(wait.as_secs()).unwrap_or(60));
+        }
+        let refused = status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::FORBIDDEN;
+        wait.filter(|_| refused)
+    }
+
+    /// Lists one page of deliveries, newest first.
+    pub async fn list(&self, url: &str) -> Result<Page, GitHubError> {
+        const WHAT: &str = "list hook deliveries";
+        self.check_blocked()?;
+        let response =
+            self.client._get(url).await.map_err(|e| GitHubError::Transport { what: WHAT, message: e.to_string() })?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        if let Some(wait) = self.observe(status, &headers) {
+            return Err(GitHubError::RateLimited(wait));
+        }
+        let body = self
+            .client
+            .body_to_string(response)
+            .await
+            .map_err(|e| GitHubError::Transport { what: WHAT, message: e.to_string() })?;
+        if !status.is_success() {
+            return Err(GitHubError::Status { status: status.as_u16(), what: WHAT, message: excerpt(&body) });
+        }
+        let deliveries =
+            serde_json::from_str(&body).map_err(|e| GitHubError::Decode { what: WHAT, message: e.to_string() })?;
+        let next = headers.get(http::header::LINK).and_then(|v| v.to_str().ok()).and_then(next_link);
+        Ok(Page { deliveries, next })
+    }
+
+    /// Asks GitHub to deliver `delivery_id` again (GitHub answers 202 and delivers shortly).
+    pub async fn redeliver(&self, hook: &HookTarget, delivery_id: u64) -> Result<(), GitHubError> {
+        const WHAT: &str = "redeliver";
+        self.check_blocked()?;
+        let url = format!("{}{}", self.api_url, hook.attempts_path(delivery_id));
+        let response = self
+            .client
+            ._post(url, None::<&()>)
+            .await
+            .map_err(|e| GitHubError::Transport { what: WHAT, message: e.to_string() })?;
+        let status = response.status();
+        if let Some(wait) = self.observe(status, &response.headers().clone()) {
+            return Err(GitHubError::RateLimited(wait));
+        }
+        if status.is_success() {
+            return Ok(());
+        }
+        let body = self.client.body_to_string(response).await.unwrap_or_default();
+        Err(GitHubError::Status { status: status.as_u16(), what: WHAT, message: excerpt(&body) })
+    }
+}
+
+fn excerpt(body: &str) -> String {
+    body.chars().take(200).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (k, v) in pairs {
+            map.insert(*k, HeaderValue::from_str(v).unwrap());
+        }
+        map
+    }
+
+    #[test]
+    fn rate_limit_signals() {
+        let now = 1_000;
+        assert_eq!(
+            rate_limit_wait(StatusCode::FORBIDDEN, &headers(&[("retry-after", "30")]), now),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(
+            rate_limit_wait(
+                StatusCode::FORBIDDEN,
+                &headers(&[("x-ratelimit-remaining", "0"), ("x-ratelimit-reset", "1100")]),
+                now
+            ),
+            Some(Duration::from_secs(101))
+        );
+        // The last allowed call succeeded but nothing is left: wait before the next one.
+        assert_eq!(
+            rate_limit_wait(
+                StatusCode::OK,
+                &headers(&[("x-ratelimit-remaining", "0"), ("x-ratelimit-reset", "990")]),
+                now
+            ),
+            Some(Duration::from_secs(1))
+        );
+        assert_eq!(rate_limit_wait(StatusCode::TOO_MANY_REQUESTS, &headers(&[]), now), Some(Duration::from_secs(60)));
+        // A plain 403 is a permission problem, not a rate limit.
+        assert_eq!(rate_limit_wait(StatusCode::FORBIDDEN, &headers(&[("x-ratelimit-remaining", "4999")]), now), None);
+        assert_eq!(rate_limit_wait(StatusCode::OK, &headers(&[("x-ratelimit-remaining", "12")]), now), None);
+    }
+
+    #[test]
+    fn next_link_is_found_among_others() {
+        let link = r#"<https://api.github.com/app/hook/deliveries?per_page=100&cursor=v1_12>; rel="next", <https://api.github.com/app/hook/deliveries?per_page=100>; rel="first""#;
+        assert_eq!(
+            next_link(link).as_deref(),
+            Some("https://api.github.com/app/hook/deliveries?per_page=100&cursor=v1_12")
+        );
+        assert_eq!(next_link(r#"<https://x/a>; rel="prev""#), None);
+        assert_eq!(next_link("garbage"), None);
+    }
+
+    #[test]
+    fn credentials_json_forms() {
+        assert_eq!(Credentials::from_json(r#"{"token":" ghp_1 "}"#).unwrap(), Credentials::Token("ghp_1".into()));
+        let app =
+            Credentials::from_json(r#"{"app_id":"42","private_key":"-----BEGIN RSA PRIVATE KEY-----\n..."}"#).unwrap();
+        assert!(matches!(app, Credentials::App { app_id: 42, .. }));
+        assert!(!format!("{app:?}").contains("BEGIN"));
+        // The placeholder the template creates is refused with directions.
+        let err = Credentials::from_json(r#"{"app_id":"","private_key":""}"#).unwrap_err();
+        assert!(err.to_string().contains("docs/deploy-aws.md"), "{err}");
+        assert!(Credentials::from_json("not json").is_err());
+    }
+
+    #[test]
+    fn deliveries_parse_from_githubs_documented_shape() {
+        // From GitHub's REST docs, "List deliveries for an app webhook".
+        let body = r#"[{"id":12345678,"guid":"0b989ba4-242f-11e5-81e1-c7b6966d2516","delivered_at":"2019-06-03T00:57:16Z","redelivery":false,"duration":0.27,"status":"OK","status_code":200,"event":"issues","action":"opened","installation_id":123,"repository_id":456,"throttled_at":"2019-06-03T00:57:16Z"}]"#;
+        let deliveries: Vec<HookDelivery> = serde_json::from_str(body).unwrap();
+        assert_eq!(deliveries[0].id, 12345678);
+        assert_eq!(deliveries[0].status_code, 200);
+        assert_eq!(deliveries[0].action.as_deref(), Some("opened"));
+    }
+}

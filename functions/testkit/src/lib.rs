@@ -1,0 +1,188 @@
+//! Test-only helpers shared by the crates' integration tests: the local AWS emulator's
+//! endpoint and isolated copies of the front's resources, created from
+//! `infra/local-resources.json` exactly as `infra/create_resources.py` creates them.
+//!
+//! A test that needs the emulator fails with instructions when it is not running; it never
+//! passes vacuously.
+#![forbid(unsafe_code)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_sqs::config::Credentials;
+use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
+use serde_json::{Value, json};
+
+pub fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The emulator's endpoint. Started by `make test` / `infra/stack.sh up`.
+pub fn endpoint() -> String {
+    std::env::var("PREVIEWD_TEST_AWS_ENDPOINT").unwrap_or_else(|_| {
+        panic!(
+            "PREVIEWD_TEST_AWS_ENDPOINT is not set: these tests need the local AWS emulator. \
+             Run `make test`, or `infra/stack.sh up && . .run/stack.env` before `cargo test`."
+        )
+    })
+}
+
+/// SDK settings for tests: static credentials, one attempt, short timeouts.
+pub async fn sdk_config(endpoint: &str) -> SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("test", "test", None, None, "tests"))
+        .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(1))
+        .timeout_config(aws_config::timeout::TimeoutConfig::builder().operation_timeout(Duration::from_secs(5)).build())
+        .load()
+        .await
+}
+
+/// The resource description both the scripts and the tests read.
+pub fn resource_spec() -> Value {
+    let path = workspace_root().join("infra/local-resources.json");
+    serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
+}
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+fn unique_prefix(name: &str) -> String {
+    let nanos =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    format!("t{}-{}-{}-{}-", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed), nanos % 100_000, name)
+}
+
+/// One isolated set of the front's resources.
+#[derive(Debug, Clone)]
+pub struct Stack {
+    pub sdk: SdkConfig,
+    pub sqs: aws_sdk_sqs::Client,
+    pub ddb: aws_sdk_dynamodb::Client,
+    pub queue_url: String,
+    pub dlq_url: String,
+    pub table: String,
+}
+
+impl Stack {
+    /// Creates a queue (+DLQ with redrive) and the table, named uniquely for this test.
+    pub async fn new(name: &str) -> Stack {
+        let sdk = sdk_config(&endpoint()).await;
+        let sqs = aws_sdk_sqs::Client::new(&sdk);
+        let ddb = aws_sdk_dynamodb::Client::new(&sdk);
+        let spec = resource_spec();
+        let prefix = unique_prefix(name);
+
+        let attrs = |v: &Value| {
+            v.as_object()
+                .unwrap()
+                .iter()
+                .map(|(k, v)| (QueueAttributeName::from(k.as_str()), v.as_str().unwrap().to_owned()))
+                .collect::<HashMap<_, _>>()
+        };
+        let dlq = &spec["dead_letter_queue"];
+        let dlq_url = sqs
+            .create_queue()
+            .queue_name(format!("{prefix}{}", dlq["name"].as_str().unwrap()))
+            .set_attributes(Some(attrs(&dlq["attributes"])))
+            .send()
+            .await
+            .unwrap()
+            .queue_url
+            .unwrap();
+        let dlq_arn = sqs
+            .get_queue_attributes()
+            .queue_url(&dlq_url)
+            .attribute_names(QueueAttributeName::QueueArn)
+            .send()
+            .await
+            .unwrap()
+            .attributes
+            .unwrap()
+            .remove(&QueueAttributeName::QueueArn)
+            .unwrap();
+        let queue = &spec["queue"];
+        let mut queue_attrs = attrs(&queue["attributes"]);
+        queue_attrs.insert(
+            QueueAttributeName::RedrivePolicy,
+            json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": queue["max_receive_count"].to_string()})
+                .to_string(),
+        );
+        let queue_url = sqs
+            .create_queue()
+            .queue_name(format!("{prefix}{}", queue["name"].as_str().unwrap()))
+            .set_attributes(Some(queue_attrs))
+            .send()
+            .await
+            .unwrap()
+            .queue_url
+            .unwrap();
+
+        use aws_sdk_dynamodb::types::*;
+        let table_spec = &spec["table"];
+        let table = format!("{prefix}{}", table_spec["name"].as_str().unwrap());
+        let key = table_spec["partition_key"].as_str().unwrap();
+        ddb.create_table()
+            .table_name(&table)
+            .attribute_definitions(
+                AttributeDefinition::builder()
+                    .attribute_name(key)
+                    .attribute_type(ScalarAttributeType::S)
+                    .build()
+                    .unwrap(),
+            )
+            .key_schema(KeySchemaElement::builder().attribute_name(key).key_type(KeyType::Hash).build().unwrap())
+            .billing_mode(BillingMode::PayPerRequest)
+            .send()
+            .await
+            .unwrap();
+        ddb.update_time_to_live()
+            .table_name(&table)
+            .time_to_live_specification(
+                TimeToLiveSpecification::builder()
+                    .enabled(true)
+                    .attribute_name(table_spec["ttl_attribute"].as_str().unwrap())
+                    .build()
+                    .unwrap(),
+            )
+            .send()
+            .await
+            .unwrap();
+        Stack { sdk, sqs, ddb, queue_url, dlq_url, table }
+    }
+
+    /// Receives (and deletes) everything currently on the queue.
+    pub async fn drain(&self) -> Vec<aws_sdk_sqs::types::Message> {
+        let mut all = Vec::new();
+        loop {
+            let out = self
+                .sqs
+                .receive_message()
+                .queue_url(&self.queue_url)
+                .max_number_of_messages(10)
+                .wait_time_seconds(0)
+                .message_system_attribute_names(MessageSystemAttributeName::All)
+                .send()
+                .await
+                .unwrap();
+            let batch = out.messages.unwrap_or_default();
+            if batch.is_empty() {
+                return all;
+            }
+            for m in &batch {
+                self.sqs
+                    .delete_message()
+                    .queue_url(&self.queue_url)
+                    .receipt_handle(m.receipt_handle().unwrap())
+                    .send()
+                    .await
+                    .unwrap();
+            }
+            all.extend(batch);
+        }
+    }
+}
