@@ -178,9 +178,25 @@ impl GitHub {
         Ok(GitHub { client, api_url: api_url.trim_end_matches('/').to_owned(), blocked_until: Mutex::new(0) })
     }
 
-    /// The first page's URL.
+    /// The first page (a path; octocrab joins it with the API base, GitHub Enterprise's
+    /// `/api/v3` included).
     pub fn first_page(&self, hook: &HookTarget) -> String {
-        format!("{}{}?per_page=100", self.api_url, hook.deliveries_path())
+        format!("{}?per_page=100", hook.deliveries_path())
+    }
+
+    /// The path and query of `url`, which must point at the configured API host. Octocrab only
+    /// authenticates relative requests, and a `Link` to another host is never followed.
+    fn relative(&self, url: &str) -> Result<String, GitHubError> {
+        if url.starts_with('/') {
+            return Ok(url.to_owned());
+        }
+        let foreign = || GitHubError::Decode { what: "pagination link", message: format!("unexpected URL {url}") };
+        let uri: http::Uri = url.parse().map_err(|_| foreign())?;
+        let api: http::Uri = self.api_url.parse().map_err(|_| foreign())?;
+        if uri.authority() != api.authority() {
+            return Err(foreign());
+        }
+        uri.path_and_query().map(|pq| pq.as_str().to_owned()).ok_or_else(foreign)
     }
 
     fn check_blocked(&self) -> Result<(), GitHubError> {
@@ -212,8 +228,9 @@ impl GitHub {
     pub async fn list(&self, url: &str) -> Result<Page, GitHubError> {
         const WHAT: &str = "list hook deliveries";
         self.check_blocked()?;
+        let path = self.relative(url)?;
         let response =
-            self.client._get(url).await.map_err(|e| GitHubError::Transport { what: WHAT, message: e.to_string() })?;
+            self.client._get(path).await.map_err(|e| GitHubError::Transport { what: WHAT, message: e.to_string() })?;
         let status = response.status();
         let headers = response.headers().clone();
         if let Some(wait) = self.observe(status, &headers) {
@@ -237,10 +254,9 @@ impl GitHub {
     pub async fn redeliver(&self, hook: &HookTarget, delivery_id: u64) -> Result<(), GitHubError> {
         const WHAT: &str = "redeliver";
         self.check_blocked()?;
-        let url = format!("{}{}", self.api_url, hook.attempts_path(delivery_id));
         let response = self
             .client
-            ._post(url, None::<&()>)
+            ._post(hook.attempts_path(delivery_id), None::<&()>)
             .await
             .map_err(|e| GitHubError::Transport { what: WHAT, message: e.to_string() })?;
         let status = response.status();
@@ -311,6 +327,18 @@ mod tests {
         );
         assert_eq!(next_link(r#"<https://x/a>; rel="prev""#), None);
         assert_eq!(next_link("garbage"), None);
+    }
+
+    #[tokio::test]
+    async fn pagination_links_stay_on_the_api_host() {
+        let github = GitHub::new("https://ghe.example.com/api/v3", &Credentials::Token("t".into())).unwrap();
+        assert_eq!(github.first_page(&HookTarget::App), "/app/hook/deliveries?per_page=100");
+        assert_eq!(
+            github.relative("https://ghe.example.com/api/v3/app/hook/deliveries?per_page=100&cursor=v1_9").unwrap(),
+            "/api/v3/app/hook/deliveries?per_page=100&cursor=v1_9"
+        );
+        // Credentials never follow a link to another host.
+        assert!(github.relative("https://evil.example.com/app/hook/deliveries").is_err());
     }
 
     #[test]
