@@ -1,17 +1,18 @@
 #!/usr/bin/env bash
 # Installs the local stand-ins the project needs, into the project's ignored folders:
-#   .venv/                  moto (SQS + DynamoDB + Secrets Manager emulator), boto3, cargo-lambda (+zig)
+#   .venv/                  moto (SQS + DynamoDB + Secrets Manager emulator), boto3, cargo-lambda (+zig),
+#                           AWS SAM CLI (with cfn-lint) for validating sam-template.yaml
 #   infra/npm/node_modules  @octokit/webhooks-examples (test payloads), @octokit/webhooks-methods
 # Idempotent and quick when everything is already there.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
-want_python="moto[dynamodb,sqs,secretsmanager]==5.* flask flask-cors boto3 cargo-lambda==1.*"
-stamp=".venv/.previewd-setup-v1"
+want_python="moto[dynamodb,sqs,secretsmanager]==5.* flask flask-cors boto3 cargo-lambda==1.* aws-sam-cli==1.*"
+stamp=".venv/.previewd-setup-v2"
 
 if [ ! -f "$stamp" ]; then
-  echo "setup: creating .venv with the AWS emulator and cargo-lambda (first run: ~1 min)"
+  echo "setup: installing the AWS emulator, cargo-lambda and SAM CLI into .venv (first run: 1-2 min)"
   python3 -m venv .venv
   # shellcheck disable=SC2086
   .venv/bin/pip install --quiet --disable-pip-version-check $want_python
@@ -32,4 +33,8 @@ for component in rustfmt clippy; do
     rustup component add "$component"
   fi
 done
+# The Lambdas run on arm64 (Graviton); cargo-lambda cross-compiles with zig.
+if ! rustup target list --installed 2>/dev/null | grep -q '^aarch64-unknown-linux-gnu$'; then
+  rustup target add aarch64-unknown-linux-gnu
+fi
 echo "setup: ok"

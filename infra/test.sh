@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Every check, as CI runs it: formatting, clippy (-D warnings), and all tests with the local
-# AWS emulator, cargo-lambda and GitHub's example payloads in place.
+# Every check, as CI runs it: the SAM template's linters, formatting, clippy (-D warnings), all
+# tests with the local AWS emulator, cargo-lambda and GitHub's example payloads in place, and a
+# real `sam build` (incremental after the first: it shares target/).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -17,6 +18,9 @@ trap cleanup EXIT
 # shellcheck disable=SC1091
 . .run/stack.env
 
+echo "== sam-template.yaml: cfn-lint, sam validate --lint"
+cfn-lint sam-template.yaml
+SAM_CLI_TELEMETRY=0 sam validate --lint -t sam-template.yaml --region us-east-1
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy --all-targets -D warnings"
@@ -25,5 +29,9 @@ echo "== cargo test"
 mkdir -p .run
 # Unit, integration and binary tests (the crates have no doc tests).
 cargo test --workspace --locked --lib --bins --tests 2>&1 | tee .run/test.log
+
+echo "== sam build (arm64 bootstraps of both functions)"
+infra/sam-build.sh
+
 # One closing line over all test binaries.
 awk '/^test result:/ { p += $4; f += $6; i += $8 } END { printf "\ntests: %d passed, %d failed, %d skipped\n", p, f, i }' .run/test.log

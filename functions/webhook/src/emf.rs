@@ -20,6 +20,8 @@ pub fn request_line(
         .dimension("Outcome", outcome)
         .dimension_set(&["Event", "Action", "Outcome"])
         .dimension_set(&["Outcome"])
+        // No dimensions: the total, the denominator of the alarms' 5xx and 429 rates.
+        .dimension_set(&[])
         .metric("Requests", Unit::Count, 1.0)
         .metric("Latency", Unit::Milliseconds, latency_ms)
         // Not a dimension: searchable in Logs Insights without multiplying metric series.
@@ -38,7 +40,9 @@ mod tests {
         assert_eq!(v["_aws"]["CloudWatchMetrics"][0]["Namespace"], NAMESPACE);
         assert_eq!(v["Outcome"], "rate_limited");
         assert_eq!(v["Requests"], 1.0);
-        assert_eq!(v["_aws"]["CloudWatchMetrics"][0]["Dimensions"][1][0], "Outcome");
+        let dimensions = &v["_aws"]["CloudWatchMetrics"][0]["Dimensions"];
+        assert_eq!(dimensions[1][0], "Outcome");
+        assert_eq!(dimensions[2].as_array().map(Vec::len), Some(0), "the dimensionless total");
         Ok(())
     }
 }

@@ -39,8 +39,14 @@ fn free_port() -> u16 {
 async fn start_webhook(stack: &Stack, rate_limit: u32) -> (Processes, String) {
     let port = free_port();
     let logs = std::env::temp_dir().join(format!("previewd-http-{port}.log"));
-    let emulator = Command::new("cargo")
+    // The project's own cargo-lambda (infra/setup.sh), else one on PATH.
+    let venv_bin = support::workspace_root().join(".venv/bin");
+    let program =
+        if venv_bin.join("cargo-lambda").exists() { venv_bin.join("cargo-lambda") } else { "cargo-lambda".into() };
+    let path = format!("{}:{}", venv_bin.display(), std::env::var("PATH").unwrap_or_default());
+    let emulator = Command::new(program)
         .args(["lambda", "watch", "--only-lambda-apis", "-A", "127.0.0.1", "-P", &port.to_string()])
+        .env("PATH", path)
         .current_dir(support::workspace_root())
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&logs).unwrap())
@@ -48,7 +54,7 @@ async fn start_webhook(stack: &Stack, rate_limit: u32) -> (Processes, String) {
         .expect("cargo-lambda is needed (infra/setup.sh installs it into .venv/bin; put that on PATH)");
     let mut processes = Processes(vec![emulator]);
     let base = format!("http://127.0.0.1:{port}");
-    wait_for_port(port, &logs).await;
+    wait_for_port(port, &logs, &mut processes.0[0]).await;
     let function = Command::new(env!("CARGO_BIN_EXE_webhook"))
         .envs(stack.env(rate_limit))
         .env("AWS_LAMBDA_RUNTIME_API", format!("{base}/.rt"))
@@ -67,9 +73,12 @@ async fn start_webhook(stack: &Stack, rate_limit: u32) -> (Processes, String) {
     (processes, format!("{base}/lambda-url/_/"))
 }
 
-async fn wait_for_port(port: u16, logs: &std::path::Path) {
+async fn wait_for_port(port: u16, logs: &std::path::Path, emulator: &mut Child) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+        if let Ok(Some(status)) = emulator.try_wait() {
+            panic!("cargo lambda watch exited ({status}): {}", std::fs::read_to_string(logs).unwrap_or_default());
+        }
         assert!(
             Instant::now() < deadline,
             "cargo lambda watch did not listen on {port}: {}",

@@ -181,7 +181,9 @@ fn authorised(auth: &Auth, headers: &HeaderMap) -> bool {
             validation.set_required_spec_claims(&["exp", "iat"]);
             match jsonwebtoken::decode::<Value>(jwt, &key, &validation) {
                 // GitHub requires `iss` to be the App id (number or string).
-                Ok(data) => data.claims["iss"] == *app_id || data.claims["iss"].as_str() == Some(app_id.to_string().as_str()),
+                Ok(data) => {
+                    data.claims["iss"] == *app_id || data.claims["iss"].as_str() == Some(app_id.to_string().as_str())
+                }
                 Err(_) => false,
             }
         }
