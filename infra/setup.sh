@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # Installs the local stand-ins the project needs, into the project's ignored folders:
 #   .venv/                  moto (SQS + DynamoDB + Secrets Manager emulator), boto3, cargo-lambda (+zig),
-#                           AWS SAM CLI (with cfn-lint) for validating sam-template.yaml
+#                           AWS SAM CLI (with cfn-lint) for validating sam-template.yaml,
+#                           kubernetes-validate (Kubernetes OpenAPI schemas) for rendered objects
 #   infra/npm/node_modules  @octokit/webhooks-examples (test payloads), @octokit/webhooks-methods
 # Idempotent and quick when everything is already there.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
-want_python="moto[dynamodb,sqs,secretsmanager]==5.* flask flask-cors boto3 cargo-lambda==1.* aws-sam-cli==1.*"
-stamp=".venv/.previewd-setup-v2"
+want_python="moto[dynamodb,sqs,secretsmanager]==5.* flask flask-cors boto3 cargo-lambda==1.* aws-sam-cli==1.* kubernetes-validate"
+stamp=".venv/.previewd-setup-v3"
 
 if [ ! -f "$stamp" ]; then
   echo "setup: installing the AWS emulator, cargo-lambda and SAM CLI into .venv (first run: 1-2 min)"

@@ -1,0 +1,712 @@
+//! The reconciler's configuration: one YAML document (a ConfigMap in the chart, a file
+//! locally), read once at start and validated with errors that name the field. Secrets never
+//! live here: they come from the environment / a Kubernetes Secret.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::names;
+use crate::quantity;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("reading {path}: {message}")]
+    Read { path: String, message: String },
+    #[error("config field `{field}`: {message}")]
+    Parse { field: String, message: String },
+    #[error("config field `{field}`: {message}")]
+    Invalid { field: String, message: String },
+}
+
+fn invalid(field: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid { field: field.into(), message: message.into() }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Config {
+    /// The organisation's domain; previews live under `previewZone`.
+    pub domain: String,
+    /// The zone whose wildcard record and certificate serve every preview
+    /// (default `preview.<domain>`). Hosts are `<slug>-pr-<n>.<previewZone>`.
+    #[serde(default)]
+    pub preview_zone: Option<String>,
+    #[serde(default = "defaults::namespace_prefix")]
+    pub namespace_prefix: String,
+    #[serde(default)]
+    pub ingress: IngressConfig,
+    #[serde(default)]
+    pub argocd: ArgoCdConfig,
+    #[serde(default)]
+    pub ttl: TtlConfig,
+    #[serde(default)]
+    pub quota: QuotaConfig,
+    #[serde(default)]
+    pub container_defaults: ContainerDefaults,
+    #[serde(default)]
+    pub network: NetworkConfig,
+    #[serde(default)]
+    pub pricing: Pricing,
+    #[serde(default)]
+    pub spot: SpotConfig,
+    #[serde(default)]
+    pub policy: PolicyConfig,
+    pub repositories: Vec<RepositoryConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct IngressConfig {
+    #[serde(default)]
+    pub class_name: Option<String>,
+    /// Namespace of the ingress controller: the only source admitted into previews.
+    #[serde(default = "defaults::ingress_namespace")]
+    pub controller_namespace: String,
+    #[serde(default)]
+    pub tls: TlsMode,
+    /// With `certManager` TLS: the ClusterIssuer.
+    #[serde(default)]
+    pub cluster_issuer: Option<String>,
+    #[serde(default)]
+    pub dns: DnsMode,
+    /// Extra annotations on every preview Ingress.
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
+}
+
+impl Default for IngressConfig {
+    fn default() -> Self {
+        IngressConfig {
+            class_name: None,
+            controller_namespace: defaults::ingress_namespace(),
+            tls: TlsMode::default(),
+            cluster_issuer: None,
+            dns: DnsMode::default(),
+            annotations: BTreeMap::new(),
+        }
+    }
+}
+
+/// How previews get certificates.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum TlsMode {
+    /// One wildcard certificate for `*.<previewZone>`, served by the ingress controller as its
+    /// default certificate: no per-preview issuance, no CA rate limits.
+    #[default]
+    Wildcard,
+    /// A certificate per preview from cert-manager (mind the CA's weekly limits).
+    CertManager,
+}
+
+/// How previews get DNS records.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum DnsMode {
+    /// One wildcard record `*.<previewZone>` points at the ingress controller.
+    #[default]
+    Wildcard,
+    /// external-dns creates a record per preview from the Ingress annotation.
+    ExternalDns,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ArgoCdConfig {
+    #[serde(default = "defaults::argocd_namespace")]
+    pub namespace: String,
+    #[serde(default = "defaults::argocd_project")]
+    pub project: String,
+    /// The destination cluster of preview Applications.
+    #[serde(default = "defaults::destination_server")]
+    pub destination_server: String,
+    /// ApplicationSets created per minute, at most (the brief's protection of Argo CD).
+    #[serde(default = "defaults::application_sets_per_minute")]
+    pub application_sets_per_minute: u32,
+}
+
+impl Default for ArgoCdConfig {
+    fn default() -> Self {
+        ArgoCdConfig {
+            namespace: defaults::argocd_namespace(),
+            project: defaults::argocd_project(),
+            destination_server: defaults::destination_server(),
+            application_sets_per_minute: defaults::application_sets_per_minute(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TtlConfig {
+    /// After the PR's last activity.
+    #[serde(default = "defaults::ttl_idle", with = "humantime_serde")]
+    pub idle: Duration,
+    /// After the last activity, for PRs labelled `policy.doNotExpireLabel`.
+    #[serde(default = "defaults::ttl_do_not_expire", with = "humantime_serde")]
+    pub do_not_expire: Duration,
+    /// Absolute maximum after the preview was created.
+    #[serde(default = "defaults::ttl_max", with = "humantime_serde")]
+    pub max: Duration,
+    /// Safety-net sweep for expired previews (expiry is otherwise scheduled exactly).
+    #[serde(default = "defaults::sweep_interval", with = "humantime_serde")]
+    pub sweep_interval: Duration,
+}
+
+impl Default for TtlConfig {
+    fn default() -> Self {
+        TtlConfig {
+            idle: defaults::ttl_idle(),
+            do_not_expire: defaults::ttl_do_not_expire(),
+            max: defaults::ttl_max(),
+            sweep_interval: defaults::sweep_interval(),
+        }
+    }
+}
+
+/// The ResourceQuota of each preview namespace.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct QuotaConfig {
+    #[serde(default = "defaults::quota_cpu")]
+    pub cpu: String,
+    #[serde(default = "defaults::quota_memory")]
+    pub memory: String,
+    #[serde(default = "defaults::quota_storage")]
+    pub storage: String,
+    #[serde(default = "defaults::quota_pods")]
+    pub pods: u32,
+}
+
+impl Default for QuotaConfig {
+    fn default() -> Self {
+        QuotaConfig {
+            cpu: defaults::quota_cpu(),
+            memory: defaults::quota_memory(),
+            storage: defaults::quota_storage(),
+            pods: defaults::quota_pods(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Resources {
+    pub cpu: String,
+    pub memory: String,
+}
+
+/// The LimitRange of each preview namespace: what a container gets when it asks for nothing.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ContainerDefaults {
+    #[serde(default = "defaults::default_requests")]
+    pub requests: Resources,
+    #[serde(default = "defaults::default_limits")]
+    pub limits: Resources,
+}
+
+impl Default for ContainerDefaults {
+    fn default() -> Self {
+        ContainerDefaults { requests: defaults::default_requests(), limits: defaults::default_limits() }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NetworkConfig {
+    /// Let pods resolve names through the cluster DNS (kube-system/kube-dns).
+    #[serde(default = "defaults::yes")]
+    pub allow_dns_egress: bool,
+    /// Extra egress destinations (CIDRs), e.g. a shared staging database.
+    #[serde(default)]
+    pub egress_cidrs: Vec<String>,
+}
+
+impl Default for NetworkConfig {
+    fn default() -> Self {
+        NetworkConfig { allow_dns_egress: true, egress_cidrs: Vec::new() }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Pricing {
+    #[serde(default = "defaults::cpu_core_hour")]
+    pub cpu_core_hour: f64,
+    #[serde(default = "defaults::memory_gb_hour")]
+    pub memory_gb_hour: f64,
+    #[serde(default = "defaults::storage_gb_month")]
+    pub storage_gb_month: f64,
+    /// Fraction taken off compute prices when previews run on spot capacity (0-0.9).
+    #[serde(default)]
+    pub spot_discount: f64,
+}
+
+impl Default for Pricing {
+    fn default() -> Self {
+        Pricing {
+            cpu_core_hour: defaults::cpu_core_hour(),
+            memory_gb_hour: defaults::memory_gb_hour(),
+            storage_gb_month: defaults::storage_gb_month(),
+            spot_discount: 0.0,
+        }
+    }
+}
+
+/// Prefer spot capacity for preview workloads (passed to the services' Helm values).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SpotConfig {
+    #[serde(default)]
+    pub enabled: bool,
+    #[serde(default = "defaults::spot_label_key")]
+    pub node_label_key: String,
+    #[serde(default = "defaults::spot_label_value")]
+    pub node_label_value: String,
+    /// Taint key of spot nodes to tolerate (none when empty).
+    #[serde(default)]
+    pub toleration_key: Option<String>,
+}
+
+impl Default for SpotConfig {
+    fn default() -> Self {
+        SpotConfig {
+            enabled: false,
+            node_label_key: defaults::spot_label_key(),
+            node_label_value: defaults::spot_label_value(),
+            toleration_key: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ForkPolicy {
+    /// Deploy fork PRs only once a maintainer adds `forkLabel`.
+    #[default]
+    RequireLabel,
+    /// Deploy fork PRs like any other (only for trusted contributor bases).
+    Allow,
+    /// Never deploy fork PRs.
+    Deny,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PolicyConfig {
+    #[serde(default)]
+    pub forks: ForkPolicy,
+    #[serde(default = "defaults::fork_label")]
+    pub fork_label: String,
+    #[serde(default)]
+    pub deploy_drafts: bool,
+    #[serde(default = "defaults::opt_out_label")]
+    pub opt_out_label: String,
+    #[serde(default = "defaults::do_not_expire_label")]
+    pub do_not_expire_label: String,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        PolicyConfig {
+            forks: ForkPolicy::default(),
+            fork_label: defaults::fork_label(),
+            deploy_drafts: false,
+            opt_out_label: defaults::opt_out_label(),
+            do_not_expire_label: defaults::do_not_expire_label(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RepositoryConfig {
+    /// `owner/name`, as on GitHub.
+    pub name: String,
+    /// Short name in hosts and namespaces (default: the repository name). Must be unique.
+    #[serde(default)]
+    pub slug: Option<String>,
+    /// Team that owns the repository (cost reports).
+    #[serde(default)]
+    pub team: Option<String>,
+    /// Git URL Argo CD clones (default `https://github.com/<name>.git`).
+    #[serde(default)]
+    pub repo_url: Option<String>,
+    pub services: Vec<ServiceConfig>,
+}
+
+impl RepositoryConfig {
+    pub fn slug(&self) -> String {
+        let raw = self.slug.clone().unwrap_or_else(|| self.name.rsplit('/').next().unwrap_or(&self.name).to_owned());
+        names::sanitize_label(&raw)
+    }
+
+    pub fn repo_url(&self) -> String {
+        self.repo_url.clone().unwrap_or_else(|| format!("https://github.com/{}.git", self.name))
+    }
+
+    pub fn service(&self, name: &str) -> Option<&ServiceConfig> {
+        self.services.iter().find(|s| s.name == name)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ServiceConfig {
+    pub name: String,
+    /// Globs of the files whose change means this service must be deployed.
+    #[serde(default)]
+    pub paths: Vec<String>,
+    /// Where the service's Helm chart (or manifests) lives in the repository.
+    pub chart_path: String,
+    /// Helm value files inside the chart path.
+    #[serde(default)]
+    pub value_files: Vec<String>,
+    /// Extra Helm values.
+    #[serde(default)]
+    pub values: serde_json::Map<String, serde_json::Value>,
+    /// What the service's pods request, for quota and cost (passed as `resources` to Helm).
+    pub resources: ServiceResources,
+    /// Routed from the preview's host, when set.
+    #[serde(default)]
+    pub expose: Option<Expose>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ServiceResources {
+    pub requests: Resources,
+    #[serde(default)]
+    pub limits: Option<Resources>,
+    /// Persistent storage the service claims (cost only).
+    #[serde(default)]
+    pub storage: Option<String>,
+    #[serde(default = "defaults::one")]
+    pub replicas: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Expose {
+    /// Kubernetes Service name (default: the service name).
+    #[serde(default)]
+    pub service: Option<String>,
+    pub port: u16,
+    #[serde(default = "defaults::root_path")]
+    pub path: String,
+}
+
+mod defaults {
+    use std::time::Duration;
+
+    use super::Resources;
+
+    pub(super) fn namespace_prefix() -> String {
+        "preview-".into()
+    }
+    pub(super) fn ingress_namespace() -> String {
+        "ingress-nginx".into()
+    }
+    pub(super) fn argocd_namespace() -> String {
+        "argocd".into()
+    }
+    pub(super) fn argocd_project() -> String {
+        "default".into()
+    }
+    pub(super) fn destination_server() -> String {
+        "https://kubernetes.default.svc".into()
+    }
+    pub(super) fn application_sets_per_minute() -> u32 {
+        10
+    }
+    pub(super) fn ttl_idle() -> Duration {
+        Duration::from_secs(4 * 3600)
+    }
+    pub(super) fn ttl_do_not_expire() -> Duration {
+        Duration::from_secs(24 * 3600)
+    }
+    pub(super) fn ttl_max() -> Duration {
+        Duration::from_secs(7 * 24 * 3600)
+    }
+    pub(super) fn sweep_interval() -> Duration {
+        Duration::from_secs(300)
+    }
+    pub(super) fn quota_cpu() -> String {
+        "4".into()
+    }
+    pub(super) fn quota_memory() -> String {
+        "8Gi".into()
+    }
+    pub(super) fn quota_storage() -> String {
+        "20Gi".into()
+    }
+    pub(super) fn quota_pods() -> u32 {
+        30
+    }
+    pub(super) fn default_requests() -> Resources {
+        Resources { cpu: "100m".into(), memory: "256Mi".into() }
+    }
+    pub(super) fn default_limits() -> Resources {
+        Resources { cpu: "500m".into(), memory: "512Mi".into() }
+    }
+    pub(super) fn yes() -> bool {
+        true
+    }
+    pub(super) fn one() -> u32 {
+        1
+    }
+    pub(super) fn cpu_core_hour() -> f64 {
+        0.04
+    }
+    pub(super) fn memory_gb_hour() -> f64 {
+        0.005
+    }
+    pub(super) fn storage_gb_month() -> f64 {
+        0.10
+    }
+    pub(super) fn spot_label_key() -> String {
+        "karpenter.sh/capacity-type".into()
+    }
+    pub(super) fn spot_label_value() -> String {
+        "spot".into()
+    }
+    pub(super) fn fork_label() -> String {
+        "preview-fork".into()
+    }
+    pub(super) fn opt_out_label() -> String {
+        "no-preview".into()
+    }
+    pub(super) fn do_not_expire_label() -> String {
+        "do-not-expire".into()
+    }
+    pub(super) fn root_path() -> String {
+        "/".into()
+    }
+}
+
+impl Config {
+    /// Reads and validates a config file.
+    pub fn load(path: &std::path::Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::Read { path: path.display().to_string(), message: e.to_string() })?;
+        Config::from_yaml(&text)
+    }
+
+    /// Parses and validates a YAML document.
+    pub fn from_yaml(text: &str) -> Result<Config, ConfigError> {
+        let deserializer = serde_norway::Deserializer::from_str(text);
+        let config: Config = serde_path_to_error::deserialize(deserializer).map_err(|err| {
+            let field = err.path().to_string();
+            ConfigError::Parse { field, message: err.into_inner().to_string() }
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn preview_zone(&self) -> String {
+        self.preview_zone.clone().unwrap_or_else(|| format!("preview.{}", self.domain))
+    }
+
+    pub fn repository(&self, full_name: &str) -> Option<&RepositoryConfig> {
+        self.repositories.iter().find(|r| r.name.eq_ignore_ascii_case(full_name))
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if !names::is_dns_name(&self.domain) {
+            return Err(invalid("domain", format!("{:?} is not a DNS name", self.domain)));
+        }
+        if !names::is_dns_name(&self.preview_zone()) {
+            return Err(invalid("previewZone", format!("{:?} is not a DNS name", self.preview_zone())));
+        }
+        let prefix = &self.namespace_prefix;
+        if prefix.len() > 20
+            || !(prefix.is_empty()
+                || names::sanitize_label(prefix.trim_end_matches('-')) == prefix.trim_end_matches('-'))
+        {
+            return Err(invalid("namespacePrefix", "lower-case letters, digits and '-', at most 20 characters"));
+        }
+        if self.ingress.tls == TlsMode::CertManager && self.ingress.cluster_issuer.as_deref().unwrap_or("").is_empty() {
+            return Err(invalid("ingress.clusterIssuer", "required with ingress.tls: certManager"));
+        }
+        let ttl = &self.ttl;
+        if ttl.idle.is_zero() || ttl.idle > ttl.do_not_expire || ttl.do_not_expire > ttl.max {
+            return Err(invalid("ttl", "expected 0 < idle <= doNotExpire <= max"));
+        }
+        if ttl.sweep_interval < Duration::from_secs(10) {
+            return Err(invalid("ttl.sweepInterval", "at least 10s"));
+        }
+        if self.argocd.application_sets_per_minute == 0 {
+            return Err(invalid("argocd.applicationSetsPerMinute", "must be at least 1"));
+        }
+        for (field, value) in [
+            ("quota.cpu", &self.quota.cpu),
+            ("containerDefaults.requests.cpu", &self.container_defaults.requests.cpu),
+            ("containerDefaults.limits.cpu", &self.container_defaults.limits.cpu),
+        ] {
+            quantity::cpu_cores(value).map_err(|e| invalid(field, e))?;
+        }
+        for (field, value) in [
+            ("quota.memory", &self.quota.memory),
+            ("quota.storage", &self.quota.storage),
+            ("containerDefaults.requests.memory", &self.container_defaults.requests.memory),
+            ("containerDefaults.limits.memory", &self.container_defaults.limits.memory),
+        ] {
+            quantity::bytes(value).map_err(|e| invalid(field, e))?;
+        }
+        for (i, cidr) in self.network.egress_cidrs.iter().enumerate() {
+            if !names::is_cidr(cidr) {
+                return Err(invalid(format!("network.egressCidrs[{i}]"), format!("{cidr:?} is not a CIDR")));
+            }
+        }
+        let p = &self.pricing;
+        for (field, v) in [
+            ("pricing.cpuCoreHour", p.cpu_core_hour),
+            ("pricing.memoryGbHour", p.memory_gb_hour),
+            ("pricing.storageGbMonth", p.storage_gb_month),
+        ] {
+            if !(v.is_finite() && v >= 0.0) {
+                return Err(invalid(field, "must be a non-negative number"));
+            }
+        }
+        if !(0.0..0.95).contains(&p.spot_discount) {
+            return Err(invalid("pricing.spotDiscount", "must be between 0 and 0.95"));
+        }
+        if self.repositories.is_empty() {
+            return Err(invalid("repositories", "configure at least one repository"));
+        }
+        let mut seen_names = BTreeSet::new();
+        let mut seen_slugs = BTreeMap::new();
+        for (i, repo) in self.repositories.iter().enumerate() {
+            let at = |f: &str| format!("repositories[{i}].{f}");
+            let valid_name =
+                matches!(repo.name.split_once('/'), Some((o, r)) if !o.is_empty() && !r.is_empty() && !r.contains('/'));
+            if !valid_name {
+                return Err(invalid(at("name"), format!("{:?} is not owner/name", repo.name)));
+            }
+            if !seen_names.insert(repo.name.to_ascii_lowercase()) {
+                return Err(invalid(at("name"), format!("{} is configured twice", repo.name)));
+            }
+            let slug = repo.slug();
+            if slug.is_empty() || slug.len() > 40 {
+                return Err(invalid(at("slug"), format!("{slug:?}: 1-40 characters of a DNS label")));
+            }
+            if let Some(other) = seen_slugs.insert(slug.clone(), repo.name.clone()) {
+                return Err(invalid(
+                    at("slug"),
+                    format!(
+                        "{} and {other} would share the slug {slug:?} (hosts and namespaces); set `slug` on one",
+                        repo.name
+                    ),
+                ));
+            }
+            if repo.services.is_empty() {
+                return Err(invalid(at("services"), "configure at least one service"));
+            }
+            let mut services = BTreeSet::new();
+            for (j, service) in repo.services.iter().enumerate() {
+                let at = |f: &str| format!("repositories[{i}].services[{j}].{f}");
+                if !names::is_dns_label(&service.name) || service.name.len() > 30 {
+                    return Err(invalid(
+                        at("name"),
+                        format!("{:?}: a DNS label of at most 30 characters", service.name),
+                    ));
+                }
+                if !services.insert(service.name.clone()) {
+                    return Err(invalid(at("name"), format!("{} is configured twice", service.name)));
+                }
+                if service.chart_path.is_empty()
+                    || service.chart_path.starts_with('/')
+                    || service.chart_path.contains("..")
+                {
+                    return Err(invalid(at("chartPath"), "a relative path inside the repository"));
+                }
+                let r = &service.resources;
+                quantity::cpu_cores(&r.requests.cpu).map_err(|e| invalid(at("resources.requests.cpu"), e))?;
+                quantity::bytes(&r.requests.memory).map_err(|e| invalid(at("resources.requests.memory"), e))?;
+                if let Some(limits) = &r.limits {
+                    quantity::cpu_cores(&limits.cpu).map_err(|e| invalid(at("resources.limits.cpu"), e))?;
+                    quantity::bytes(&limits.memory).map_err(|e| invalid(at("resources.limits.memory"), e))?;
+                }
+                if let Some(storage) = &r.storage {
+                    quantity::bytes(storage).map_err(|e| invalid(at("resources.storage"), e))?;
+                }
+                if let Some(expose) = &service.expose {
+                    if !expose.path.starts_with('/') {
+                        return Err(invalid(at("expose.path"), "must start with /"));
+                    }
+                    if expose.port == 0 {
+                        return Err(invalid(at("expose.port"), "must be 1-65535"));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+domain: example.com
+repositories:
+  - name: acme/shop
+    services:
+      - name: web
+        chartPath: deploy/web
+        resources: {requests: {cpu: 250m, memory: 512Mi}}
+        expose: {port: 8080}
+"#;
+
+    #[test]
+    fn minimal_config_gets_the_documented_defaults() {
+        let c = Config::from_yaml(MINIMAL).unwrap();
+        assert_eq!(c.preview_zone(), "preview.example.com");
+        assert_eq!(c.ttl.idle, Duration::from_secs(4 * 3600));
+        assert_eq!(c.ttl.do_not_expire, Duration::from_secs(24 * 3600));
+        assert_eq!(c.ttl.max, Duration::from_secs(7 * 24 * 3600));
+        assert_eq!(c.argocd.application_sets_per_minute, 10);
+        assert_eq!(c.policy.forks, ForkPolicy::RequireLabel);
+        assert_eq!(c.policy.opt_out_label, "no-preview");
+        assert_eq!(c.pricing.cpu_core_hour, 0.04);
+        assert_eq!(c.repositories[0].slug(), "shop");
+        assert_eq!(c.repositories[0].repo_url(), "https://github.com/acme/shop.git");
+        assert!(c.repository("ACME/Shop").is_some());
+    }
+
+    fn error(yaml: &str) -> String {
+        Config::from_yaml(yaml).err().map(|e| e.to_string()).unwrap_or_default()
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        assert!(error(&MINIMAL.replace("domain:", "domian:")).contains("domian"), "unknown fields are refused");
+        let e = error(&MINIMAL.replace("cpu: 250m", "cpu: lots"));
+        assert!(e.contains("repositories[0].services[0].resources.requests.cpu"), "{e}");
+        let e = error(&MINIMAL.replace("port: 8080", "port: seventy"));
+        assert!(e.contains("repositories[0].services[0].expose.port"), "{e}");
+        let e = error(&format!("{MINIMAL}ttl: {{idle: 48h}}\n"));
+        assert!(e.contains("`ttl`"), "{e}");
+        let e = error(&format!("{MINIMAL}ingress: {{tls: certManager}}\n"));
+        assert!(e.contains("ingress.clusterIssuer"), "{e}");
+        let e = error(&MINIMAL.replace("name: web", "name: Web_1"));
+        assert!(e.contains("services[0].name"), "{e}");
+        let e = error(&MINIMAL.replace("chartPath: deploy/web", "chartPath: ../etc"));
+        assert!(e.contains("chartPath"), "{e}");
+    }
+
+    #[test]
+    fn colliding_slugs_are_refused() {
+        let yaml = format!(
+            "{MINIMAL}  - name: other/shop\n    services:\n      - name: api\n        chartPath: chart\n        resources: {{requests: {{cpu: '1', memory: 1Gi}}}}\n"
+        );
+        let e = error(&yaml);
+        assert!(e.contains("repositories[1].slug") && e.contains("acme/shop"), "{e}");
+        let fixed = yaml.replace("  - name: other/shop\n", "  - name: other/shop\n    slug: other-shop\n");
+        assert!(Config::from_yaml(&fixed).is_ok(), "{}", error(&fixed));
+    }
+}

@@ -1,0 +1,156 @@
+//! The `PreviewEnvironment` custom resource: one per pull request that gets a preview.
+//!
+//! Cluster-scoped, so it can own both the preview's Namespace and its ApplicationSet in the
+//! Argo CD namespace: Kubernetes garbage collection then removes them with it (a namespaced
+//! owner can own neither). The YAML (`previewd crd`) is generated from these types; the copy in
+//! the chart is checked against it by a test.
+
+use chrono::{DateTime, Utc};
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+pub const GROUP: &str = "preview.previewd.io";
+pub const FINALIZER: &str = "preview.previewd.io/cleanup";
+
+/// What the consumer knows about the pull request; everything the controller builds follows
+/// from this and the configuration.
+#[derive(CustomResource, Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "preview.previewd.io",
+    version = "v1alpha1",
+    kind = "PreviewEnvironment",
+    plural = "previewenvironments",
+    singular = "previewenvironment",
+    shortname = "preview",
+    shortname = "pe",
+    category = "previewd",
+    status = "PreviewEnvironmentStatus",
+    printcolumn = r#"{"name":"Repo","type":"string","jsonPath":".spec.repository"}"#,
+    printcolumn = r#"{"name":"PR","type":"integer","jsonPath":".spec.prNumber"}"#,
+    printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
+    printcolumn = r#"{"name":"URL","type":"string","jsonPath":".status.url"}"#,
+    printcolumn = r#"{"name":"Cost/mo","type":"string","jsonPath":".status.costEstimate.monthly"}"#,
+    printcolumn = r#"{"name":"Expires","type":"date","jsonPath":".status.expiresAt"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct PreviewEnvironmentSpec {
+    /// `owner/name` of the base repository.
+    pub repository: String,
+    pub pr_number: u64,
+    /// The commit the services are deployed at.
+    pub head_sha: String,
+    pub head_ref: String,
+    pub base_ref: String,
+    /// Services to deploy (names from the repository's configuration).
+    pub services: Vec<String>,
+    /// Labels on the PR.
+    #[serde(default)]
+    pub labels: Vec<String>,
+    /// The PR comes from a fork (untrusted code).
+    #[serde(default)]
+    pub fork: bool,
+    pub author: String,
+    /// GitHub App installation, for GitHub API calls about this PR.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub installation_id: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub html_url: Option<String>,
+    /// Last activity on the PR (its `updated_at`): the TTL counts from here.
+    pub last_activity: DateTime<Utc>,
+    /// The event this spec was last written from; older events are stale.
+    pub last_event: EventRef,
+}
+
+/// Identifies the queue message a spec was written from.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EventRef {
+    pub delivery_id: String,
+    /// The PR's `updated_at` in that event: the primary order of events.
+    pub updated_at: DateTime<Utc>,
+    /// When the webhook accepted it: the tie-breaker.
+    pub received_at: DateTime<Utc>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum Phase {
+    Pending,
+    Deploying,
+    Ready,
+    Failed,
+    Deleting,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PreviewEnvironmentStatus {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<Phase>,
+    /// `Ready`, `Deploying`, `Failed`, Kubernetes-style.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub services: Vec<ServiceStatus>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost_estimate: Option<CostEstimate>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// `receivedAt` of the last event applied to the spec.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_applied_event: Option<DateTime<Utc>>,
+}
+
+/// A status condition (the shape of `metav1.Condition`, with chrono timestamps).
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Condition {
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// `True`, `False` or `Unknown`.
+    pub status: String,
+    pub reason: String,
+    #[serde(default)]
+    pub message: String,
+    pub last_transition_time: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceStatus {
+    pub name: String,
+    pub ready: bool,
+    /// Argo CD sync status (`Synced`, `OutOfSync`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync: Option<String>,
+    /// Argo CD health status (`Healthy`, `Progressing`, `Degraded`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<String>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CostEstimate {
+    pub hourly_usd: f64,
+    pub monthly_usd: f64,
+    pub accrued_usd: f64,
+    /// For the printer column, e.g. `$45.00`.
+    pub monthly: String,
+}
+
+/// The CRD as YAML, as `previewd crd` prints it and the chart ships it.
+pub fn crd_yaml() -> Result<String, serde_norway::Error> {
+    use kube::CustomResourceExt;
+    serde_norway::to_string(&PreviewEnvironment::crd())
+}

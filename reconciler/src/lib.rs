@@ -1,0 +1,11 @@
+//! The in-cluster half of Previewd. See `docs/reconciler.md`.
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod crd;
+pub mod names;
+pub mod offline;
+pub mod policy;
+pub mod quantity;
+pub mod render;
+pub mod ttl;

@@ -1,0 +1,105 @@
+//! The Argo CD ApplicationSet: a list generator with one element per service, each becoming an
+//! Application that deploys the service's chart at the PR's head commit into the preview
+//! namespace, synced automatically with pruning.
+
+use serde_json::{Value, json};
+
+use super::Preview;
+use crate::names;
+
+pub(super) fn application_set(p: &Preview<'_>) -> Value {
+    let spec = &p.resource.spec;
+    let elements: Vec<Value> = p
+        .services
+        .iter()
+        .map(|service| {
+            json!({
+                "service": service.name,
+                "app": names::application_name(&p.name, &service.name),
+                "chartPath": service.chart_path,
+                "valueFiles": service.value_files,
+                "values": helm_values(p, service),
+            })
+        })
+        .collect();
+    let mut labels = p.labels();
+    labels.insert("preview.previewd.io/service".to_owned(), "{{.service}}".to_owned());
+    let meta = p.meta(&p.name, Some(&p.config.argocd.namespace));
+    json!({
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "ApplicationSet",
+        "metadata": meta,
+        "spec": {
+            "goTemplate": true,
+            "goTemplateOptions": ["missingkey=error"],
+            "generators": [{"list": {"elements": elements}}],
+            // Deleting the ApplicationSet (with its PreviewEnvironment) deletes the Applications,
+            // and their finalizer deletes what they deployed.
+            "syncPolicy": {"preserveResourcesOnDeletion": false},
+            "template": {
+                "metadata": {
+                    "name": "{{.app}}",
+                    "labels": labels,
+                    "annotations": p.annotations(),
+                    "finalizers": ["resources-finalizer.argocd.argoproj.io"]
+                },
+                "spec": {
+                    "project": p.config.argocd.project,
+                    "source": {
+                        "repoURL": p.repo.repo_url(),
+                        "targetRevision": spec.head_sha,
+                        "path": "{{.chartPath}}",
+                        "helm": {"releaseName": "{{.service}}"}
+                    },
+                    "destination": {"server": p.config.argocd.destination_server, "namespace": p.name},
+                    "syncPolicy": {
+                        "automated": {"prune": true, "selfHeal": true},
+                        "syncOptions": ["CreateNamespace=false", "ServerSideApply=true"],
+                        "retry": {"limit": 5, "backoff": {"duration": "10s", "factor": 2, "maxDuration": "3m"}}
+                    }
+                }
+            },
+            // Per-service value files and values: objects cannot be templated into fields.
+            "templatePatch": "spec:\n  source:\n    helm:\n      valueFiles: {{ .valueFiles | toJson }}\n      valuesObject: {{ .values | toJson }}\n"
+        }
+    })
+}
+
+/// The Helm values Previewd passes to every service chart: its resources, where it runs, the
+/// preview's URL, and (when enabled) a preference for spot capacity. The service's own configured
+/// values are applied last and win.
+fn helm_values(p: &Preview<'_>, service: &crate::config::ServiceConfig) -> Value {
+    let r = &service.resources;
+    let mut resources = json!({"requests": {"cpu": r.requests.cpu, "memory": r.requests.memory}});
+    if let Some(limits) = &r.limits {
+        resources["limits"] = json!({"cpu": limits.cpu, "memory": limits.memory});
+    }
+    let mut values = json!({
+        "replicaCount": r.replicas,
+        "resources": resources,
+        "previewd": {
+            "host": p.host,
+            "url": p.url(),
+            "namespace": p.name,
+            "repository": p.repo.name,
+            "pr": p.resource.spec.pr_number,
+            "sha": p.resource.spec.head_sha,
+        }
+    });
+    let spot = &p.config.spot;
+    if spot.enabled {
+        values["affinity"] = json!({"nodeAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{
+            "weight": 100,
+            "preference": {"matchExpressions": [{"key": spot.node_label_key, "operator": "In", "values": [spot.node_label_value]}]}
+        }]}});
+        if let Some(key) = &spot.toleration_key {
+            values["tolerations"] = json!([{"key": key, "operator": "Exists", "effect": "NoSchedule"}]);
+        }
+    }
+    if let Value::Object(map) = &mut values {
+        for (k, v) in &service.values {
+            map.insert(k.clone(), v.clone());
+        }
+    }
+    values
+}

@@ -1,0 +1,63 @@
+//! The preview's Ingress: one host (one label under the preview zone), a path per exposed
+//! service, TLS from the wildcard certificate or cert-manager, DNS from the wildcard record or
+//! external-dns.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::networking::v1::{
+    HTTPIngressPath, HTTPIngressRuleValue, Ingress, IngressBackend, IngressRule, IngressServiceBackend, IngressSpec,
+    IngressTLS, ServiceBackendPort,
+};
+
+use super::Preview;
+use crate::config::{DnsMode, TlsMode};
+
+/// `None` when no service is exposed.
+pub(super) fn ingress(p: &Preview<'_>) -> Option<Ingress> {
+    let paths: Vec<HTTPIngressPath> = p
+        .services
+        .iter()
+        .filter_map(|s| s.expose.as_ref().map(|e| (s, e)))
+        .map(|(service, expose)| HTTPIngressPath {
+            path: Some(expose.path.clone()),
+            path_type: "Prefix".to_owned(),
+            backend: IngressBackend {
+                service: Some(IngressServiceBackend {
+                    name: expose.service.clone().unwrap_or_else(|| service.name.clone()),
+                    port: Some(ServiceBackendPort { number: Some(i32::from(expose.port)), name: None }),
+                }),
+                resource: None,
+            },
+        })
+        .collect();
+    if paths.is_empty() {
+        return None;
+    }
+    let ingress_config = &p.config.ingress;
+    let mut meta = p.meta("preview", Some(&p.name));
+    let annotations = meta.annotations.get_or_insert_with(BTreeMap::new);
+    annotations.extend(ingress_config.annotations.clone());
+    let secret_name = match ingress_config.tls {
+        // No secret: the ingress controller's default certificate (the wildcard) serves it.
+        TlsMode::Wildcard => None,
+        TlsMode::CertManager => {
+            if let Some(issuer) = &ingress_config.cluster_issuer {
+                annotations.insert("cert-manager.io/cluster-issuer".to_owned(), issuer.clone());
+            }
+            Some("preview-tls".to_owned())
+        }
+    };
+    if ingress_config.dns == DnsMode::ExternalDns {
+        annotations.insert("external-dns.alpha.kubernetes.io/hostname".to_owned(), p.host.clone());
+    }
+    Some(Ingress {
+        metadata: meta,
+        spec: Some(IngressSpec {
+            ingress_class_name: ingress_config.class_name.clone(),
+            tls: Some(vec![IngressTLS { hosts: Some(vec![p.host.clone()]), secret_name }]),
+            rules: Some(vec![IngressRule { host: Some(p.host.clone()), http: Some(HTTPIngressRuleValue { paths }) }]),
+            ..IngressSpec::default()
+        }),
+        ..Ingress::default()
+    })
+}

@@ -1,0 +1,96 @@
+//! Network isolation: deny everything, then admit the ingress controller and traffic inside
+//! the preview, and let pods resolve names (configurable) and reach configured CIDRs.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::networking::v1::{
+    IPBlock, NetworkPolicy, NetworkPolicyEgressRule, NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicyPort,
+    NetworkPolicySpec,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+use super::Preview;
+
+fn namespace_named(name: &str) -> LabelSelector {
+    LabelSelector {
+        match_labels: Some(BTreeMap::from([("kubernetes.io/metadata.name".to_owned(), name.to_owned())])),
+        ..LabelSelector::default()
+    }
+}
+
+fn all_pods() -> LabelSelector {
+    LabelSelector::default()
+}
+
+fn same_namespace() -> NetworkPolicyPeer {
+    NetworkPolicyPeer { pod_selector: Some(all_pods()), ..NetworkPolicyPeer::default() }
+}
+
+pub(super) fn network_policies(p: &Preview<'_>) -> Vec<NetworkPolicy> {
+    let deny_all = NetworkPolicy {
+        metadata: p.meta("default-deny-all", Some(&p.name)),
+        spec: Some(NetworkPolicySpec {
+            pod_selector: Some(all_pods()),
+            policy_types: Some(vec!["Ingress".to_owned(), "Egress".to_owned()]),
+            ..NetworkPolicySpec::default()
+        }),
+    };
+
+    let ingress = vec![NetworkPolicyIngressRule {
+        from: Some(vec![
+            same_namespace(),
+            NetworkPolicyPeer {
+                namespace_selector: Some(namespace_named(&p.config.ingress.controller_namespace)),
+                ..NetworkPolicyPeer::default()
+            },
+        ]),
+        ..NetworkPolicyIngressRule::default()
+    }];
+    let mut egress =
+        vec![NetworkPolicyEgressRule { to: Some(vec![same_namespace()]), ..NetworkPolicyEgressRule::default() }];
+    if p.config.network.allow_dns_egress {
+        let dns_port = |protocol: &str| NetworkPolicyPort {
+            port: Some(IntOrString::Int(53)),
+            protocol: Some(protocol.to_owned()),
+            ..NetworkPolicyPort::default()
+        };
+        egress.push(NetworkPolicyEgressRule {
+            to: Some(vec![NetworkPolicyPeer {
+                namespace_selector: Some(namespace_named("kube-system")),
+                pod_selector: Some(LabelSelector {
+                    match_labels: Some(BTreeMap::from([("k8s-app".to_owned(), "kube-dns".to_owned())])),
+                    ..LabelSelector::default()
+                }),
+                ..NetworkPolicyPeer::default()
+            }]),
+            ports: Some(vec![dns_port("UDP"), dns_port("TCP")]),
+        });
+    }
+    if !p.config.network.egress_cidrs.is_empty() {
+        egress.push(NetworkPolicyEgressRule {
+            to: Some(
+                p.config
+                    .network
+                    .egress_cidrs
+                    .iter()
+                    .map(|cidr| NetworkPolicyPeer {
+                        ip_block: Some(IPBlock { cidr: cidr.clone(), except: None }),
+                        ..NetworkPolicyPeer::default()
+                    })
+                    .collect(),
+            ),
+            ..NetworkPolicyEgressRule::default()
+        });
+    }
+    let allow = NetworkPolicy {
+        metadata: p.meta("allow-preview-traffic", Some(&p.name)),
+        spec: Some(NetworkPolicySpec {
+            pod_selector: Some(all_pods()),
+            policy_types: Some(vec!["Ingress".to_owned(), "Egress".to_owned()]),
+            ingress: Some(ingress),
+            egress: Some(egress),
+        }),
+    };
+    vec![deny_all, allow]
+}

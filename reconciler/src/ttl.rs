@@ -1,0 +1,38 @@
+//! When a preview expires (pure).
+
+use chrono::{DateTime, Utc};
+
+use crate::config::TtlConfig;
+
+/// `idle` (or `doNotExpire` with the label) after the PR's last activity, but never later than
+/// `max` after the preview was created.
+pub fn expires_at(
+    ttl: &TtlConfig,
+    last_activity: DateTime<Utc>,
+    created_at: DateTime<Utc>,
+    do_not_expire: bool,
+) -> DateTime<Utc> {
+    let idle = if do_not_expire { ttl.do_not_expire } else { ttl.idle };
+    let by_activity = last_activity + chrono::Duration::from_std(idle).unwrap_or(chrono::Duration::MAX);
+    let absolute = created_at + chrono::Duration::from_std(ttl.max).unwrap_or(chrono::Duration::MAX);
+    by_activity.min(absolute)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(s: &str) -> DateTime<Utc> {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn defaults_four_hours_twenty_four_with_label_seven_days_at_most() {
+        let ttl = TtlConfig::default();
+        let created = at("2026-11-20T00:00:00Z");
+        assert_eq!(expires_at(&ttl, at("2026-11-20T10:00:00Z"), created, false), at("2026-11-20T14:00:00Z"));
+        assert_eq!(expires_at(&ttl, at("2026-11-20T10:00:00Z"), created, true), at("2026-11-21T10:00:00Z"));
+        // Still active on day 7: the absolute maximum wins.
+        assert_eq!(expires_at(&ttl, at("2026-11-26T23:00:00Z"), created, true), at("2026-11-27T00:00:00Z"));
+    }
+}
