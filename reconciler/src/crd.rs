@@ -15,8 +15,10 @@ pub const FINALIZER: &str = "preview.previewd.io/cleanup";
 
 /// What the consumer knows about the pull request; everything the controller builds follows
 /// from this and the configuration.
-#[derive(CustomResource, Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[derive(CustomResource, Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[kube(
+    derive = "Default",
+    derive = "PartialEq",
     group = "preview.previewd.io",
     version = "v1alpha1",
     kind = "PreviewEnvironment",
@@ -64,7 +66,7 @@ pub struct PreviewEnvironmentSpec {
 }
 
 /// Identifies the queue message a spec was written from.
-#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct EventRef {
     pub delivery_id: String,

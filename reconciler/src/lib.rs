@@ -1,7 +1,9 @@
 //! The in-cluster half of Previewd. See `docs/reconciler.md`.
 #![forbid(unsafe_code)]
 
+pub mod argo;
 pub mod config;
+pub mod controller;
 pub mod crd;
 pub mod names;
 pub mod offline;

@@ -1,0 +1,235 @@
+//! The PreviewEnvironment controller, as a pipeline: finalizer -> TTL -> render (pure) ->
+//! apply (server-side) -> observe Argo CD -> status (one patch) -> requeue at the next moment
+//! that matters (expiry, or a readiness re-check).
+
+pub mod apply;
+pub mod limiter;
+pub mod status;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::{Client, Resource, ResourceExt};
+use serde_json::json;
+
+use crate::argo::{Application, ApplicationSet};
+use crate::config::Config;
+use crate::crd::{FINALIZER, PreviewEnvironment};
+use crate::render::{self, LABEL_PREVIEW, Preview};
+use crate::ttl;
+use limiter::RateLimiter;
+
+/// Everything reconcile needs, built once in `main`.
+pub struct Context {
+    pub client: Client,
+    pub config: Arc<Config>,
+    pub application_sets: RateLimiter,
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context").field("application_sets", &self.application_sets).finish_non_exhaustive()
+    }
+}
+
+impl Context {
+    pub fn new(client: Client, config: Arc<Config>) -> Context {
+        let application_sets = RateLimiter::new(config.argocd.application_sets_per_minute);
+        Context { client, config, application_sets }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] Box<kube::Error>),
+    #[error(transparent)]
+    Apply(#[from] apply::ApplyError),
+    #[error("PreviewEnvironment has no name")]
+    Unnamed,
+}
+
+impl From<kube::Error> for Error {
+    fn from(err: kube::Error) -> Error {
+        Error::Kube(Box::new(err))
+    }
+}
+
+impl Error {
+    /// A bounded label for metrics.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Error::Kube(_) => "kube",
+            Error::Apply(_) => "apply",
+            Error::Unnamed => "unnamed",
+        }
+    }
+}
+
+/// How soon to look again while services are still coming up.
+const READINESS_RECHECK: Duration = Duration::from_secs(30);
+
+/// What one reconcile decided; returned for tests and logs.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// Objects applied, status written; look again after this long.
+    Applied { requeue: Duration },
+    /// Waiting for the ApplicationSet rate limit.
+    Throttled { retry_in: Duration },
+    /// Past its expiry: the PreviewEnvironment was deleted.
+    Expired,
+    /// Being deleted: cleanup done, finalizer removed.
+    Finalized,
+    /// Configuration problem (unknown repository or service): waits for a change.
+    Invalid(String),
+}
+
+impl Outcome {
+    pub fn action(&self) -> Action {
+        match self {
+            Outcome::Applied { requeue } => Action::requeue(*requeue),
+            Outcome::Throttled { retry_in } => Action::requeue(*retry_in),
+            Outcome::Expired | Outcome::Finalized | Outcome::Invalid(_) => Action::await_change(),
+        }
+    }
+}
+
+fn chrono_time(time: &k8s_openapi::apimachinery::pkg::apis::meta::v1::Time) -> Option<DateTime<Utc>> {
+    DateTime::from_timestamp(time.0.as_second(), u32::try_from(time.0.subsec_nanosecond()).unwrap_or(0))
+}
+
+/// One reconcile of one PreviewEnvironment at `now`.
+pub async fn reconcile_at(pe: &PreviewEnvironment, ctx: &Context, now: DateTime<Utc>) -> Result<Outcome, Error> {
+    let name = pe.metadata.name.clone().ok_or(Error::Unnamed)?;
+    let api: Api<PreviewEnvironment> = Api::all(ctx.client.clone());
+
+    if pe.metadata.deletion_timestamp.is_some() {
+        // Namespace and ApplicationSet go with their owner (garbage collection). What GC
+        // cannot do (GitHub's "destroyed" status, metrics) hooks in here.
+        if pe.finalizers().iter().any(|f| f == FINALIZER) {
+            let remaining: Vec<&String> = pe.finalizers().iter().filter(|f| *f != FINALIZER).collect();
+            let patch = json!({"metadata": {"finalizers": remaining, "resourceVersion": pe.resource_version()}});
+            api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
+        }
+        return Ok(Outcome::Finalized);
+    }
+
+    if !pe.finalizers().iter().any(|f| f == FINALIZER) {
+        let mut finalizers = pe.finalizers().to_vec();
+        finalizers.push(FINALIZER.to_owned());
+        let patch = json!({"metadata": {"finalizers": finalizers, "resourceVersion": pe.resource_version()}});
+        api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
+    }
+
+    let config = &ctx.config;
+    let previous = pe.status.as_ref();
+    let created_at = previous
+        .and_then(|s| s.created_at)
+        .or_else(|| pe.metadata.creation_timestamp.as_ref().and_then(chrono_time))
+        .unwrap_or(now);
+    let do_not_expire = pe.spec.labels.iter().any(|l| l.eq_ignore_ascii_case(&config.policy.do_not_expire_label));
+    let expires_at = ttl::expires_at(&config.ttl, pe.spec.last_activity, created_at, do_not_expire);
+    if now >= expires_at {
+        tracing::info!(preview = %name, %expires_at, "preview expired; deleting");
+        api.delete(&name, &Default::default()).await?;
+        return Ok(Outcome::Expired);
+    }
+
+    let preview = match Preview::resolve(config, pe) {
+        Ok(preview) => preview,
+        Err(err) => {
+            let status = status::failed(previous, "InvalidSpec", err.to_string(), pe.metadata.generation, now);
+            patch_status(&api, &name, &status).await?;
+            return Ok(Outcome::Invalid(err.to_string()));
+        }
+    };
+    let objects = match render::render(config, pe) {
+        Ok(objects) => objects,
+        Err(err) => return Ok(Outcome::Invalid(err.to_string())),
+    };
+
+    // New ApplicationSets are rate-limited; updates of existing ones are not.
+    let app_sets: Api<ApplicationSet> = Api::namespaced(ctx.client.clone(), &config.argocd.namespace);
+    let exists = app_sets.get_opt(&preview.name).await?.is_some();
+    let throttle = if exists { None } else { ctx.application_sets.try_acquire(std::time::Instant::now()).err() };
+    let to_apply: Vec<_> = match throttle {
+        Some(_) => objects.into_iter().filter(|o| o["kind"] != "ApplicationSet").collect(),
+        None => objects,
+    };
+    apply::apply_all(&ctx.client, &to_apply).await?;
+
+    let services = observe_services(ctx, &preview).await?;
+    let observed = status::Observed {
+        services,
+        url: preview.url(),
+        namespace: preview.name.clone(),
+        created_at,
+        expires_at,
+        generation: pe.metadata.generation,
+        last_event: pe.spec.last_event.received_at,
+        throttled: throttle.is_some(),
+    };
+    let status = status::compute(previous, observed, now);
+    let all_ready = status.phase == Some(crate::crd::Phase::Ready);
+    if previous != Some(&status) {
+        patch_status(&api, &name, &status).await?;
+    }
+
+    let until_expiry = (expires_at - now).to_std().unwrap_or(Duration::ZERO) + Duration::from_secs(1);
+    if let Some(retry_in) = throttle {
+        return Ok(Outcome::Throttled { retry_in: retry_in.min(until_expiry) });
+    }
+    let requeue = if all_ready { config.ttl.sweep_interval } else { READINESS_RECHECK };
+    Ok(Outcome::Applied { requeue: requeue.min(until_expiry) })
+}
+
+async fn patch_status(
+    api: &Api<PreviewEnvironment>,
+    name: &str,
+    status: &crate::crd::PreviewEnvironmentStatus,
+) -> Result<(), Error> {
+    let patch = json!({"status": status});
+    api.patch_status(name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
+    Ok(())
+}
+
+/// Per-service readiness from the Applications the ApplicationSet generated.
+async fn observe_services(ctx: &Context, preview: &Preview<'_>) -> Result<Vec<crate::crd::ServiceStatus>, Error> {
+    let apps: Api<Application> = Api::namespaced(ctx.client.clone(), &ctx.config.argocd.namespace);
+    let listed = apps.list(&ListParams::default().labels(&format!("{LABEL_PREVIEW}={}", preview.name))).await?;
+    Ok(preview
+        .services
+        .iter()
+        .map(|service| {
+            let app_name = crate::names::application_name(&preview.name, &service.name);
+            let app = listed.items.iter().find(|a| a.metadata.name.as_deref() == Some(app_name.as_str()));
+            let status = app.and_then(|a| a.status.as_ref());
+            status::service_status(
+                &service.name,
+                status.and_then(|s| s.health.as_ref()).and_then(|h| h.status.as_deref()),
+                status.and_then(|s| s.sync.as_ref()).and_then(|s| s.status.as_deref()),
+            )
+        })
+        .collect())
+}
+
+/// The kube-runtime entry point.
+pub async fn reconcile(pe: Arc<PreviewEnvironment>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let outcome = reconcile_at(&pe, &ctx, Utc::now()).await?;
+    tracing::debug!(preview = %pe.name_any(), ?outcome, "reconciled");
+    Ok(outcome.action())
+}
+
+/// Transient errors are retried with backoff by the runtime; log them with a bounded label.
+pub fn error_policy(pe: Arc<PreviewEnvironment>, error: &Error, _ctx: Arc<Context>) -> Action {
+    tracing::warn!(preview = %pe.name_any(), error = %error, kind = error.metric_label(), "reconcile failed");
+    Action::requeue(Duration::from_secs(15))
+}
+
+/// The owner reference children carry (exposed for tests).
+pub fn owner_of(pe: &PreviewEnvironment) -> Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference> {
+    pe.controller_owner_ref(&())
+}

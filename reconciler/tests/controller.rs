@@ -1,0 +1,237 @@
+//! The controller against an in-memory Kubernetes API (kube-fake-client: real `kube::Api`
+//! requests, server-side apply, status subresource, owner-reference garbage collection).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use k8s_openapi::api::core::v1::{LimitRange, Namespace, ResourceQuota};
+use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
+use kube::api::{Api, PostParams};
+use kube::{Client, ResourceExt};
+use kube_fake_client::ClientBuilder;
+use previewd::argo::{Application, ApplicationSet, ApplicationSpec, ApplicationStatus, StatusField};
+use previewd::config::Config;
+use previewd::controller::{Context, Outcome, reconcile_at};
+use previewd::crd::{FINALIZER, Phase, PreviewEnvironment};
+use previewd::policy::{Decision, decide};
+use previewd_events::PreviewEvent;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn config() -> Config {
+    Config::load(&root().join("docs/examples/config.yaml")).unwrap()
+}
+
+fn event(name: &str) -> PreviewEvent {
+    PreviewEvent::from_json(&std::fs::read_to_string(root().join("docs/examples/events").join(name)).unwrap()).unwrap()
+}
+
+async fn client() -> Client {
+    let fake = ClientBuilder::new()
+        .with_resource::<PreviewEnvironment>()
+        .with_status_subresource::<PreviewEnvironment>()
+        .with_resource::<ApplicationSet>()
+        .with_resource::<Application>()
+        .build()
+        .await
+        .unwrap();
+    support::cluster_scope_shim(fake)
+}
+
+/// Creates the PreviewEnvironment the consumer would for `event`, with activity at `active`.
+async fn create(client: &Client, config: &Config, event_name: &str, active: DateTime<Utc>) -> PreviewEnvironment {
+    let mut event = event(event_name);
+    event.pull_request.updated_at = active;
+    let Decision::Upsert(spec) = decide(&event, config) else { panic!("expected an upsert") };
+    let mut pe = previewd::offline::preview_resource(config, *spec).unwrap();
+    pe.status = None;
+    let api: Api<PreviewEnvironment> = Api::all(client.clone());
+    api.create(&PostParams::default(), &pe).await.unwrap()
+}
+
+async fn fetch(client: &Client, name: &str) -> PreviewEnvironment {
+    Api::<PreviewEnvironment>::all(client.clone()).get(name).await.unwrap()
+}
+
+fn context(client: &Client, config: Config) -> Context {
+    Context::new(client.clone(), Arc::new(config))
+}
+
+#[tokio::test]
+async fn creates_every_object_and_reports_deploying() {
+    let (client, config) = (client().await, config());
+    let now = Utc::now();
+    let pe = create(&client, &config, "opened.json", now).await;
+    let ctx = context(&client, config);
+
+    let outcome = reconcile_at(&pe, &ctx, now).await.unwrap();
+    assert_eq!(outcome, Outcome::Applied { requeue: Duration::from_secs(30) });
+
+    let ns = "preview-shop-pr-42";
+    let namespace = Api::<Namespace>::all(client.clone()).get(ns).await.unwrap();
+    assert_eq!(namespace.labels()["pod-security.kubernetes.io/enforce"], "restricted");
+    let owner = &namespace.owner_references()[0];
+    assert_eq!((owner.kind.as_str(), owner.uid.as_str()), ("PreviewEnvironment", pe.uid().unwrap().as_str()));
+    Api::<ResourceQuota>::namespaced(client.clone(), ns).get("preview-quota").await.unwrap();
+    Api::<LimitRange>::namespaced(client.clone(), ns).get("preview-defaults").await.unwrap();
+    let policies = Api::<NetworkPolicy>::namespaced(client.clone(), ns).list(&Default::default()).await.unwrap();
+    assert_eq!(policies.items.len(), 2);
+    let ingress = Api::<Ingress>::namespaced(client.clone(), ns).get("preview").await.unwrap();
+    assert_eq!(ingress.spec.unwrap().rules.unwrap()[0].host.as_deref(), Some("shop-pr-42.preview.example.com"));
+    let app_set = Api::<ApplicationSet>::namespaced(client.clone(), "argocd").get(ns).await.unwrap();
+    assert_eq!(app_set.spec.fields["template"]["spec"]["source"]["targetRevision"], pe.spec.head_sha.as_str());
+
+    let pe = fetch(&client, ns).await;
+    assert!(pe.finalizers().iter().any(|f| f == FINALIZER));
+    let status = pe.status.unwrap();
+    assert_eq!(status.phase, Some(Phase::Deploying));
+    assert_eq!(status.url.as_deref(), Some("https://shop-pr-42.preview.example.com"));
+    assert_eq!(status.services.len(), 3);
+    assert!(status.services.iter().all(|s| !s.ready));
+    assert_eq!(status.expires_at, Some(now + chrono::Duration::hours(4)));
+}
+
+#[tokio::test]
+async fn reconciling_again_changes_nothing() {
+    let (client, config) = (client().await, config());
+    let now = Utc::now();
+    create(&client, &config, "opened.json", now).await;
+    let ctx = context(&client, config);
+    let name = "preview-shop-pr-42";
+    reconcile_at(&fetch(&client, name).await, &ctx, now).await.unwrap();
+    // The in-memory API bumps `generation` for the finalizer (metadata) patch, which Kubernetes
+    // does not do for CRDs with a status subresource; one more pass records that generation.
+    reconcile_at(&fetch(&client, name).await, &ctx, now).await.unwrap();
+    let before = fetch(&client, name).await;
+    let app_set_before = Api::<ApplicationSet>::namespaced(client.clone(), "argocd").get(name).await.unwrap();
+
+    reconcile_at(&before, &ctx, now + chrono::Duration::seconds(30)).await.unwrap();
+    let after = fetch(&client, name).await;
+    let app_set_after = Api::<ApplicationSet>::namespaced(client.clone(), "argocd").get(name).await.unwrap();
+    assert_eq!(before.status, after.status, "status unchanged, transition times kept");
+    assert_eq!(before.resource_version(), after.resource_version(), "no write to the PreviewEnvironment");
+    assert_eq!(app_set_before.spec, app_set_after.spec);
+}
+
+#[tokio::test]
+async fn healthy_applications_make_the_preview_ready() {
+    let (client, config) = (client().await, config());
+    let now = Utc::now();
+    let pe = create(&client, &config, "opened.json", now).await;
+    let ctx = context(&client, config);
+    reconcile_at(&pe, &ctx, now).await.unwrap();
+    // What Argo CD's ApplicationSet controller and application controller would produce.
+    let apps: Api<Application> = Api::namespaced(client.clone(), "argocd");
+    for service in ["web", "api", "worker"] {
+        let mut app = Application::new(&format!("preview-shop-pr-42-{service}"), ApplicationSpec::default());
+        app.metadata.labels = Some([("preview.previewd.io/name".to_owned(), "preview-shop-pr-42".to_owned())].into());
+        app.status = Some(ApplicationStatus {
+            health: Some(StatusField { status: Some("Healthy".into()), ..Default::default() }),
+            sync: Some(StatusField { status: Some("Synced".into()), ..Default::default() }),
+            ..Default::default()
+        });
+        apps.create(&PostParams::default(), &app).await.unwrap();
+    }
+    let pe = fetch(&client, "preview-shop-pr-42").await;
+    let outcome = reconcile_at(&pe, &ctx, now).await.unwrap();
+    assert_eq!(outcome, Outcome::Applied { requeue: Duration::from_secs(300) }, "sweep interval once ready");
+    let status = fetch(&client, "preview-shop-pr-42").await.status.unwrap();
+    assert_eq!(status.phase, Some(Phase::Ready));
+    assert!(status.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+}
+
+#[tokio::test]
+async fn expired_previews_are_deleted_with_everything_they_own() {
+    let (client, config) = (client().await, config());
+    let now = Utc::now();
+    let pe = create(&client, &config, "opened.json", now).await;
+    let ctx = context(&client, config);
+    reconcile_at(&pe, &ctx, now).await.unwrap();
+
+    // Requeued exactly at expiry: 4 h after the last activity.
+    let pe = fetch(&client, "preview-shop-pr-42").await;
+    let later = now + chrono::Duration::hours(4) - chrono::Duration::minutes(10);
+    let Outcome::Applied { requeue } = reconcile_at(&pe, &ctx, later).await.unwrap() else { panic!() };
+    assert!(requeue <= Duration::from_secs(601), "{requeue:?}");
+
+    let outcome = reconcile_at(&pe, &ctx, now + chrono::Duration::hours(4)).await.unwrap();
+    assert_eq!(outcome, Outcome::Expired);
+    assert!(Api::<PreviewEnvironment>::all(client.clone()).get_opt("preview-shop-pr-42").await.unwrap().is_none());
+    // Kubernetes' garbage collector removes the rest: each top-level object is owned by the
+    // deleted PreviewEnvironment (the in-memory API does not collect cluster-scoped owners'
+    // dependents; the end-to-end suite sees the real collector do it).
+    let uid = pe.uid().unwrap();
+    let namespace = Api::<Namespace>::all(client.clone()).get("preview-shop-pr-42").await.unwrap();
+    assert_eq!(namespace.owner_references()[0].uid, uid);
+    let app_set = Api::<ApplicationSet>::namespaced(client.clone(), "argocd").get("preview-shop-pr-42").await.unwrap();
+    assert_eq!(app_set.owner_references()[0].uid, uid);
+}
+
+#[tokio::test]
+async fn deletion_runs_the_finalizer() {
+    let config = config();
+    let now = Utc::now();
+    let mut event = event("opened.json");
+    event.pull_request.updated_at = now;
+    let Decision::Upsert(spec) = decide(&event, &config) else { panic!() };
+    let mut pe = previewd::offline::preview_resource(&config, *spec).unwrap();
+    pe.status = None;
+    pe.metadata.finalizers = Some(vec![FINALIZER.to_owned()]);
+    pe.metadata.deletion_timestamp =
+        Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now()));
+    pe.metadata.namespace = Some("cluster-scope".to_owned());
+    let fake = ClientBuilder::new()
+        .with_resource::<PreviewEnvironment>()
+        .with_status_subresource::<PreviewEnvironment>()
+        .with_object(pe)
+        .build()
+        .await
+        .unwrap();
+    let client = support::cluster_scope_shim(fake);
+    let ctx = context(&client, config);
+    let pe = fetch(&client, "preview-shop-pr-42").await;
+    assert_eq!(reconcile_at(&pe, &ctx, now).await.unwrap(), Outcome::Finalized);
+    let gone_or_released = Api::<PreviewEnvironment>::all(client.clone()).get_opt("preview-shop-pr-42").await.unwrap();
+    assert!(gone_or_released.is_none_or(|pe| pe.finalizers().is_empty()));
+}
+
+#[tokio::test]
+async fn unknown_services_fail_without_retrying() {
+    let (client, config) = (client().await, config());
+    let now = Utc::now();
+    let mut pe = create(&client, &config, "opened.json", now).await;
+    pe.spec.services.push("billing".into());
+    let ctx = context(&client, config);
+    let outcome = reconcile_at(&pe, &ctx, now).await.unwrap();
+    assert!(matches!(&outcome, Outcome::Invalid(m) if m.contains("billing")), "{outcome:?}");
+    let status = fetch(&client, "preview-shop-pr-42").await.status.unwrap();
+    assert_eq!(status.phase, Some(Phase::Failed));
+}
+
+#[tokio::test]
+async fn application_set_creation_is_rate_limited() {
+    let (client, mut config) = (client().await, config());
+    config.argocd.application_sets_per_minute = 1;
+    let now = Utc::now();
+    let first = create(&client, &config, "opened.json", now).await;
+    let second = create(&client, &config, "fork-labeled.json", now).await;
+    let ctx = context(&client, config);
+    assert!(matches!(reconcile_at(&first, &ctx, now).await.unwrap(), Outcome::Applied { .. }));
+    let outcome = reconcile_at(&second, &ctx, now).await.unwrap();
+    assert!(matches!(outcome, Outcome::Throttled { retry_in } if retry_in > Duration::from_secs(50)), "{outcome:?}");
+    let app_sets = Api::<ApplicationSet>::namespaced(client.clone(), "argocd");
+    assert!(app_sets.get_opt("preview-shop-pr-77").await.unwrap().is_none());
+    // The rest of the preview is there already, and the status says why it waits.
+    Api::<Namespace>::all(client.clone()).get("preview-shop-pr-77").await.unwrap();
+    assert_eq!(fetch(&client, "preview-shop-pr-77").await.status.unwrap().phase, Some(Phase::Pending));
+    // Updating an existing ApplicationSet is not limited.
+    let first = fetch(&client, "preview-shop-pr-42").await;
+    assert!(matches!(reconcile_at(&first, &ctx, now).await.unwrap(), Outcome::Applied { .. }));
+}
