@@ -3,6 +3,7 @@
 
 pub mod argo;
 pub mod config;
+pub mod consumer;
 pub mod controller;
 pub mod crd;
 pub mod names;

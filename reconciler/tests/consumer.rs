@@ -1,0 +1,231 @@
+//! The queue consumer against the local SQS emulator (real AWS SDK) and an in-memory
+//! Kubernetes API (kube-fake-client).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use aws_sdk_sqs::types::QueueAttributeName;
+use chrono::Duration;
+use kube::Client;
+use kube::api::Api;
+use kube_fake_client::{ClientBuilder, Error as FakeError, interceptor};
+use previewd::config::Config;
+use previewd::consumer::{Consumer, Outcome};
+use previewd::crd::PreviewEnvironment;
+use previewd::policy::Reason;
+use previewd_events::{PrAction, PrState, PreviewEvent};
+use previewd_testkit::Stack;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn event(name: &str) -> PreviewEvent {
+    PreviewEvent::from_json(&std::fs::read_to_string(root().join("docs/examples/events").join(name)).unwrap()).unwrap()
+}
+
+async fn kube(fail_patches: bool) -> Client {
+    let mut builder =
+        ClientBuilder::new().with_resource::<PreviewEnvironment>().with_status_subresource::<PreviewEnvironment>();
+    if fail_patches {
+        builder = builder.with_interceptor_funcs(
+            interceptor::Funcs::new().patch(|_| Err(FakeError::Internal("etcdserver: request timed out".into()))),
+        );
+    }
+    support::cluster_scope_shim(builder.build().await.unwrap())
+}
+
+struct Setup {
+    stack: Stack,
+    kube: Client,
+    consumer: Consumer,
+}
+
+async fn setup(name: &str, fail_patches: bool) -> Setup {
+    let stack = Stack::new(name).await;
+    let kube = kube(fail_patches).await;
+    let config = Arc::new(Config::load(&root().join("docs/examples/config.yaml")).unwrap());
+    let mut consumer = Consumer::new(stack.sqs.clone(), stack.queue_url.clone(), kube.clone(), config);
+    consumer.wait_seconds = 0;
+    Setup { stack, kube, consumer }
+}
+
+impl Setup {
+    async fn send(&self, event: &PreviewEvent) {
+        self.stack
+            .sqs
+            .send_message()
+            .queue_url(&self.stack.queue_url)
+            .message_body(event.to_json().unwrap())
+            .message_group_id(event.message_group_id())
+            .message_deduplication_id(&event.delivery_id)
+            .send()
+            .await
+            .unwrap();
+    }
+
+    async fn poll(&self) -> Vec<Outcome> {
+        self.consumer.poll_once().await.unwrap()
+    }
+
+    async fn preview(&self, name: &str) -> Option<PreviewEnvironment> {
+        Api::<PreviewEnvironment>::all(self.kube.clone()).get_opt(name).await.unwrap()
+    }
+
+    async fn queued(&self, url: &str) -> (i64, i64) {
+        let attrs = self
+            .stack
+            .sqs
+            .get_queue_attributes()
+            .queue_url(url)
+            .attribute_names(QueueAttributeName::All)
+            .send()
+            .await
+            .unwrap()
+            .attributes
+            .unwrap();
+        let n = |a: QueueAttributeName| attrs.get(&a).map_or(0, |v| v.parse().unwrap());
+        (
+            n(QueueAttributeName::ApproximateNumberOfMessages),
+            n(QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
+        )
+    }
+}
+
+fn later(mut event: PreviewEvent, minutes: i64, delivery: &str) -> PreviewEvent {
+    event.pull_request.updated_at += Duration::minutes(minutes);
+    event.received_at += Duration::minutes(minutes);
+    event.delivery_id = delivery.to_owned();
+    event
+}
+
+const NAME: &str = "preview-shop-pr-42";
+
+#[tokio::test]
+async fn create_update_and_delete_follow_the_pr() {
+    let s = setup("lifecycle", false).await;
+    let opened = event("opened.json");
+    s.send(&opened).await;
+    assert_eq!(s.poll().await, vec![Outcome::Applied { name: NAME.into() }]);
+    assert_eq!(s.preview(NAME).await.unwrap().spec.head_sha, opened.pull_request.head_sha);
+    assert_eq!(s.queued(&s.stack.queue_url).await, (0, 0), "deleted after the cluster write");
+
+    let mut pushed = later(opened.clone(), 5, "d-sync");
+    pushed.action = PrAction::Synchronize;
+    pushed.pull_request.head_sha = "1111111111111111111111111111111111111111".into();
+    s.send(&pushed).await;
+    assert_eq!(s.poll().await, vec![Outcome::Applied { name: NAME.into() }]);
+    let pe = s.preview(NAME).await.unwrap();
+    assert_eq!(pe.spec.head_sha, pushed.pull_request.head_sha);
+    assert_eq!(pe.spec.last_event.delivery_id, "d-sync");
+
+    let mut closed = later(pushed, 5, "d-closed");
+    closed.action = PrAction::Closed;
+    closed.pull_request.state = PrState::Closed;
+    s.send(&closed).await;
+    assert_eq!(s.poll().await, vec![Outcome::Removed { name: NAME.into(), reason: Reason::Closed }]);
+    assert!(s.preview(NAME).await.is_none());
+}
+
+#[tokio::test]
+async fn stale_and_duplicate_events_do_not_win() {
+    let s = setup("stale", false).await;
+    let opened = event("opened.json");
+    let newer = later(opened.clone(), 10, "d-newer");
+    s.send(&newer).await;
+    s.poll().await;
+    // The older event arrives late (e.g. redelivered after an outage).
+    s.send(&opened).await;
+    assert_eq!(s.poll().await, vec![Outcome::Stale]);
+    assert_eq!(s.preview(NAME).await.unwrap().spec.last_event.delivery_id, "d-newer");
+    assert_eq!(s.queued(&s.stack.queue_url).await, (0, 0), "stale messages are deleted too");
+    // The same event again (SQS redelivers at least once) is applied idempotently.
+    let mut again = newer.clone();
+    again.delivery_id = "d-newer-redelivered".into();
+    s.send(&again).await;
+    assert_eq!(s.poll().await, vec![Outcome::Applied { name: NAME.into() }]);
+    assert_eq!(s.preview(NAME).await.unwrap().spec.head_sha, newer.pull_request.head_sha);
+}
+
+#[tokio::test]
+async fn a_burst_of_pushes_collapses_to_the_newest_head() {
+    let s = setup("burst", false).await;
+    let opened = event("opened.json");
+    let mut shas = Vec::new();
+    for i in 1..=4 {
+        let mut push = later(opened.clone(), i, &format!("d-push-{i}"));
+        push.action = PrAction::Synchronize;
+        push.pull_request.head_sha = format!("{i}").repeat(40);
+        shas.push(push.pull_request.head_sha.clone());
+        s.send(&push).await;
+    }
+    let outcomes = s.poll().await;
+    assert_eq!(outcomes.iter().filter(|o| **o == Outcome::Superseded).count(), 3, "{outcomes:?}");
+    assert_eq!(outcomes.last(), Some(&Outcome::Applied { name: NAME.into() }));
+    assert_eq!(&s.preview(NAME).await.unwrap().spec.head_sha, shas.last().unwrap());
+    assert_eq!(s.queued(&s.stack.queue_url).await, (0, 0));
+}
+
+#[tokio::test]
+async fn fork_draft_and_label_policy() {
+    let s = setup("policy", false).await;
+    let stranger = event("fork-unlabeled.json");
+    s.send(&stranger).await;
+    assert_eq!(
+        s.poll().await,
+        vec![Outcome::Removed { name: "preview-shop-pr-78".into(), reason: Reason::ForkAwaitingLabel }]
+    );
+    assert!(s.preview("preview-shop-pr-78").await.is_none());
+
+    let mut labelled = later(stranger.clone(), 1, "d-label");
+    labelled.action = PrAction::Labeled;
+    labelled.pull_request.labels = vec!["preview-fork".into()];
+    labelled.label = Some("preview-fork".into());
+    s.send(&labelled).await;
+    assert_eq!(s.poll().await, vec![Outcome::Applied { name: "preview-shop-pr-78".into() }]);
+
+    let mut draft = later(labelled, 1, "d-draft");
+    draft.action = PrAction::ConvertedToDraft;
+    draft.pull_request.draft = true;
+    s.send(&draft).await;
+    assert_eq!(s.poll().await, vec![Outcome::Removed { name: "preview-shop-pr-78".into(), reason: Reason::Draft }]);
+    assert!(s.preview("preview-shop-pr-78").await.is_none());
+
+    let mut elsewhere = event("opened.json");
+    elsewhere.repository.full_name = "someone/else".into();
+    s.send(&elsewhere).await;
+    assert_eq!(s.poll().await, vec![Outcome::Ignored { reason: Reason::RepositoryNotConfigured }]);
+}
+
+#[tokio::test]
+async fn a_failed_cluster_write_keeps_the_message() {
+    let s = setup("kube-down", true).await;
+    s.send(&event("opened.json")).await;
+    let outcomes = s.poll().await;
+    assert!(matches!(&outcomes[..], [Outcome::Failed { error }] if error.contains("timed out")), "{outcomes:?}");
+    assert_eq!(s.queued(&s.stack.queue_url).await, (0, 1), "in flight, back after the visibility timeout");
+}
+
+#[tokio::test]
+async fn malformed_messages_end_in_the_dead_letter_queue() {
+    let s = setup("malformed", false).await;
+    s.stack
+        .sqs
+        .send_message()
+        .queue_url(&s.stack.queue_url)
+        .message_body("{\"version\": 99}")
+        .message_group_id("garbage")
+        .message_deduplication_id("garbage-1")
+        .send()
+        .await
+        .unwrap();
+    // maxReceiveCount is 5: the sixth receive moves it to the DLQ.
+    for _ in 0..5 {
+        assert!(matches!(&s.poll().await[..], [Outcome::Malformed { .. }]));
+    }
+    assert!(s.poll().await.is_empty());
+    assert_eq!(s.queued(&s.stack.dlq_url).await.0, 1);
+}
