@@ -16,6 +16,13 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the reconciler: queue consumers, the PreviewEnvironment controller, /healthz,
+    /// /readyz and /metrics. Environment: PREVIEWD_QUEUE_URL, PREVIEWD_CONSUMERS (2),
+    /// PREVIEWD_LISTEN (0.0.0.0:8080), the standard AWS_* and KUBECONFIG / in-cluster config.
+    Run {
+        #[arg(long, env = "PREVIEWD_CONFIG", default_value = "/etc/previewd/config.yaml")]
+        config: PathBuf,
+    },
     /// Print the PreviewEnvironment CustomResourceDefinition (YAML).
     Crd,
     /// Print, as multi-document YAML, every object the reconciler would apply for a queue message.
@@ -41,7 +48,11 @@ enum ConfigCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Run { config } = &cli.command {
+        return run(config);
+    }
     let result = match cli.command {
+        Command::Run { .. } => Ok(String::new()),
         Command::Crd => crd::crd_yaml().map_err(|e| e.to_string()),
         Command::Render { config, event } => offline::render_event(&config, &event).map_err(|e| e.to_string()),
         Command::Config { command: ConfigCommand::Check { file } } => Config::load(&file)
@@ -58,6 +69,31 @@ fn main() -> ExitCode {
             {
                 eprintln!("previewd: {err}");
             }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(config: &std::path::Path) -> ExitCode {
+    tracing_subscriber::fmt()
+        .json()
+        .flatten_event(true)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            tracing::error!(error = %err, "cannot start the async runtime");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(previewd::run::run(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            tracing::error!(error = %err, "previewd cannot run");
             ExitCode::FAILURE
         }
     }

@@ -1,0 +1,133 @@
+//! `previewd run`: the controller, the queue consumers and the health/metrics server, with a
+//! graceful shutdown that lets in-flight messages finish.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use kube::Api;
+use kube::runtime::Controller;
+use kube::runtime::watcher;
+
+use crate::config::Config;
+use crate::consumer::Consumer;
+use crate::controller::{self, Context};
+use crate::crd::PreviewEnvironment;
+use crate::metrics::Metrics;
+use crate::serve::{Health, router};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error("{0} is not set")]
+    Missing(&'static str),
+    #[error("{name} = {value:?} is invalid")]
+    Invalid { name: &'static str, value: String },
+    #[error("Kubernetes client: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+    #[error("serving {addr}: {message}")]
+    Serve { addr: String, message: String },
+}
+
+fn env_number(name: &'static str, default: u64) -> Result<u64, RunError> {
+    match std::env::var(name) {
+        Ok(v) if !v.trim().is_empty() => v.trim().parse().map_err(|_| RunError::Invalid { name, value: v }),
+        _ => Ok(default),
+    }
+}
+
+pub async fn run(config_path: &Path) -> Result<(), RunError> {
+    let config = Arc::new(Config::load(config_path)?);
+    let queue_url = std::env::var("PREVIEWD_QUEUE_URL").map_err(|_| RunError::Missing("PREVIEWD_QUEUE_URL"))?;
+    let consumers = env_number("PREVIEWD_CONSUMERS", 2)?.clamp(1, 32);
+    let addr: SocketAddr =
+        std::env::var("PREVIEWD_LISTEN").unwrap_or_else(|_| "0.0.0.0:8080".to_owned()).parse().map_err(|_| {
+            RunError::Invalid { name: "PREVIEWD_LISTEN", value: std::env::var("PREVIEWD_LISTEN").unwrap_or_default() }
+        })?;
+
+    let client = kube::Client::try_default().await?;
+    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    let metrics = Metrics::new()?;
+    let ready = Arc::new(AtomicBool::new(false));
+    let stopping = Arc::new(AtomicBool::new(false));
+
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| RunError::Serve { addr: addr.to_string(), message: e.to_string() })?;
+    let app = router(Health { metrics: metrics.clone(), ready: Arc::clone(&ready) });
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+
+    // Consumers: stop taking new messages on shutdown; a batch already received is finished.
+    let mut consumer_tasks = Vec::new();
+    for index in 0..consumers {
+        let consumer = Consumer::new(sqs.clone(), queue_url.clone(), client.clone(), Arc::clone(&config));
+        let (stopping, metrics) = (Arc::clone(&stopping), metrics.clone());
+        consumer_tasks.push(tokio::spawn(async move {
+            while !stopping.load(Ordering::Relaxed) {
+                match consumer.poll_once().await {
+                    Ok(outcomes) => {
+                        for outcome in outcomes {
+                            metrics.queue_messages.with_label_values(&[outcome.label()]).inc();
+                        }
+                    }
+                    Err(err) => {
+                        tracing::warn!(consumer = index, error = %err, "queue receive failed; retrying");
+                        tokio::time::sleep(Duration::from_secs(5)).await;
+                    }
+                }
+            }
+        }));
+    }
+    {
+        let stopping = Arc::clone(&stopping);
+        tokio::spawn(async move {
+            let _ = tokio::signal::ctrl_c().await;
+            stopping.store(true, Ordering::Relaxed);
+        });
+    }
+
+    let ctx = Arc::new(Context::new(client.clone(), Arc::clone(&config)));
+    let previews: Api<PreviewEnvironment> = Api::all(client);
+    ready.store(true, Ordering::Relaxed);
+    tracing::info!(%addr, consumers, "previewd running");
+    let reconcile_metrics = metrics.clone();
+    Controller::new(previews, watcher::Config::default())
+        .shutdown_on_signal()
+        .run(
+            move |pe, ctx| {
+                let metrics = reconcile_metrics.clone();
+                async move {
+                    let started = Instant::now();
+                    let result = controller::reconcile(pe, ctx).await;
+                    metrics
+                        .reconcile_duration
+                        .with_label_values(&["previewenvironment"])
+                        .observe(started.elapsed().as_secs_f64());
+                    if let Err(err) = &result {
+                        metrics.reconcile_errors.with_label_values(&["previewenvironment", err.metric_label()]).inc();
+                    }
+                    result
+                }
+            },
+            controller::error_policy,
+            ctx,
+        )
+        .for_each(|_| futures::future::ready(()))
+        .await;
+
+    stopping.store(true, Ordering::Relaxed);
+    ready.store(false, Ordering::Relaxed);
+    for task in consumer_tasks {
+        let _ = task.await;
+    }
+    server.abort();
+    tracing::info!("previewd stopped");
+    Ok(())
+}

@@ -1,0 +1,102 @@
+//! The `previewd` binary's offline subcommands and its HTTP endpoints.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use http_body_util::BodyExt;
+use tower::ServiceExt;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn previewd(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_previewd")).args(args).current_dir(root()).output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn crd_prints_what_the_chart_ships() {
+    let (ok, out, _) = previewd(&["crd"]);
+    assert!(ok);
+    let chart =
+        std::fs::read_to_string(root().join("charts/previewd/crds/previewenvironments.preview.previewd.io.yaml"))
+            .unwrap();
+    assert_eq!(out, chart);
+}
+
+#[test]
+fn config_check_accepts_the_example_and_names_bad_fields() {
+    let (ok, out, _) = previewd(&["config", "check", "docs/examples/config.yaml"]);
+    assert!(ok && out.contains("ok (2 repositories)"), "{out}");
+    let bad = std::env::temp_dir().join(format!("previewd-bad-{}.yaml", std::process::id()));
+    std::fs::write(&bad, "domain: example.com\nrepositories:\n  - name: acme/shop\n    services: []\n").unwrap();
+    let (ok, _, err) = previewd(&["config", "check", bad.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(err.contains("repositories[0].services"), "{err}");
+}
+
+#[test]
+fn render_prints_every_object_or_says_why_there_are_none() {
+    let (ok, out, err) =
+        previewd(&["render", "--config", "docs/examples/config.yaml", "--event", "docs/examples/events/opened.json"]);
+    assert!(ok, "{err}");
+    let kinds: Vec<&str> = out.lines().filter_map(|l| l.strip_prefix("kind: ")).collect();
+    assert_eq!(
+        kinds,
+        [
+            "PreviewEnvironment",
+            "Namespace",
+            "ResourceQuota",
+            "LimitRange",
+            "NetworkPolicy",
+            "NetworkPolicy",
+            "Ingress",
+            "ApplicationSet"
+        ]
+    );
+    let (ok, out, _) = previewd(&[
+        "render",
+        "--config",
+        "docs/examples/config.yaml",
+        "--event",
+        "docs/examples/events/fork-unlabeled.json",
+    ]);
+    assert!(ok && out.contains("fork_awaiting_label"), "{out}");
+    let (ok, _, err) = previewd(&["render", "--config", "docs/examples/config.yaml", "--event", "Cargo.toml"]);
+    assert!(!ok && err.contains("Cargo.toml"), "{err}");
+}
+
+#[test]
+fn run_refuses_to_start_without_a_queue() {
+    let out = Command::new(env!("CARGO_BIN_EXE_previewd"))
+        .args(["run", "--config", "docs/examples/config.yaml"])
+        .current_dir(root())
+        .env_remove("PREVIEWD_QUEUE_URL")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("PREVIEWD_QUEUE_URL"));
+}
+
+#[tokio::test]
+async fn health_and_metrics_endpoints() {
+    let metrics = previewd::metrics::Metrics::new().unwrap();
+    metrics.queue_messages.with_label_values(&["applied"]).inc();
+    let ready = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let app = previewd::serve::router(previewd::serve::Health { metrics, ready: ready.clone() });
+    let get = |path: &str| axum::http::Request::get(path).body(axum::body::Body::empty()).unwrap();
+    assert_eq!(app.clone().oneshot(get("/healthz")).await.unwrap().status(), 200);
+    assert_eq!(app.clone().oneshot(get("/readyz")).await.unwrap().status(), 503);
+    ready.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(app.clone().oneshot(get("/readyz")).await.unwrap().status(), 200);
+    let response = app.oneshot(get("/metrics")).await.unwrap();
+    let text = String::from_utf8(response.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
+    assert!(text.contains("# TYPE previewd_queue_messages_total counter"), "{text}");
+    assert!(text.contains("previewd_queue_messages_total{outcome=\"applied\"} 1"), "{text}");
+}
