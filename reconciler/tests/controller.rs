@@ -145,6 +145,13 @@ async fn healthy_applications_make_the_preview_ready() {
     let status = fetch(&client, "preview-shop-pr-42").await.status.unwrap();
     assert_eq!(status.phase, Some(Phase::Ready));
     assert!(status.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+    // Each step was reported as a Kubernetes Event on the PreviewEnvironment.
+    let events =
+        Api::<k8s_openapi::api::events::v1::Event>::all(client.clone()).list(&Default::default()).await.unwrap();
+    let reasons: Vec<&str> = events.items.iter().filter_map(|e| e.reason.as_deref()).collect();
+    for reason in ["PreviewCreating", "ApplicationSetCreated", "PreviewReady"] {
+        assert!(reasons.contains(&reason), "{reason} missing from {reasons:?}");
+    }
 }
 
 #[tokio::test]

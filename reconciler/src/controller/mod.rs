@@ -12,6 +12,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
 
@@ -27,6 +28,7 @@ pub struct Context {
     pub client: Client,
     pub config: Arc<Config>,
     pub application_sets: RateLimiter,
+    pub recorder: Recorder,
 }
 
 impl std::fmt::Debug for Context {
@@ -38,7 +40,9 @@ impl std::fmt::Debug for Context {
 impl Context {
     pub fn new(client: Client, config: Arc<Config>) -> Context {
         let application_sets = RateLimiter::new(config.argocd.application_sets_per_minute);
-        Context { client, config, application_sets }
+        let reporter = Reporter { controller: "previewd".to_owned(), instance: std::env::var("HOSTNAME").ok() };
+        let recorder = Recorder::new(client.clone(), reporter);
+        Context { client, config, application_sets, recorder }
     }
 }
 
@@ -101,6 +105,20 @@ fn chrono_time(time: &k8s_openapi::apimachinery::pkg::apis::meta::v1::Time) -> O
     DateTime::from_timestamp(time.0.as_second(), u32::try_from(time.0.subsec_nanosecond()).unwrap_or(0))
 }
 
+/// Publishes a Kubernetes Event about `pe`; events are best effort and never fail a reconcile.
+async fn event(ctx: &Context, pe: &PreviewEnvironment, warning: bool, reason: &str, note: String) {
+    let event = Event {
+        type_: if warning { EventType::Warning } else { EventType::Normal },
+        reason: reason.to_owned(),
+        note: Some(note),
+        action: "Reconcile".to_owned(),
+        secondary: None,
+    };
+    if let Err(err) = ctx.recorder.publish(&event, &pe.object_ref(&())).await {
+        tracing::debug!(error = %err, reason, "could not publish event");
+    }
+}
+
 /// One reconcile of one PreviewEnvironment at `now`.
 pub async fn reconcile_at(pe: &PreviewEnvironment, ctx: &Context, now: DateTime<Utc>) -> Result<Outcome, Error> {
     let name = pe.metadata.name.clone().ok_or(Error::Unnamed)?;
@@ -135,6 +153,7 @@ pub async fn reconcile_at(pe: &PreviewEnvironment, ctx: &Context, now: DateTime<
     if now >= expires_at {
         tracing::info!(preview = %name, %expires_at, "preview expired; deleting");
         api.delete(&name, &Default::default()).await?;
+        event(ctx, pe, false, "PreviewExpired", format!("Expired at {expires_at}; deleted")).await;
         return Ok(Outcome::Expired);
     }
 
@@ -143,6 +162,7 @@ pub async fn reconcile_at(pe: &PreviewEnvironment, ctx: &Context, now: DateTime<
         Err(err) => {
             let status = status::failed(previous, "InvalidSpec", err.to_string(), pe.metadata.generation, now);
             patch_status(&api, &name, &status).await?;
+            event(ctx, pe, true, "InvalidSpec", err.to_string()).await;
             return Ok(Outcome::Invalid(err.to_string()));
         }
     };
@@ -159,7 +179,21 @@ pub async fn reconcile_at(pe: &PreviewEnvironment, ctx: &Context, now: DateTime<
         Some(_) => objects.into_iter().filter(|o| o["kind"] != "ApplicationSet").collect(),
         None => objects,
     };
+    if previous.is_none() {
+        let note = format!("Creating preview environment for {}#{}", pe.spec.repository, pe.spec.pr_number);
+        event(ctx, pe, false, "PreviewCreating", note).await;
+    }
     apply::apply_all(&ctx.client, &to_apply).await?;
+    match throttle {
+        Some(wait) => {
+            let note = format!("ApplicationSet creation rate limit reached; retrying in {} s", wait.as_secs());
+            event(ctx, pe, false, "ApplicationSetRateLimited", note).await;
+        }
+        None if !exists => {
+            event(ctx, pe, false, "ApplicationSetCreated", format!("Created ApplicationSet {}", preview.name)).await
+        }
+        None => {}
+    }
 
     let services = observe_services(ctx, &preview).await?;
     let observed = status::Observed {
@@ -176,6 +210,22 @@ pub async fn reconcile_at(pe: &PreviewEnvironment, ctx: &Context, now: DateTime<
     let all_ready = status.phase == Some(crate::crd::Phase::Ready);
     if previous != Some(&status) {
         patch_status(&api, &name, &status).await?;
+        let was = previous.and_then(|p| p.phase);
+        match status.phase {
+            Some(crate::crd::Phase::Ready) if was != status.phase => {
+                event(ctx, pe, false, "PreviewReady", format!("Preview environment ready at {}", preview.url())).await;
+            }
+            Some(crate::crd::Phase::Failed) if was != status.phase => {
+                let note = status
+                    .conditions
+                    .iter()
+                    .find(|c| c.type_ == "Failed")
+                    .map(|c| c.message.clone())
+                    .unwrap_or_default();
+                event(ctx, pe, true, "PreviewFailed", note).await;
+            }
+            _ => {}
+        }
     }
 
     let until_expiry = (expires_at - now).to_std().unwrap_or(Duration::ZERO) + Duration::from_secs(1);
