@@ -30,6 +30,14 @@ mkdir -p .run
 # Unit, integration and binary tests (the crates have no doc tests).
 cargo test --workspace --locked --lib --bins --tests 2>&1 | tee .run/test.log
 
+echo "== end-to-end suite (a real cluster)"
+if [ -n "${PREVIEWD_E2E_KUBECONFIG:-}" ]; then
+  cargo build --locked -p previewd --bin previewd
+  cargo test --locked -p previewd-e2e -- --ignored 2>&1 | tee -a .run/test.log
+else
+  echo "e2e: SKIPPED - set PREVIEWD_E2E_KUBECONFIG to a cluster's kubeconfig to run it (docs/e2e.md)"
+fi
+
 echo "== sam build (arm64 bootstraps of both functions)"
 infra/sam-build.sh
 
