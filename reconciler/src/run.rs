@@ -1,5 +1,7 @@
 //! `previewd run`: the controller, the queue consumers and the health/metrics server, with a
-//! graceful shutdown that lets in-flight messages finish.
+//! graceful shutdown that lets in-flight messages finish. With several replicas only the holder
+//! of the `previewd-leader` Lease consumes and reconciles (PREVIEWD_LEADER_ELECTION=false to
+//! turn that off for a single replica).
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -16,6 +18,7 @@ use crate::config::Config;
 use crate::consumer::Consumer;
 use crate::controller::{self, Context};
 use crate::crd::PreviewEnvironment;
+use crate::leader::LeaderElection;
 use crate::metrics::Metrics;
 use crate::serve::{Health, router};
 
@@ -33,6 +36,24 @@ pub enum RunError {
     Metrics(#[from] prometheus::Error),
     #[error("serving {addr}: {message}")]
     Serve { addr: String, message: String },
+    #[error("lost the leader lease; exiting so another replica leads")]
+    LostLeadership,
+}
+
+/// Completes on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminate => {}
+    }
 }
 
 fn env_number(name: &'static str, default: u64) -> Result<u64, RunError> {
@@ -63,6 +84,30 @@ pub async fn run(config_path: &Path) -> Result<(), RunError> {
         .map_err(|e| RunError::Serve { addr: addr.to_string(), message: e.to_string() })?;
     let app = router(Health { metrics: metrics.clone(), ready: Arc::clone(&ready) });
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    // Ready means healthy: a standby replica is ready too (else a rollout would never finish).
+    ready.store(true, Ordering::Relaxed);
+
+    // Only the leader consumes and reconciles; the others wait on the Lease.
+    let lost = Arc::new(tokio::sync::Notify::new());
+    if std::env::var("PREVIEWD_LEADER_ELECTION").map_or(true, |v| v != "false") {
+        let namespace = std::env::var("POD_NAMESPACE").unwrap_or_else(|_| "default".to_owned());
+        let identity = std::env::var("HOSTNAME").unwrap_or_else(|_| format!("previewd-{}", std::process::id()));
+        let election = LeaderElection::new(Api::namespaced(client.clone(), &namespace), "previewd-leader", &identity);
+        tracing::info!(%namespace, identity = election.identity(), "waiting for the leader lease");
+        tokio::select! {
+            () = election.acquire() => {}
+            () = shutdown_signal() => {
+                server.abort();
+                return Ok(());
+            }
+        }
+        tracing::info!(identity = election.identity(), "leading");
+        let lost = Arc::clone(&lost);
+        tokio::spawn(async move {
+            election.hold().await;
+            lost.notify_one();
+        });
+    }
 
     // Consumers: stop taking new messages on shutdown; a batch already received is finished.
     let mut consumer_tasks = Vec::new();
@@ -85,21 +130,25 @@ pub async fn run(config_path: &Path) -> Result<(), RunError> {
             }
         }));
     }
-    {
-        let stopping = Arc::clone(&stopping);
-        tokio::spawn(async move {
-            let _ = tokio::signal::ctrl_c().await;
+    let lost_leadership = Arc::new(AtomicBool::new(false));
+    let shutdown = {
+        let (stopping, lost, lost_leadership) =
+            (Arc::clone(&stopping), Arc::clone(&lost), Arc::clone(&lost_leadership));
+        async move {
+            tokio::select! {
+                () = shutdown_signal() => {}
+                () = lost.notified() => lost_leadership.store(true, Ordering::Relaxed),
+            }
             stopping.store(true, Ordering::Relaxed);
-        });
-    }
+        }
+    };
 
     let ctx = Arc::new(Context::new(client.clone(), Arc::clone(&config)));
     let previews: Api<PreviewEnvironment> = Api::all(client);
-    ready.store(true, Ordering::Relaxed);
     tracing::info!(%addr, consumers, "previewd running");
     let reconcile_metrics = metrics.clone();
     Controller::new(previews, watcher::Config::default())
-        .shutdown_on_signal()
+        .graceful_shutdown_on(shutdown)
         .run(
             move |pe, ctx| {
                 let metrics = reconcile_metrics.clone();
@@ -128,6 +177,9 @@ pub async fn run(config_path: &Path) -> Result<(), RunError> {
         let _ = task.await;
     }
     server.abort();
+    if lost_leadership.load(Ordering::Relaxed) {
+        return Err(RunError::LostLeadership);
+    }
     tracing::info!("previewd stopped");
     Ok(())
 }
