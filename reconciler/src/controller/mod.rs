@@ -29,6 +29,8 @@ pub struct Context {
     pub config: Arc<Config>,
     pub application_sets: RateLimiter,
     pub recorder: Recorder,
+    /// Consecutive failed reconciles per PreviewEnvironment, for exponential backoff.
+    failures: std::sync::Mutex<std::collections::HashMap<String, u32>>,
 }
 
 impl std::fmt::Debug for Context {
@@ -42,7 +44,7 @@ impl Context {
         let application_sets = RateLimiter::new(config.argocd.application_sets_per_minute);
         let reporter = Reporter { controller: "previewd".to_owned(), instance: std::env::var("HOSTNAME").ok() };
         let recorder = Recorder::new(client.clone(), reporter);
-        Context { client, config, application_sets, recorder }
+        Context { client, config, application_sets, recorder, failures: Default::default() }
     }
 }
 
@@ -269,17 +271,41 @@ async fn observe_services(ctx: &Context, preview: &Preview<'_>) -> Result<Vec<cr
 /// The kube-runtime entry point.
 pub async fn reconcile(pe: Arc<PreviewEnvironment>, ctx: Arc<Context>) -> Result<Action, Error> {
     let outcome = reconcile_at(&pe, &ctx, Utc::now()).await?;
+    if let Ok(mut failures) = ctx.failures.lock() {
+        failures.remove(&pe.name_any());
+    }
     tracing::debug!(preview = %pe.name_any(), ?outcome, "reconciled");
     Ok(outcome.action())
 }
 
-/// Transient errors are retried with backoff by the runtime; log them with a bounded label.
-pub fn error_policy(pe: Arc<PreviewEnvironment>, error: &Error, _ctx: Arc<Context>) -> Action {
-    tracing::warn!(preview = %pe.name_any(), error = %error, kind = error.metric_label(), "reconcile failed");
-    Action::requeue(Duration::from_secs(15))
+/// Retry delay after `failures` consecutive failures: 5 s doubling up to 5 minutes.
+pub fn backoff(failures: u32) -> Duration {
+    Duration::from_secs(5u64.saturating_mul(1 << failures.saturating_sub(1).min(6)).min(300))
 }
 
-/// The owner reference children carry (exposed for tests).
-pub fn owner_of(pe: &PreviewEnvironment) -> Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference> {
-    pe.controller_owner_ref(&())
+/// Transient errors (API server, apply) are retried with exponential backoff per object.
+pub fn error_policy(pe: Arc<PreviewEnvironment>, error: &Error, ctx: Arc<Context>) -> Action {
+    let failures = match ctx.failures.lock() {
+        Ok(mut failures) => {
+            let n = failures.entry(pe.name_any()).or_insert(0);
+            *n = n.saturating_add(1);
+            *n
+        }
+        Err(_) => 1,
+    };
+    let delay = backoff(failures);
+    tracing::warn!(preview = %pe.name_any(), error = %error, kind = error.metric_label(), failures,
+        retry_in_seconds = delay.as_secs(), "reconcile failed");
+    Action::requeue(delay)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_to_five_minutes() {
+        let delays: Vec<u64> = (1..=9).map(|n| backoff(n).as_secs()).collect();
+        assert_eq!(delays, [5, 10, 20, 40, 80, 160, 300, 300, 300]);
+    }
 }
