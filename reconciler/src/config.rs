@@ -69,6 +69,11 @@ pub struct IngressConfig {
     /// With `certManager` TLS: the ClusterIssuer.
     #[serde(default)]
     pub cluster_issuer: Option<String>,
+    /// With `wildcard` TLS: the wildcard certificate's Secret, when it is not the ingress
+    /// controller's default certificate. It must exist in every preview namespace (e.g. copied
+    /// there by a secret reflector); Previewd never reads Secrets.
+    #[serde(default)]
+    pub wildcard_secret: Option<String>,
     #[serde(default)]
     pub dns: DnsMode,
     /// Extra annotations on every preview Ingress.
@@ -83,6 +88,7 @@ impl Default for IngressConfig {
             controller_namespace: defaults::ingress_namespace(),
             tls: TlsMode::default(),
             cluster_issuer: None,
+            wildcard_secret: None,
             dns: DnsMode::default(),
             annotations: BTreeMap::new(),
         }

@@ -38,8 +38,8 @@ pub(super) fn ingress(p: &Preview<'_>) -> Option<Ingress> {
     let annotations = meta.annotations.get_or_insert_with(BTreeMap::new);
     annotations.extend(ingress_config.annotations.clone());
     let secret_name = match ingress_config.tls {
-        // No secret: the ingress controller's default certificate (the wildcard) serves it.
-        TlsMode::Wildcard => None,
+        // Without a named secret the ingress controller's default certificate (the wildcard) serves it.
+        TlsMode::Wildcard => ingress_config.wildcard_secret.clone(),
         TlsMode::CertManager => {
             if let Some(issuer) = &ingress_config.cluster_issuer {
                 annotations.insert("cert-manager.io/cluster-issuer".to_owned(), issuer.clone());
