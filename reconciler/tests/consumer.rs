@@ -4,7 +4,6 @@
 
 mod support;
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use aws_sdk_sqs::types::QueueAttributeName;
@@ -18,14 +17,7 @@ use previewd::crd::PreviewEnvironment;
 use previewd::policy::Reason;
 use previewd_events::{PrAction, PrState, PreviewEvent};
 use previewd_testkit::Stack;
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn event(name: &str) -> PreviewEvent {
-    PreviewEvent::from_json(&std::fs::read_to_string(root().join("docs/examples/events").join(name)).unwrap()).unwrap()
-}
+use support::{event, root};
 
 async fn kube(fail_patches: bool) -> Client {
     let mut builder =
@@ -55,16 +47,7 @@ async fn setup(name: &str, fail_patches: bool) -> Setup {
 
 impl Setup {
     async fn send(&self, event: &PreviewEvent) {
-        self.stack
-            .sqs
-            .send_message()
-            .queue_url(&self.stack.queue_url)
-            .message_body(event.to_json().unwrap())
-            .message_group_id(event.message_group_id())
-            .message_deduplication_id(&event.delivery_id)
-            .send()
-            .await
-            .unwrap();
+        self.stack.send_event(event).await;
     }
 
     async fn poll(&self) -> Vec<Outcome> {

@@ -4,7 +4,6 @@
 
 mod support;
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,19 +18,7 @@ use previewd::config::Config;
 use previewd::controller::{Context, Outcome, reconcile_at};
 use previewd::crd::{FINALIZER, Phase, PreviewEnvironment};
 use previewd::policy::{Decision, decide};
-use previewd_events::PreviewEvent;
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn config() -> Config {
-    Config::load(&root().join("docs/examples/config.yaml")).unwrap()
-}
-
-fn event(name: &str) -> PreviewEvent {
-    PreviewEvent::from_json(&std::fs::read_to_string(root().join("docs/examples/events").join(name)).unwrap()).unwrap()
-}
+use support::{config, event};
 
 async fn client() -> Client {
     let fake = ClientBuilder::new()

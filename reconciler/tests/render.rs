@@ -3,7 +3,8 @@
 //! schemas (kubernetes-validate).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::path::PathBuf;
+mod support;
+
 use std::process::{Command, Stdio};
 
 use chrono::{DateTime, Utc};
@@ -13,19 +14,7 @@ use previewd::policy::{Decision, Reason, decide};
 use previewd::render::{render, to_yaml};
 use previewd_events::PreviewEvent;
 use serde_json::Value;
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn config() -> Config {
-    Config::load(&root().join("docs/examples/config.yaml")).unwrap()
-}
-
-fn event(name: &str) -> PreviewEvent {
-    let text = std::fs::read_to_string(root().join("docs/examples/events").join(name)).unwrap();
-    PreviewEvent::from_json(&text).unwrap()
-}
+use support::{config, event, root};
 
 /// The PreviewEnvironment as it exists in the cluster (with a uid, so owner references render).
 fn resource(config: &Config, event: &PreviewEvent) -> PreviewEnvironment {

@@ -155,6 +155,19 @@ impl Stack {
         Stack { sdk, sqs, ddb, queue_url, dlq_url, table }
     }
 
+    /// Sends a contract message the way the webhook does (group per PR, dedup by delivery).
+    pub async fn send_event(&self, event: &previewd_events::PreviewEvent) {
+        self.sqs
+            .send_message()
+            .queue_url(&self.queue_url)
+            .message_body(event.to_json().unwrap())
+            .message_group_id(event.message_group_id())
+            .message_deduplication_id(&event.delivery_id)
+            .send()
+            .await
+            .unwrap();
+    }
+
     /// Receives (and deletes) everything currently on the queue.
     pub async fn drain(&self) -> Vec<aws_sdk_sqs::types::Message> {
         let mut all = Vec::new();

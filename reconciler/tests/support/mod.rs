@@ -1,3 +1,6 @@
+//! Shared by the reconciler's tests: the example configuration and queue messages of
+//! `docs/examples/`, and a bridge over two gaps of kube-fake-client 0.3.
+//!
 //! Two gaps of kube-fake-client 0.3, bridged below the code under test (which keeps using plain
 //! `kube::Api`):
 //! - it serves every custom resource as namespaced (its registry cannot tell a cluster-scoped
@@ -12,6 +15,7 @@
 #![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use http_body_util::{BodyExt, Full};
@@ -19,6 +23,22 @@ use hyper::body::Bytes;
 use kube::Client;
 use kube::client::Body;
 use serde_json::Value;
+
+/// The workspace root.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// `docs/examples/config.yaml`.
+pub fn config() -> previewd::config::Config {
+    previewd::config::Config::load(&root().join("docs/examples/config.yaml")).unwrap()
+}
+
+/// A queue message from `docs/examples/events/`.
+pub fn event(name: &str) -> previewd_events::PreviewEvent {
+    let text = std::fs::read_to_string(root().join("docs/examples/events").join(name)).unwrap();
+    previewd_events::PreviewEvent::from_json(&text).unwrap()
+}
 
 const PREFIX: &str = "/apis/preview.previewd.io/v1alpha1/previewenvironments";
 const MAPPED: &str = "/apis/preview.previewd.io/v1alpha1/namespaces/cluster-scope/previewenvironments";

@@ -69,19 +69,6 @@ where
     }
 }
 
-async fn send(stack: &Stack, event: &PreviewEvent) {
-    stack
-        .sqs
-        .send_message()
-        .queue_url(&stack.queue_url)
-        .message_body(event.to_json().unwrap())
-        .message_group_id(event.message_group_id())
-        .message_deduplication_id(&event.delivery_id)
-        .send()
-        .await
-        .unwrap();
-}
-
 #[tokio::test]
 #[ignore = "needs a Kubernetes cluster: set PREVIEWD_E2E_KUBECONFIG (docs/e2e.md)"]
 async fn a_pull_request_gets_a_preview_and_loses_it_when_closed() {
@@ -112,7 +99,7 @@ async fn a_pull_request_gets_a_preview_and_loses_it_when_closed() {
         PreviewEvent::from_json(&std::fs::read_to_string(root().join("docs/examples/events/opened.json")).unwrap())
             .unwrap();
     event.delivery_id = format!("e2e-{}", std::process::id());
-    send(&stack, &event).await;
+    stack.send_event(&event).await;
 
     let name = "preview-shop-pr-42";
     let previews: Api<PreviewEnvironment> = Api::all(client.clone());
@@ -138,7 +125,7 @@ async fn a_pull_request_gets_a_preview_and_loses_it_when_closed() {
     closed.pull_request.state = PrState::Closed;
     closed.pull_request.updated_at += chrono_minutes(1);
     closed.delivery_id = format!("{}-closed", event.delivery_id);
-    send(&stack, &closed).await;
+    stack.send_event(&closed).await;
     eventually("the preview to be gone", Duration::from_secs(120), || async {
         previews.get_opt(name).await.ok().flatten().is_none()
             && app_sets.get_opt(name).await.ok().flatten().is_none()
