@@ -11,8 +11,8 @@ run:    ## the main job locally: AWS stack + webhook + a signed sample delivery 
 test:   ## fmt, clippy and every test against the local stack
 	infra/test.sh
 
-bench:  ## criterion benchmarks (the latency one needs the local stack: make stack-up first)
-	set -a; [ -f .run/stack.env ] && . .run/stack.env; set +a; cargo bench -p previewd-webhook
+bench:  ## benchmarks (the webhook latency one needs the local stack: make stack-up first)
+	set -a; [ -f .run/stack.env ] && . .run/stack.env; set +a; cargo bench -p previewd-webhook && cargo bench -p previewd --bench scale
 
 stack-up:
 	infra/stack.sh up
