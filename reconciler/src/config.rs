@@ -611,6 +611,9 @@ impl Config {
             if repo.services.is_empty() {
                 return Err(invalid(at("services"), "configure at least one service"));
             }
+            if let Err((j, k, message)) = crate::github::detect::validate(repo) {
+                return Err(invalid(format!("repositories[{i}].services[{j}].paths[{k}]"), message));
+            }
             let mut services = BTreeSet::new();
             for (j, service) in repo.services.iter().enumerate() {
                 let at = |f: &str| format!("repositories[{i}].services[{j}].{f}");

@@ -6,6 +6,7 @@ pub mod config;
 pub mod consumer;
 pub mod controller;
 pub mod crd;
+pub mod github;
 pub mod leader;
 pub mod metrics;
 pub mod names;
