@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job, locally: the local AWS stack, the webhook Lambda served over HTTP by
-# cargo-lambda, one signed sample pull_request delivery through it, and the message that
-# landed on the queue. Keeps serving until Ctrl-C (PREVIEWD_DEMO_EXIT=1: stop after the demo).
+# cargo-lambda, one signed sample pull_request delivery through it, the message that landed on
+# the queue, and the objects the reconciler would build from it (`previewd render`). Keeps
+# serving until Ctrl-C (PREVIEWD_DEMO_EXIT=1: stop after the demo).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -40,7 +41,20 @@ done
 url="http://127.0.0.1:$port/lambda-url/webhook/"
 echo "run: webhook listening on $url (log: .run/webhook.log)"
 echo "run: sending a signed sample pull_request delivery (infra/samples/pull_request.opened.json)"
-.venv/bin/python infra/send-delivery.py --url "$url"
+.venv/bin/python infra/send-delivery.py --url "$url" --purge --save .run/last-event.json
+
+echo
+echo "run: what the reconciler would create for it (previewd render, docs/examples/config.yaml):"
+cargo run --quiet -p previewd -- render --config docs/examples/config.yaml --event .run/last-event.json \
+  | awk '
+      function flush() { if (kind != "") printf "  %-22s %-28s %s\n", kind, name, ns; kind = name = ns = "" }
+      /^---/ { flush(); next }
+      /^[a-zA-Z]/ { section = $1 }
+      /^kind: / { kind = $2 }
+      section == "metadata:" && /^  name: / { name = $2 }
+      section == "metadata:" && /^  namespace: / { ns = "(namespace " $2 ")" }
+      END { flush() }'
+echo "run: full YAML: cargo run -p previewd -- render --config docs/examples/config.yaml --event .run/last-event.json"
 
 if [ "${PREVIEWD_DEMO_EXIT:-0}" = 1 ]; then
   exit 0

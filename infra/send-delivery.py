@@ -29,6 +29,8 @@ def main() -> int:
     parser.add_argument("--delivery", default=str(uuid.uuid4()))
     parser.add_argument("--form", action="store_true", help="send as application/x-www-form-urlencoded")
     parser.add_argument("--no-receive", action="store_true", help="do not read the queue afterwards")
+    parser.add_argument("--save", help="write the queue message that arrived to this file")
+    parser.add_argument("--purge", action="store_true", help="empty the queue first (local demo queue only)")
     args = parser.parse_args()
 
     secret = os.environ.get("PREVIEWD_WEBHOOK_SECRET", "").split(",")[0].strip()
@@ -42,6 +44,17 @@ def main() -> int:
     else:
         body = payload.encode()
         content_type = "application/json"
+    if args.purge:
+        import boto3
+
+        sqs = boto3.client(
+            "sqs", endpoint_url=os.environ.get("AWS_ENDPOINT_URL"), region_name=os.environ.get("AWS_REGION", "us-east-1")
+        )
+        try:
+            sqs.purge_queue(QueueUrl=os.environ["PREVIEWD_QUEUE_URL"])
+        except sqs.exceptions.PurgeQueueInProgress:
+            pass  # purged less than 60 s ago (SQS allows one purge a minute): empty enough
+
     signature = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
     request = urllib.request.Request(
         args.url,
@@ -85,9 +98,15 @@ def main() -> int:
         print(f"  MessageDeduplicationId {attrs.get('MessageDeduplicationId')}")
         print("  body:")
         print("  " + json.dumps(json.loads(message["Body"]), indent=2).replace("\n", "\n  "))
-    # Everything read is left on the queue (visible again at once) for a reconciler.
+        if args.save:
+            pathlib.Path(args.save).write_text(message["Body"])
+    # Ours is consumed here (this script plays the reconciler); anything else read is made
+    # visible again.
     for message in received:
-        sqs.change_message_visibility(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0)
+        if message in ours:
+            sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+        else:
+            sqs.change_message_visibility(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0)
     if not ours:
         print(f"delivery {args.delivery} not found among {len(received)} message(s) read from the queue", file=sys.stderr)
         return 1
