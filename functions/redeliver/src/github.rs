@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 use http::{HeaderMap, StatusCode};
 use octocrab::Octocrab;
 use octocrab::models::AppId;
+use previewd_github_rest::{next_link, rate_limit_wait, relative_to_api};
 use serde::Deserialize;
 
 use crate::config::HookTarget;
@@ -119,36 +120,6 @@ impl GitHubError {
     }
 }
 
-/// How long to wait before the next call, from a response's status and headers.
-///
-/// GitHub signals limits three ways: `retry-after` (secondary limits, 429/403),
-/// `x-ratelimit-remaining: 0` with `x-ratelimit-reset` (primary limit, epoch seconds), and a 403
-/// or 429 with neither, for which GitHub's guidance is to wait at least a minute.
-pub fn rate_limit_wait(status: StatusCode, headers: &HeaderMap, now_epoch: i64) -> Option<Duration> {
-    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
-    if let Some(seconds) = header("retry-after").and_then(|v| v.parse::<u64>().ok()) {
-        return Some(Duration::from_secs(seconds.max(1)));
-    }
-    let exhausted = header("x-ratelimit-remaining") == Some("0");
-    if exhausted && let Some(reset) = header("x-ratelimit-reset").and_then(|v| v.parse::<i64>().ok()) {
-        // One second past the reset, as GitHub's clock and ours differ a little.
-        return Some(Duration::from_secs(u64::try_from(reset - now_epoch).unwrap_or(0) + 1));
-    }
-    if status == StatusCode::TOO_MANY_REQUESTS || (status == StatusCode::FORBIDDEN && exhausted) {
-        return Some(Duration::from_secs(60));
-    }
-    None
-}
-
-/// The `rel="next"` URL of an RFC 8288 `Link` header.
-pub fn next_link(link: &str) -> Option<String> {
-    link.split(',').find_map(|part| {
-        let mut pieces = part.split(';');
-        let url = pieces.next()?.trim().strip_prefix('<')?.strip_suffix('>')?;
-        pieces.any(|p| matches!(p.trim(), "rel=\"next\"" | "rel=next")).then(|| url.to_owned())
-    })
-}
-
 /// One client for the whole container; it remembers a rate limit across calls.
 #[derive(Debug)]
 pub struct GitHub {
@@ -187,16 +158,8 @@ impl GitHub {
     /// The path and query of `url`, which must point at the configured API host. Octocrab only
     /// authenticates relative requests, and a `Link` to another host is never followed.
     fn relative(&self, url: &str) -> Result<String, GitHubError> {
-        if url.starts_with('/') {
-            return Ok(url.to_owned());
-        }
-        let foreign = || GitHubError::Decode { what: "pagination link", message: format!("unexpected URL {url}") };
-        let uri: http::Uri = url.parse().map_err(|_| foreign())?;
-        let api: http::Uri = self.api_url.parse().map_err(|_| foreign())?;
-        if uri.authority() != api.authority() {
-            return Err(foreign());
-        }
-        uri.path_and_query().map(|pq| pq.as_str().to_owned()).ok_or_else(foreign)
+        relative_to_api(&self.api_url, url)
+            .ok_or_else(|| GitHubError::Decode { what: "pagination link", message: format!("unexpected URL {url}") })
     }
 
     fn check_blocked(&self) -> Result<(), GitHubError> {
@@ -278,56 +241,6 @@ fn excerpt(body: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::HeaderValue;
-
-    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
-        let mut map = HeaderMap::new();
-        for (k, v) in pairs {
-            map.insert(*k, HeaderValue::from_str(v).unwrap());
-        }
-        map
-    }
-
-    #[test]
-    fn rate_limit_signals() {
-        let now = 1_000;
-        assert_eq!(
-            rate_limit_wait(StatusCode::FORBIDDEN, &headers(&[("retry-after", "30")]), now),
-            Some(Duration::from_secs(30))
-        );
-        assert_eq!(
-            rate_limit_wait(
-                StatusCode::FORBIDDEN,
-                &headers(&[("x-ratelimit-remaining", "0"), ("x-ratelimit-reset", "1100")]),
-                now
-            ),
-            Some(Duration::from_secs(101))
-        );
-        // The last allowed call succeeded but nothing is left: wait before the next one.
-        assert_eq!(
-            rate_limit_wait(
-                StatusCode::OK,
-                &headers(&[("x-ratelimit-remaining", "0"), ("x-ratelimit-reset", "990")]),
-                now
-            ),
-            Some(Duration::from_secs(1))
-        );
-        assert_eq!(rate_limit_wait(StatusCode::TOO_MANY_REQUESTS, &headers(&[]), now), Some(Duration::from_secs(60)));
-        // A plain 403 is a permission problem, not a rate limit.
-        assert_eq!(rate_limit_wait(StatusCode::FORBIDDEN, &headers(&[("x-ratelimit-remaining", "4999")]), now), None);
-        assert_eq!(rate_limit_wait(StatusCode::OK, &headers(&[("x-ratelimit-remaining", "12")]), now), None);
-    }
-
-    #[test]
-    fn next_link_is_found_among_others() {
-        let link = r#"<https://api.github.com/app/hook/deliveries?per_page=100&cursor=v1_12>; rel="next", <https://api.github.com/app/hook/deliveries?per_page=100>; rel="first""#;
-        assert_eq!(
-            next_link(link).as_deref(),
-            Some("https://api.github.com/app/hook/deliveries?per_page=100&cursor=v1_12")
-        );
-        assert_eq!(next_link(r#"<https://x/a>; rel="prev""#), None);
-        assert_eq!(next_link("garbage"), None);
-    }
 
     #[tokio::test]
     async fn pagination_links_stay_on_the_api_host() {

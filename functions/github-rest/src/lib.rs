@@ -1,0 +1,122 @@
+//! GitHub REST conventions both Previewd halves follow: how GitHub says "slow down", how it
+//! paginates, and never sending credentials off the configured API host.
+#![forbid(unsafe_code)]
+
+use std::time::Duration;
+
+use http::{HeaderMap, StatusCode, Uri};
+
+/// How long to wait before the next call, from a response's status and headers.
+///
+/// GitHub signals limits three ways: `retry-after` (secondary limits, 429/403),
+/// `x-ratelimit-remaining: 0` with `x-ratelimit-reset` (primary limit, epoch seconds), and a 403
+/// or 429 with neither, for which GitHub's guidance is to wait at least a minute.
+pub fn rate_limit_wait(status: StatusCode, headers: &HeaderMap, now_epoch: i64) -> Option<Duration> {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
+    if let Some(seconds) = header("retry-after").and_then(|v| v.parse::<u64>().ok()) {
+        return Some(Duration::from_secs(seconds.max(1)));
+    }
+    let exhausted = header("x-ratelimit-remaining") == Some("0");
+    if exhausted && let Some(reset) = header("x-ratelimit-reset").and_then(|v| v.parse::<i64>().ok()) {
+        // One second past the reset, as GitHub's clock and ours differ a little.
+        return Some(Duration::from_secs(u64::try_from(reset - now_epoch).unwrap_or(0) + 1));
+    }
+    if status == StatusCode::TOO_MANY_REQUESTS || (status == StatusCode::FORBIDDEN && exhausted) {
+        return Some(Duration::from_secs(60));
+    }
+    None
+}
+
+/// The `rel="next"` URL of an RFC 8288 `Link` header.
+pub fn next_link(link: &str) -> Option<String> {
+    link.split(',').find_map(|part| {
+        let mut pieces = part.split(';');
+        let url = pieces.next()?.trim().strip_prefix('<')?.strip_suffix('>')?;
+        pieces.any(|p| matches!(p.trim(), "rel=\"next\"" | "rel=next")).then(|| url.to_owned())
+    })
+}
+
+/// The path and query of `url` when it points at the host of `api_url` (GitHub Enterprise's
+/// `/api/v3` included); `None` for any other host. Clients that attach credentials only to
+/// relative requests (octocrab) stay safe when following `Link` headers.
+pub fn relative_to_api(api_url: &str, url: &str) -> Option<String> {
+    if url.starts_with('/') {
+        return Some(url.to_owned());
+    }
+    let uri: Uri = url.parse().ok()?;
+    let api: Uri = api_url.parse().ok()?;
+    if uri.authority() != api.authority() || uri.scheme() != api.scheme() {
+        return None;
+    }
+    uri.path_and_query().map(|pq| pq.as_str().to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (k, v) in pairs {
+            map.insert(*k, HeaderValue::from_str(v).unwrap());
+        }
+        map
+    }
+
+    #[test]
+    fn rate_limit_signals() {
+        let now = 1_000;
+        assert_eq!(
+            rate_limit_wait(StatusCode::FORBIDDEN, &headers(&[("retry-after", "30")]), now),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(
+            rate_limit_wait(
+                StatusCode::FORBIDDEN,
+                &headers(&[("x-ratelimit-remaining", "0"), ("x-ratelimit-reset", "1100")]),
+                now
+            ),
+            Some(Duration::from_secs(101))
+        );
+        // The last allowed call succeeded but nothing is left: wait before the next one.
+        assert_eq!(
+            rate_limit_wait(
+                StatusCode::OK,
+                &headers(&[("x-ratelimit-remaining", "0"), ("x-ratelimit-reset", "990")]),
+                now
+            ),
+            Some(Duration::from_secs(1))
+        );
+        assert_eq!(rate_limit_wait(StatusCode::TOO_MANY_REQUESTS, &headers(&[]), now), Some(Duration::from_secs(60)));
+        // A plain 403 is a permission problem, not a rate limit.
+        assert_eq!(rate_limit_wait(StatusCode::FORBIDDEN, &headers(&[("x-ratelimit-remaining", "4999")]), now), None);
+        assert_eq!(rate_limit_wait(StatusCode::OK, &headers(&[("x-ratelimit-remaining", "12")]), now), None);
+    }
+
+    #[test]
+    fn next_link_is_found_among_others() {
+        let link = r#"<https://api.github.com/app/hook/deliveries?per_page=100&cursor=v1_12>; rel="next", <https://api.github.com/app/hook/deliveries?per_page=100>; rel="first""#;
+        assert_eq!(
+            next_link(link).as_deref(),
+            Some("https://api.github.com/app/hook/deliveries?per_page=100&cursor=v1_12")
+        );
+        assert_eq!(next_link(r#"<https://x/a>; rel="prev""#), None);
+        assert_eq!(next_link("garbage"), None);
+    }
+
+    #[test]
+    fn links_stay_on_the_api_host() {
+        let api = "https://ghe.example.com/api/v3";
+        assert_eq!(
+            relative_to_api(api, "https://ghe.example.com/api/v3/app/hook/deliveries?cursor=v1_9").as_deref(),
+            Some("/api/v3/app/hook/deliveries?cursor=v1_9")
+        );
+        assert_eq!(
+            relative_to_api(api, "/repos/a/b/pulls/1/files?page=2").as_deref(),
+            Some("/repos/a/b/pulls/1/files?page=2")
+        );
+        assert_eq!(relative_to_api(api, "https://evil.example.com/app/hook/deliveries"), None);
+        assert_eq!(relative_to_api(api, "http://ghe.example.com/api/v3/x"), None, "no downgrade to http");
+    }
+}
