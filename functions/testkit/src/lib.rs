@@ -21,6 +21,32 @@ pub fn workspace_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
+/// An RSA key pair made fresh for the test run (PKCS#1 PEM, as GitHub hands out App keys).
+#[derive(Debug, Clone)]
+pub struct AppKey {
+    pub private_pem: String,
+    pub public_pem: String,
+}
+
+/// Generates a GitHub App-style key with the system's `openssl`.
+pub fn github_app_key() -> AppKey {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let out = Command::new("openssl").args(["genrsa", "-traditional", "2048"]).output().expect("openssl is needed");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let private_pem = String::from_utf8(out.stdout).unwrap();
+    let mut child = Command::new("openssl")
+        .args(["rsa", "-pubout"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(private_pem.as_bytes()).unwrap();
+    let public_pem = String::from_utf8(child.wait_with_output().unwrap().stdout).unwrap();
+    AppKey { private_pem, public_pem }
+}
+
 /// The emulator's endpoint. Started by `make test` / `infra/stack.sh up`.
 pub fn endpoint() -> String {
     std::env::var("PREVIEWD_TEST_AWS_ENDPOINT").unwrap_or_else(|_| {

@@ -5,8 +5,6 @@
 #![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::VecDeque;
-use std::io::Write;
-use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 
 use axum::body::Body;
@@ -16,27 +14,7 @@ use axum::response::Response;
 use chrono::{DateTime, Duration, Utc};
 use serde_json::{Value, json};
 
-/// An RSA key pair made fresh for the test run (PKCS#1 PEM, as GitHub hands out App keys).
-pub struct AppKey {
-    pub private_pem: String,
-    pub public_pem: String,
-}
-
-pub fn app_key() -> AppKey {
-    let out = Command::new("openssl").args(["genrsa", "-traditional", "2048"]).output().expect("openssl is needed");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let private_pem = String::from_utf8(out.stdout).unwrap();
-    let mut child = Command::new("openssl")
-        .args(["rsa", "-pubout"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(private_pem.as_bytes()).unwrap();
-    let public_pem = String::from_utf8(child.wait_with_output().unwrap().stdout).unwrap();
-    AppKey { private_pem, public_pem }
-}
+pub use previewd_testkit::github_app_key as app_key;
 
 #[derive(Clone)]
 pub enum Auth {

@@ -1,0 +1,275 @@
+//! One shared GitHub client for the reconciler: GitHub App installation tokens (minted per
+//! installation from the App's JWT and cached until shortly before they expire) or a token, a
+//! concurrency limit, and rate-limit discipline (`retry-after`, `x-ratelimit-reset`, secondary
+//! limits). Credentials come from the environment, never the config file. GitHub being slow or
+//! down surfaces as an error the caller retries later; it never blocks cluster work.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use http::{HeaderMap, StatusCode};
+use octocrab::Octocrab;
+use octocrab::models::{AppId, InstallationId};
+use previewd_github_rest::{next_link, rate_limit_wait, relative_to_api};
+use serde::Deserialize;
+use tokio::sync::{Mutex, Semaphore};
+
+/// How the reconciler authenticates to GitHub. Never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub enum GitHubAuth {
+    App { app_id: u64, private_key: String },
+    Token(String),
+}
+
+impl fmt::Debug for GitHubAuth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            GitHubAuth::App { app_id, .. } => write!(f, "App {{ app_id: {app_id}, private_key: <redacted> }}"),
+            GitHubAuth::Token(_) => f.write_str("Token(<redacted>)"),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum GitHubError {
+    #[error("GitHub configuration: {0}")]
+    Config(String),
+    #[error("GitHub rate limit: retry in {} s", .0.as_secs())]
+    RateLimited(Duration),
+    #[error("GitHub answered {status} to {what}: {message}")]
+    Status { status: u16, what: &'static str, message: String },
+    #[error("GitHub request failed ({what}): {message}")]
+    Transport { what: &'static str, message: String },
+    #[error("GitHub's answer to {what} could not be read: {message}")]
+    Decode { what: &'static str, message: String },
+}
+
+/// GitHub lists at most 3,000 files of a pull request.
+pub const MAX_PR_FILES: usize = 3000;
+
+/// The environment's GitHub settings: `PREVIEWD_GITHUB_APP_ID` with
+/// `PREVIEWD_GITHUB_APP_PRIVATE_KEY` (or `..._FILE`, a mounted Secret), or `PREVIEWD_GITHUB_TOKEN`;
+/// `PREVIEWD_GITHUB_API_URL` for GitHub Enterprise Server. `None` when GitHub is not configured.
+pub fn auth_from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Option<GitHubAuth>, GitHubError> {
+    let get = |name: &str| lookup(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+    if let Some(token) = get("PREVIEWD_GITHUB_TOKEN") {
+        return Ok(Some(GitHubAuth::Token(token)));
+    }
+    let Some(id) = get("PREVIEWD_GITHUB_APP_ID") else { return Ok(None) };
+    let app_id =
+        id.parse().map_err(|_| GitHubError::Config(format!("PREVIEWD_GITHUB_APP_ID = {id:?} is not a number")))?;
+    let private_key = match (lookup("PREVIEWD_GITHUB_APP_PRIVATE_KEY"), get("PREVIEWD_GITHUB_APP_PRIVATE_KEY_FILE")) {
+        (Some(key), _) if !key.trim().is_empty() => key,
+        (_, Some(path)) => std::fs::read_to_string(&path)
+            .map_err(|e| GitHubError::Config(format!("PREVIEWD_GITHUB_APP_PRIVATE_KEY_FILE {path}: {e}")))?,
+        _ => {
+            return Err(GitHubError::Config(
+                "PREVIEWD_GITHUB_APP_ID is set but neither PREVIEWD_GITHUB_APP_PRIVATE_KEY nor ..._FILE".to_owned(),
+            ));
+        }
+    };
+    Ok(Some(GitHubAuth::App { app_id, private_key }))
+}
+
+#[derive(Debug)]
+pub struct GitHubClient {
+    api_url: String,
+    base: Arc<Octocrab>,
+    is_app: bool,
+    /// Installation clients, each caching its own installation token (shared, never cloned:
+    /// a cloned octocrab client starts with an empty token cache).
+    installations: Mutex<HashMap<u64, Arc<Octocrab>>>,
+    permits: Semaphore,
+    /// Epoch seconds before which no request is sent.
+    blocked_until: std::sync::Mutex<i64>,
+    /// The last `x-ratelimit-remaining` seen (-1: none yet), for the quota metric.
+    remaining: AtomicI64,
+    /// The longest rate-limit wait sat out inside one call.
+    pub max_wait: Duration,
+}
+
+#[derive(Deserialize)]
+struct PrFile {
+    filename: String,
+    #[serde(default)]
+    previous_filename: Option<String>,
+}
+
+impl GitHubClient {
+    pub fn new(api_url: &str, auth: &GitHubAuth, concurrency: usize) -> Result<GitHubClient, GitHubError> {
+        let builder = Octocrab::builder()
+            .base_uri(api_url)
+            .map_err(|e| GitHubError::Config(format!("invalid GitHub API URL {api_url}: {e}")))?
+            .set_connect_timeout(Some(Duration::from_secs(5)))
+            .set_read_timeout(Some(Duration::from_secs(20)));
+        let (builder, is_app) = match auth {
+            GitHubAuth::App { app_id, private_key } => {
+                let key = jsonwebtoken::EncodingKey::from_rsa_pem(private_key.as_bytes())
+                    .map_err(|e| GitHubError::Config(format!("the App private key is not an RSA PEM key: {e}")))?;
+                (builder.app(AppId(*app_id), key), true)
+            }
+            GitHubAuth::Token(token) => (builder.personal_token(token.clone()), false),
+        };
+        let base = builder.build().map_err(|e| GitHubError::Config(format!("building the GitHub client: {e}")))?;
+        Ok(GitHubClient {
+            api_url: api_url.trim_end_matches('/').to_owned(),
+            base: Arc::new(base),
+            is_app,
+            installations: Mutex::new(HashMap::new()),
+            permits: Semaphore::new(concurrency.max(1)),
+            blocked_until: std::sync::Mutex::new(0),
+            remaining: AtomicI64::new(-1),
+            max_wait: Duration::from_secs(10),
+        })
+    }
+
+    /// The last remaining-quota figure GitHub reported.
+    pub fn remaining_quota(&self) -> Option<i64> {
+        Some(self.remaining.load(Ordering::Relaxed)).filter(|r| *r >= 0)
+    }
+
+    async fn client_for(&self, installation: Option<u64>) -> Result<Arc<Octocrab>, GitHubError> {
+        match (self.is_app, installation) {
+            (false, _) => Ok(Arc::clone(&self.base)),
+            (true, None) => Err(GitHubError::Config("GitHub App auth needs the event's installation id".to_owned())),
+            (true, Some(id)) => {
+                let mut cache = self.installations.lock().await;
+                if let Some(client) = cache.get(&id) {
+                    return Ok(Arc::clone(client));
+                }
+                let client = Arc::new(
+                    self.base
+                        .installation(InstallationId(id))
+                        .map_err(|e| GitHubError::Config(format!("installation {id}: {e}")))?,
+                );
+                cache.insert(id, Arc::clone(&client));
+                Ok(client)
+            }
+        }
+    }
+
+    fn observe(&self, status: StatusCode, headers: &HeaderMap) -> Option<Duration> {
+        let now = chrono::Utc::now().timestamp();
+        if let Some(remaining) =
+            headers.get("x-ratelimit-remaining").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok())
+        {
+            self.remaining.store(remaining, Ordering::Relaxed);
+        }
+        let wait = rate_limit_wait(status, headers, now);
+        if let Some(wait) = wait
+            && let Ok(mut until) = self.blocked_until.lock()
+        {
+            *until = (*until).max(now + i64::try_from(wait.as_secs()).unwrap_or(60));
+        }
+        wait.filter(|_| status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::FORBIDDEN)
+    }
+
+    fn blocked_for(&self) -> Option<Duration> {
+        let until = self.blocked_until.lock().map(|g| *g).unwrap_or(0);
+        let now = chrono::Utc::now().timestamp();
+        (until > now).then(|| Duration::from_secs(u64::try_from(until - now).unwrap_or(1)))
+    }
+
+    /// GET `url` (path or API-host URL): the status, headers and body of a successful answer.
+    /// Rate limits up to `max_wait` are sat out; longer ones are returned as errors.
+    async fn get(
+        &self,
+        installation: Option<u64>,
+        url: &str,
+        what: &'static str,
+    ) -> Result<(HeaderMap, String), GitHubError> {
+        let path = relative_to_api(&self.api_url, url)
+            .ok_or_else(|| GitHubError::Decode { what, message: format!("link to another host: {url}") })?;
+        let client = self.client_for(installation).await?;
+        let _permit =
+            self.permits.acquire().await.map_err(|e| GitHubError::Transport { what, message: e.to_string() })?;
+        loop {
+            if let Some(wait) = self.blocked_for() {
+                if wait > self.max_wait {
+                    return Err(GitHubError::RateLimited(wait));
+                }
+                tokio::time::sleep(wait).await;
+            }
+            let response = client
+                ._get(path.as_str())
+                .await
+                .map_err(|e| GitHubError::Transport { what, message: e.to_string() })?;
+            let status = response.status();
+            let headers = response.headers().clone();
+            if let Some(wait) = self.observe(status, &headers) {
+                if wait > self.max_wait {
+                    return Err(GitHubError::RateLimited(wait));
+                }
+                tracing::info!(wait_seconds = wait.as_secs(), what, "GitHub rate limit: waiting");
+                continue;
+            }
+            let body = client
+                .body_to_string(response)
+                .await
+                .map_err(|e| GitHubError::Transport { what, message: e.to_string() })?;
+            if !status.is_success() {
+                return Err(GitHubError::Status {
+                    status: status.as_u16(),
+                    what,
+                    message: body.chars().take(200).collect(),
+                });
+            }
+            return Ok((headers, body));
+        }
+    }
+
+    /// Every file a pull request changes (renames count for both names), following pagination
+    /// up to GitHub's limit of 3,000 files.
+    pub async fn pr_files(
+        &self,
+        installation: Option<u64>,
+        repository: &str,
+        number: u64,
+    ) -> Result<Vec<String>, GitHubError> {
+        const WHAT: &str = "list pull request files";
+        let mut url = format!("/repos/{repository}/pulls/{number}/files?per_page=100");
+        let mut files = Vec::new();
+        loop {
+            let (headers, body) = self.get(installation, &url, WHAT).await?;
+            let page: Vec<PrFile> =
+                serde_json::from_str(&body).map_err(|e| GitHubError::Decode { what: WHAT, message: e.to_string() })?;
+            for file in page {
+                files.push(file.filename);
+                files.extend(file.previous_filename);
+            }
+            match headers.get(http::header::LINK).and_then(|v| v.to_str().ok()).and_then(next_link) {
+                Some(next) if files.len() < MAX_PR_FILES * 2 => url = next,
+                _ => return Ok(files),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auth_comes_from_the_environment_only() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |k: &str| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| (*v).to_owned())
+        };
+        assert_eq!(auth_from_lookup(env(&[])).unwrap(), None);
+        assert_eq!(
+            auth_from_lookup(env(&[("PREVIEWD_GITHUB_TOKEN", "ghp_1")])).unwrap(),
+            Some(GitHubAuth::Token("ghp_1".into()))
+        );
+        let err = auth_from_lookup(env(&[("PREVIEWD_GITHUB_APP_ID", "12")])).unwrap_err().to_string();
+        assert!(err.contains("PRIVATE_KEY"), "{err}");
+        assert!(auth_from_lookup(env(&[("PREVIEWD_GITHUB_APP_ID", "twelve")])).is_err());
+        let app = auth_from_lookup(env(&[
+            ("PREVIEWD_GITHUB_APP_ID", "12"),
+            ("PREVIEWD_GITHUB_APP_PRIVATE_KEY", "-----BEGIN"),
+        ]));
+        assert!(matches!(app, Ok(Some(GitHubAuth::App { app_id: 12, .. }))));
+        assert!(!format!("{:?}", app.unwrap()).contains("BEGIN"));
+    }
+}
