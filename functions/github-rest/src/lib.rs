@@ -1,10 +1,79 @@
-//! GitHub REST conventions both Previewd halves follow: how GitHub says "slow down", how it
-//! paginates, and never sending credentials off the configured API host.
+//! GitHub REST conventions both Previewd halves follow: how they authenticate, the one octocrab
+//! client they build, how GitHub says "slow down", how it paginates, and never sending
+//! credentials off the configured API host.
 #![forbid(unsafe_code)]
 
+use std::fmt;
 use std::time::Duration;
 
 use http::{HeaderMap, StatusCode, Uri};
+use octocrab::Octocrab;
+use octocrab::models::AppId;
+
+/// How a Previewd component authenticates to GitHub. Never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub enum GitHubAuth {
+    /// A GitHub App: JWTs signed with its private key (and installation tokens minted with them).
+    App { app_id: u64, private_key: String },
+    /// A token (fine-grained, classic, or an installation token).
+    Token(String),
+}
+
+impl fmt::Debug for GitHubAuth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            GitHubAuth::App { app_id, .. } => write!(f, "App {{ app_id: {app_id}, private_key: <redacted> }}"),
+            GitHubAuth::Token(_) => f.write_str("Token(<redacted>)"),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum GitHubError {
+    #[error("GitHub configuration: {0}")]
+    Config(String),
+    #[error("GitHub rate limit: retry in {} s", .0.as_secs())]
+    RateLimited(Duration),
+    #[error("GitHub answered {status} to {what}: {message}")]
+    Status { status: u16, what: &'static str, message: String },
+    #[error("GitHub request failed ({what}): {message}")]
+    Transport { what: &'static str, message: String },
+    #[error("GitHub's answer to {what} could not be read: {message}")]
+    Decode { what: &'static str, message: String },
+}
+
+impl GitHubError {
+    /// A bounded label for metrics and logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            GitHubError::Config(_) => "config",
+            GitHubError::RateLimited(_) => "rate_limited",
+            GitHubError::Status { .. } => "status",
+            GitHubError::Transport { .. } => "transport",
+            GitHubError::Decode { .. } => "decode",
+        }
+    }
+}
+
+/// The octocrab client for `api_url` (GitHub Enterprise: `https://HOST/api/v3`) with bounded
+/// timeouts. With App auth it sends the App's JWT; `Octocrab::installation` derives clients
+/// that mint and cache installation tokens.
+pub fn build_client(api_url: &str, auth: &GitHubAuth) -> Result<Octocrab, GitHubError> {
+    let builder = Octocrab::builder()
+        .base_uri(api_url)
+        .map_err(|e| GitHubError::Config(format!("invalid GitHub API URL {api_url}: {e}")))?
+        .set_connect_timeout(Some(Duration::from_secs(5)))
+        .set_read_timeout(Some(Duration::from_secs(20)));
+    let builder = match auth {
+        GitHubAuth::App { app_id, private_key } => {
+            let key = jsonwebtoken::EncodingKey::from_rsa_pem(private_key.as_bytes())
+                .map_err(|e| GitHubError::Config(format!("the App private key is not an RSA PEM key: {e}")))?;
+            builder.app(AppId(*app_id), key)
+        }
+        GitHubAuth::Token(token) => builder.personal_token(token.clone()),
+    };
+    builder.build().map_err(|e| GitHubError::Config(format!("building the GitHub client: {e}")))
+}
 
 /// How long to wait before the next call, from a response's status and headers.
 ///
@@ -103,6 +172,15 @@ mod tests {
         );
         assert_eq!(next_link(r#"<https://x/a>; rel="prev""#), None);
         assert_eq!(next_link("garbage"), None);
+    }
+
+    #[tokio::test]
+    async fn clients_build_and_bad_keys_are_named() {
+        assert!(build_client("https://ghe.example.com/api/v3", &GitHubAuth::Token("t".into())).is_ok());
+        let bad = GitHubAuth::App { app_id: 1, private_key: "not a key".into() };
+        let err = build_client("https://api.github.com", &bad).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err.contains("RSA PEM"), "{err}");
+        assert!(!format!("{bad:?}").contains("not a key"), "keys are never printed");
     }
 
     #[test]

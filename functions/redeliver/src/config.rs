@@ -78,7 +78,7 @@ pub enum CredentialSource {
     /// A Secrets Manager secret holding `{"app_id": ..., "private_key": "..."}` or `{"token": "..."}`.
     SecretArn(String),
     /// `PREVIEWD_GITHUB_APP_ID` + `PREVIEWD_GITHUB_APP_PRIVATE_KEY`, or `PREVIEWD_GITHUB_TOKEN` (local runs).
-    Inline(crate::github::Credentials),
+    Inline(crate::github::GitHubAuth),
 }
 
 impl fmt::Debug for CredentialSource {
@@ -150,7 +150,7 @@ impl Config {
         let credentials = if let Some(arn) = get("PREVIEWD_GITHUB_CREDENTIALS_SECRET_ARN") {
             CredentialSource::SecretArn(arn)
         } else if let Some(token) = get("PREVIEWD_GITHUB_TOKEN") {
-            CredentialSource::Inline(crate::github::Credentials::Token(token))
+            CredentialSource::Inline(crate::github::GitHubAuth::Token(token))
         } else {
             match (get("PREVIEWD_GITHUB_APP_ID"), lookup("PREVIEWD_GITHUB_APP_PRIVATE_KEY")) {
                 (Some(id), Some(private_key)) => {
@@ -159,7 +159,7 @@ impl Config {
                         value: id,
                         reason: "expected the App's numeric id",
                     })?;
-                    CredentialSource::Inline(crate::github::Credentials::App { app_id, private_key })
+                    CredentialSource::Inline(crate::github::GitHubAuth::App { app_id, private_key })
                 }
                 _ => return Err(ConfigError::NoCredentials),
             }
@@ -195,7 +195,7 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::github::Credentials;
+    use crate::github::GitHubAuth;
 
     #[test]
     fn hook_targets_parse_and_print() {
@@ -221,7 +221,7 @@ mod tests {
         assert_eq!(c.hook, HookTarget::App);
         assert_eq!(c.api_url, "https://api.github.com");
         assert_eq!(c.max_attempts, 3);
-        assert_eq!(c.credentials, CredentialSource::Inline(Credentials::Token("ghp_x".into())));
+        assert_eq!(c.credentials, CredentialSource::Inline(GitHubAuth::Token("ghp_x".into())));
         assert!(!format!("{c:?}").contains("ghp_x"), "tokens are never printed");
         assert_eq!(config(&[("PREVIEWD_TABLE_NAME", "t")]), Err(ConfigError::NoCredentials));
         let err = config(&[

@@ -2,36 +2,17 @@
 //! list a hook's deliveries (cursor pagination through `Link` headers) and request a
 //! redelivery. Rate limits are honoured from the response headers.
 
-use std::fmt;
 use std::sync::Mutex;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use http::{HeaderMap, StatusCode};
 use octocrab::Octocrab;
-use octocrab::models::AppId;
-use previewd_github_rest::{next_link, rate_limit_wait, relative_to_api};
+pub use previewd_github_rest::{GitHubAuth, GitHubError};
+use previewd_github_rest::{build_client, next_link, rate_limit_wait, relative_to_api};
 use serde::Deserialize;
 
 use crate::config::HookTarget;
-
-/// How the function authenticates. Never printed.
-#[derive(Clone, PartialEq, Eq)]
-pub enum Credentials {
-    /// A GitHub App: JWTs signed with its private key (needed for the App's own webhook).
-    App { app_id: u64, private_key: String },
-    /// A token with `admin:repo_hook` / `admin:org_hook` (repository or organisation hooks).
-    Token(String),
-}
-
-impl fmt::Debug for Credentials {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Credentials::App { app_id, .. } => write!(f, "App {{ app_id: {app_id}, private_key: <redacted> }}"),
-            Credentials::Token(_) => f.write_str("Token(<redacted>)"),
-        }
-    }
-}
 
 #[derive(Deserialize)]
 struct CredentialsJson {
@@ -43,26 +24,24 @@ struct CredentialsJson {
     token: Option<String>,
 }
 
-impl Credentials {
-    /// Reads the Secrets Manager value: `{"app_id": 123, "private_key": "-----BEGIN ..."}` or
-    /// `{"token": "..."}` (`app_id` may be a number or a string).
-    pub fn from_json(text: &str) -> Result<Credentials, GitHubError> {
-        let json: CredentialsJson = serde_json::from_str(text)
-            .map_err(|e| GitHubError::Credentials(format!("not the expected JSON object: {e}")))?;
-        if let Some(token) = json.token.filter(|t| !t.trim().is_empty()) {
-            return Ok(Credentials::Token(token.trim().to_owned()));
-        }
-        let app_id = match json.app_id {
-            Some(serde_json::Value::Number(n)) => n.as_u64(),
-            Some(serde_json::Value::String(s)) => s.trim().parse().ok(),
-            _ => None,
-        };
-        match (app_id, json.private_key.filter(|k| k.contains("PRIVATE KEY"))) {
-            (Some(app_id), Some(private_key)) => Ok(Credentials::App { app_id, private_key }),
-            _ => Err(GitHubError::Credentials(
-                "set either \"token\", or \"app_id\" with a PEM \"private_key\" (see docs/deploy-aws.md)".to_owned(),
-            )),
-        }
+/// Reads the Secrets Manager value: `{"app_id": 123, "private_key": "-----BEGIN ..."}` or
+/// `{"token": "..."}` (`app_id` may be a number or a string).
+pub fn credentials_from_json(text: &str) -> Result<GitHubAuth, GitHubError> {
+    let json: CredentialsJson =
+        serde_json::from_str(text).map_err(|e| GitHubError::Config(format!("not the expected JSON object: {e}")))?;
+    if let Some(token) = json.token.filter(|t| !t.trim().is_empty()) {
+        return Ok(GitHubAuth::Token(token.trim().to_owned()));
+    }
+    let app_id = match json.app_id {
+        Some(serde_json::Value::Number(n)) => n.as_u64(),
+        Some(serde_json::Value::String(s)) => s.trim().parse().ok(),
+        _ => None,
+    };
+    match (app_id, json.private_key.filter(|k| k.contains("PRIVATE KEY"))) {
+        (Some(app_id), Some(private_key)) => Ok(GitHubAuth::App { app_id, private_key }),
+        _ => Err(GitHubError::Config(
+            "set either \"token\", or \"app_id\" with a PEM \"private_key\" (see docs/deploy-aws.md)".to_owned(),
+        )),
     }
 }
 
@@ -93,33 +72,6 @@ pub struct Page {
     pub next: Option<String>,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum GitHubError {
-    #[error("GitHub rate limit: retry in {} s", .0.as_secs())]
-    RateLimited(Duration),
-    #[error("GitHub answered {status} to {what}: {message}")]
-    Status { status: u16, what: &'static str, message: String },
-    #[error("GitHub request failed ({what}): {message}")]
-    Transport { what: &'static str, message: String },
-    #[error("GitHub's answer to {what} could not be read: {message}")]
-    Decode { what: &'static str, message: String },
-    #[error("GitHub credentials: {0}")]
-    Credentials(String),
-}
-
-impl GitHubError {
-    /// A bounded label for metrics and logs.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            GitHubError::RateLimited(_) => "rate_limited",
-            GitHubError::Status { .. } => "status",
-            GitHubError::Transport { .. } => "transport",
-            GitHubError::Decode { .. } => "decode",
-            GitHubError::Credentials(_) => "credentials",
-        }
-    }
-}
-
 /// One client for the whole container; it remembers a rate limit across calls.
 #[derive(Debug)]
 pub struct GitHub {
@@ -130,22 +82,8 @@ pub struct GitHub {
 }
 
 impl GitHub {
-    pub fn new(api_url: &str, credentials: &Credentials) -> Result<GitHub, GitHubError> {
-        let builder = Octocrab::builder()
-            .base_uri(api_url)
-            .map_err(|e| GitHubError::Credentials(format!("invalid GitHub API URL {api_url}: {e}")))?
-            .set_connect_timeout(Some(Duration::from_secs(5)))
-            .set_read_timeout(Some(Duration::from_secs(20)));
-        let builder = match credentials {
-            Credentials::App { app_id, private_key } => {
-                let key = jsonwebtoken::EncodingKey::from_rsa_pem(private_key.as_bytes())
-                    .map_err(|e| GitHubError::Credentials(format!("the App private key is not an RSA PEM key: {e}")))?;
-                builder.app(AppId(*app_id), key)
-            }
-            Credentials::Token(token) => builder.personal_token(token.clone()),
-        };
-        let client =
-            builder.build().map_err(|e| GitHubError::Credentials(format!("building the GitHub client: {e}")))?;
+    pub fn new(api_url: &str, credentials: &GitHubAuth) -> Result<GitHub, GitHubError> {
+        let client = build_client(api_url, credentials)?;
         Ok(GitHub { client, api_url: api_url.trim_end_matches('/').to_owned(), blocked_until: Mutex::new(0) })
     }
 
@@ -244,7 +182,7 @@ mod tests {
 
     #[tokio::test]
     async fn pagination_links_stay_on_the_api_host() {
-        let github = GitHub::new("https://ghe.example.com/api/v3", &Credentials::Token("t".into())).unwrap();
+        let github = GitHub::new("https://ghe.example.com/api/v3", &GitHubAuth::Token("t".into())).unwrap();
         assert_eq!(github.first_page(&HookTarget::App), "/app/hook/deliveries?per_page=100");
         assert_eq!(
             github.relative("https://ghe.example.com/api/v3/app/hook/deliveries?per_page=100&cursor=v1_9").unwrap(),
@@ -256,15 +194,15 @@ mod tests {
 
     #[test]
     fn credentials_json_forms() {
-        assert_eq!(Credentials::from_json(r#"{"token":" ghp_1 "}"#).unwrap(), Credentials::Token("ghp_1".into()));
+        assert_eq!(credentials_from_json(r#"{"token":" ghp_1 "}"#).unwrap(), GitHubAuth::Token("ghp_1".into()));
         let app =
-            Credentials::from_json(r#"{"app_id":"42","private_key":"-----BEGIN RSA PRIVATE KEY-----\n..."}"#).unwrap();
-        assert!(matches!(app, Credentials::App { app_id: 42, .. }));
+            credentials_from_json(r#"{"app_id":"42","private_key":"-----BEGIN RSA PRIVATE KEY-----\n..."}"#).unwrap();
+        assert!(matches!(app, GitHubAuth::App { app_id: 42, .. }));
         assert!(!format!("{app:?}").contains("BEGIN"));
         // The placeholder the template creates is refused with directions.
-        let err = Credentials::from_json(r#"{"app_id":"","private_key":""}"#).unwrap_err();
+        let err = credentials_from_json(r#"{"app_id":"","private_key":""}"#).unwrap_err();
         assert!(err.to_string().contains("docs/deploy-aws.md"), "{err}");
-        assert!(Credentials::from_json("not json").is_err());
+        assert!(credentials_from_json("not json").is_err());
     }
 
     #[test]

@@ -15,7 +15,7 @@ pub use run::{Redeliverer, Report};
 use aws_sdk_secretsmanager::error::DisplayErrorContext;
 
 use crate::config::{Config, CredentialSource};
-use crate::github::{Credentials, GitHub, GitHubError};
+use crate::github::{GitHub, GitHubError, credentials_from_json};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -41,7 +41,7 @@ pub async fn from_config(config: &Config, sdk: &aws_config::SdkConfig) -> Result
             let text = out
                 .secret_string()
                 .ok_or_else(|| StartError::Secret { arn: arn.clone(), message: "no SecretString".to_owned() })?;
-            Credentials::from_json(text)?
+            credentials_from_json(text)?
         }
     };
     let github = GitHub::new(&config.api_url, &credentials)?;

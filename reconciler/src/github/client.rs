@@ -5,47 +5,17 @@
 //! down surfaces as an error the caller retries later; it never blocks cluster work.
 
 use std::collections::HashMap;
-use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use http::{HeaderMap, StatusCode};
 use octocrab::Octocrab;
-use octocrab::models::{AppId, InstallationId};
-use previewd_github_rest::{next_link, rate_limit_wait, relative_to_api};
+use octocrab::models::InstallationId;
+pub use previewd_github_rest::{GitHubAuth, GitHubError};
+use previewd_github_rest::{build_client, next_link, rate_limit_wait, relative_to_api};
 use serde::Deserialize;
 use tokio::sync::{Mutex, Semaphore};
-
-/// How the reconciler authenticates to GitHub. Never printed.
-#[derive(Clone, PartialEq, Eq)]
-pub enum GitHubAuth {
-    App { app_id: u64, private_key: String },
-    Token(String),
-}
-
-impl fmt::Debug for GitHubAuth {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            GitHubAuth::App { app_id, .. } => write!(f, "App {{ app_id: {app_id}, private_key: <redacted> }}"),
-            GitHubAuth::Token(_) => f.write_str("Token(<redacted>)"),
-        }
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum GitHubError {
-    #[error("GitHub configuration: {0}")]
-    Config(String),
-    #[error("GitHub rate limit: retry in {} s", .0.as_secs())]
-    RateLimited(Duration),
-    #[error("GitHub answered {status} to {what}: {message}")]
-    Status { status: u16, what: &'static str, message: String },
-    #[error("GitHub request failed ({what}): {message}")]
-    Transport { what: &'static str, message: String },
-    #[error("GitHub's answer to {what} could not be read: {message}")]
-    Decode { what: &'static str, message: String },
-}
 
 /// GitHub lists at most 3,000 files of a pull request.
 pub const MAX_PR_FILES: usize = 3000;
@@ -100,20 +70,8 @@ struct PrFile {
 
 impl GitHubClient {
     pub fn new(api_url: &str, auth: &GitHubAuth, concurrency: usize) -> Result<GitHubClient, GitHubError> {
-        let builder = Octocrab::builder()
-            .base_uri(api_url)
-            .map_err(|e| GitHubError::Config(format!("invalid GitHub API URL {api_url}: {e}")))?
-            .set_connect_timeout(Some(Duration::from_secs(5)))
-            .set_read_timeout(Some(Duration::from_secs(20)));
-        let (builder, is_app) = match auth {
-            GitHubAuth::App { app_id, private_key } => {
-                let key = jsonwebtoken::EncodingKey::from_rsa_pem(private_key.as_bytes())
-                    .map_err(|e| GitHubError::Config(format!("the App private key is not an RSA PEM key: {e}")))?;
-                (builder.app(AppId(*app_id), key), true)
-            }
-            GitHubAuth::Token(token) => (builder.personal_token(token.clone()), false),
-        };
-        let base = builder.build().map_err(|e| GitHubError::Config(format!("building the GitHub client: {e}")))?;
+        let base = build_client(api_url, auth)?;
+        let is_app = matches!(auth, GitHubAuth::App { .. });
         Ok(GitHubClient {
             api_url: api_url.trim_end_matches('/').to_owned(),
             base: Arc::new(base),
