@@ -53,6 +53,9 @@ pub struct Config {
     pub spot: SpotConfig,
     #[serde(default)]
     pub policy: PolicyConfig,
+    /// What Previewd shows on the PR (credentials come from the environment, never from here).
+    #[serde(default)]
+    pub github: GitHubConfig,
     pub repositories: Vec<RepositoryConfig>,
 }
 
@@ -327,6 +330,45 @@ impl Default for PolicyConfig {
     }
 }
 
+/// How the preview shows on the pull request.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct GitHubConfig {
+    /// A GitHub Deployment per head commit in the PR's transient environment
+    /// (`preview/pr-<n>`): the PR shows "View deployment", later "destroyed".
+    #[serde(default = "defaults::yes")]
+    pub deployments: bool,
+    /// Also a commit status on the head commit, for branch protection rules and users who
+    /// prefer checks.
+    #[serde(default)]
+    pub commit_status: bool,
+    /// The commit status's context.
+    #[serde(default = "defaults::status_context")]
+    pub status_context: String,
+    /// The one sticky comment (URL, services, cost, expiry; or why there is no preview).
+    #[serde(default = "defaults::yes")]
+    pub comment: bool,
+    /// Concurrent GitHub requests (one shared client).
+    #[serde(default = "defaults::github_concurrency")]
+    pub concurrency: u32,
+    /// How long a deleted preview waits for GitHub to hear "destroyed" before it goes anyway.
+    #[serde(default = "defaults::destroy_grace", with = "humantime_serde")]
+    pub destroy_grace: Duration,
+}
+
+impl Default for GitHubConfig {
+    fn default() -> Self {
+        GitHubConfig {
+            deployments: true,
+            commit_status: false,
+            status_context: defaults::status_context(),
+            comment: true,
+            concurrency: defaults::github_concurrency(),
+            destroy_grace: defaults::destroy_grace(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RepositoryConfig {
@@ -410,6 +452,15 @@ mod defaults {
 
     use super::Resources;
 
+    pub(super) fn status_context() -> String {
+        "previewd/preview".into()
+    }
+    pub(super) fn github_concurrency() -> u32 {
+        4
+    }
+    pub(super) fn destroy_grace() -> Duration {
+        Duration::from_secs(600)
+    }
     pub(super) fn namespace_prefix() -> String {
         "preview-".into()
     }
@@ -543,6 +594,12 @@ impl Config {
         }
         if ttl.sweep_interval < Duration::from_secs(10) {
             return Err(invalid("ttl.sweepInterval", "at least 10s"));
+        }
+        if !(1..=32).contains(&self.github.concurrency) {
+            return Err(invalid("github.concurrency", "between 1 and 32"));
+        }
+        if self.github.status_context.trim().is_empty() {
+            return Err(invalid("github.statusContext", "must not be empty"));
         }
         if self.argocd.application_sets_per_minute == 0 {
             return Err(invalid("argocd.applicationSetsPerMinute", "must be at least 1"));

@@ -3,16 +3,21 @@
 //! the cluster write succeeded. Malformed messages are left to SQS's redrive into the DLQ;
 //! stale events are dropped; a batch's events for one PR collapse to the newest.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use aws_sdk_sqs::error::DisplayErrorContext;
 use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, Message};
 use kube::api::{Api, Patch, PatchParams};
-use previewd_events::PreviewEvent;
+use previewd_events::{PrAction, PreviewEvent};
+use serde_json::json;
 
-use crate::config::Config;
-use crate::crd::PreviewEnvironment;
+use crate::config::{Config, ForkPolicy, RepositoryConfig};
+use crate::crd::{PreviewEnvironment, PreviewEnvironmentSpec, REMOVAL_REASON, SelectedBy, ServiceSelection};
+use crate::github::client::GitHubError;
+use crate::github::detect::ServiceMatcher;
+use crate::github::notify::Notifier;
+use crate::github::view;
 use crate::names;
 use crate::policy::{self, Decision, Reason};
 
@@ -65,6 +70,10 @@ pub struct Consumer {
     queue_url: String,
     kube: kube::Client,
     config: Arc<Config>,
+    /// GitHub, when credentials are configured: changed files, fork checks, the PR comment.
+    github: Option<Arc<Notifier>>,
+    /// Each repository's path globs, compiled once.
+    matchers: Arc<HashMap<String, ServiceMatcher>>,
     /// Messages per receive (1-10).
     pub batch_size: i32,
     /// Long-poll wait (0-20 s).
@@ -86,7 +95,28 @@ fn sqs_error<E: std::error::Error + 'static, R: std::fmt::Debug>(
 
 impl Consumer {
     pub fn new(sqs: aws_sdk_sqs::Client, queue_url: String, kube: kube::Client, config: Arc<Config>) -> Consumer {
-        Consumer { sqs, queue_url, kube, config, batch_size: 10, wait_seconds: 20 }
+        // Globs were validated when the config was loaded.
+        let matchers = config
+            .repositories
+            .iter()
+            .filter_map(|repo| ServiceMatcher::new(repo).ok().map(|m| (repo.name.clone(), m)))
+            .collect();
+        Consumer {
+            sqs,
+            queue_url,
+            kube,
+            config,
+            github: None,
+            matchers: Arc::new(matchers),
+            batch_size: 10,
+            wait_seconds: 20,
+        }
+    }
+
+    /// Reads changed files, checks fork labels and explains missing previews through GitHub.
+    pub fn with_github(mut self, notifier: Arc<Notifier>) -> Consumer {
+        self.github = Some(notifier);
+        self
     }
 
     /// One receive and the handling of what it returned.
@@ -169,41 +199,161 @@ impl Consumer {
     /// Applies one event to the cluster.
     pub async fn handle_event(&self, event: &PreviewEvent) -> Outcome {
         let api: Api<PreviewEnvironment> = Api::all(self.kube.clone());
-        let name = |reason_repo: &str| {
-            self.config
-                .repository(reason_repo)
-                .map(|repo| names::preview_name(&self.config.namespace_prefix, &repo.slug(), event.pull_request.number))
+        let repo = self.config.repository(&event.repository.full_name);
+        let name =
+            repo.map(|r| names::preview_name(&self.config.namespace_prefix, &r.slug(), event.pull_request.number));
+        let decision = policy::decide(event, &self.config);
+        let (Some(repo), Some(name)) = (repo, name) else {
+            return Outcome::Ignored { reason: Reason::RepositoryNotConfigured };
         };
-        match policy::decide(event, &self.config) {
-            Decision::Ignore { reason } => Outcome::Ignored { reason },
-            Decision::Remove { reason } => {
-                let Some(name) = name(&event.repository.full_name) else { return Outcome::Ignored { reason } };
-                match api.get_opt(&name).await {
-                    Ok(Some(existing)) if policy::is_stale(event, &existing.spec.last_event) => Outcome::Stale,
-                    Ok(Some(_)) => match api.delete(&name, &Default::default()).await {
-                        Ok(_) => Outcome::Removed { name, reason },
-                        Err(kube::Error::Api(e)) if e.code == 404 => Outcome::Removed { name, reason },
-                        Err(err) => Outcome::Failed { error: err.to_string() },
-                    },
-                    Ok(None) => Outcome::Removed { name, reason },
-                    Err(err) => Outcome::Failed { error: err.to_string() },
-                }
+        if let Decision::Ignore { reason } = decision {
+            return Outcome::Ignored { reason };
+        }
+        let existing = match api.get_opt(&name).await {
+            Ok(Some(existing)) if policy::is_stale(event, &existing.spec.last_event) => return Outcome::Stale,
+            Ok(existing) => existing,
+            Err(err) => return Outcome::Failed { error: err.to_string() },
+        };
+        let mut spec = match decision {
+            Decision::Upsert(spec) => *spec,
+            Decision::Remove { reason } => return self.remove(&api, name, existing, event, reason).await,
+            Decision::Ignore { reason } => return Outcome::Ignored { reason },
+        };
+        if existing.as_ref().is_some_and(|e| e.metadata.deletion_timestamp.is_some()) {
+            // The previous preview is still being torn down: keep the message for a retry
+            // rather than write into an object that is about to disappear.
+            return Outcome::Failed { error: format!("{name} is still being deleted; retrying later") };
+        }
+        if spec.fork && self.config.policy.forks == ForkPolicy::RequireLabel {
+            match self.fork_approval(event, existing.as_ref()).await {
+                Ok(Some(by)) => spec.fork_approved_by = Some(by),
+                Ok(None) => return self.remove(&api, name, existing, event, Reason::ForkLabelUntrusted).await,
+                // Fail closed: an unverified fork stays undeployed, and the message comes back.
+                Err(err) => return Outcome::Failed { error: format!("checking the fork label: {err}") },
             }
-            Decision::Upsert(spec) => {
-                let Some(name) = name(&spec.repository) else {
-                    return Outcome::Ignored { reason: Reason::RepositoryNotConfigured };
-                };
-                match api.get_opt(&name).await {
-                    Ok(Some(existing)) if policy::is_stale(event, &existing.spec.last_event) => return Outcome::Stale,
-                    Ok(_) => {}
-                    Err(err) => return Outcome::Failed { error: err.to_string() },
-                }
-                let resource = PreviewEnvironment::new(&name, *spec);
-                let params = PatchParams::apply(FIELD_MANAGER).force();
-                match api.patch(&name, &params, &Patch::Apply(&resource)).await {
-                    Ok(_) => Outcome::Applied { name },
-                    Err(err) => Outcome::Failed { error: err.to_string() },
-                }
+        }
+        self.select_services(repo, event, existing.as_ref(), &mut spec).await;
+        if spec.services.is_empty() {
+            return self.remove(&api, name, existing, event, Reason::NoServicesAffected).await;
+        }
+        let resource = PreviewEnvironment::new(&name, spec);
+        let params = PatchParams::apply(FIELD_MANAGER).force();
+        match api.patch(&name, &params, &Patch::Apply(&resource)).await {
+            Ok(_) => Outcome::Applied { name },
+            Err(err) => Outcome::Failed { error: err.to_string() },
+        }
+    }
+
+    /// No preview for this PR: delete one that exists (noting why, for the PR comment the
+    /// controller's finalizer writes), or tell the PR why none was created.
+    async fn remove(
+        &self,
+        api: &Api<PreviewEnvironment>,
+        name: String,
+        existing: Option<PreviewEnvironment>,
+        event: &PreviewEvent,
+        reason: Reason,
+    ) -> Outcome {
+        let Some(existing) = existing else {
+            if let Some(notifier) = &self.github {
+                notifier.publish(view::not_created(&self.config, event, reason));
+            }
+            return Outcome::Removed { name, reason };
+        };
+        if existing.metadata.deletion_timestamp.is_none() {
+            let note = json!({"metadata": {"annotations": {REMOVAL_REASON: reason.as_str()}}});
+            match api.patch(&name, &PatchParams::default(), &Patch::Merge(&note)).await {
+                Ok(_) => {}
+                Err(kube::Error::Api(e)) if e.code == 404 => return Outcome::Removed { name, reason },
+                Err(err) => return Outcome::Failed { error: err.to_string() },
+            }
+        }
+        match api.delete(&name, &Default::default()).await {
+            Ok(_) => Outcome::Removed { name, reason },
+            Err(kube::Error::Api(e)) if e.code == 404 => Outcome::Removed { name, reason },
+            Err(err) => Outcome::Failed { error: err.to_string() },
+        }
+    }
+
+    /// Who opted this fork PR in, if it was someone with write access to the repository: the
+    /// sender of a `labeled` event for the fork label, else whoever last added that label
+    /// (from the PR's issue events). An approval holds while the label stays on the PR.
+    async fn fork_approval(
+        &self,
+        event: &PreviewEvent,
+        existing: Option<&PreviewEnvironment>,
+    ) -> Result<Option<String>, GitHubError> {
+        if let Some(by) = existing.and_then(|e| e.spec.fork_approved_by.clone()) {
+            return Ok(Some(by));
+        }
+        let Some(notifier) = &self.github else {
+            tracing::warn!(pr = event.pull_request.number, "fork label cannot be verified without GitHub credentials");
+            return Ok(None);
+        };
+        let github = notifier.github();
+        let (installation, repo, label) =
+            (event.installation_id, event.repository.full_name.as_str(), self.config.policy.fork_label.as_str());
+        let labeler = match &event.label {
+            Some(added) if event.action == PrAction::Labeled && added.eq_ignore_ascii_case(label) => {
+                Some(event.sender.clone())
+            }
+            _ => github.label_added_by(installation, repo, event.pull_request.number, label).await?,
+        };
+        let Some(labeler) = labeler else { return Ok(None) };
+        let allowed = github.can_push(installation, repo, &labeler).await?;
+        tracing::info!(pr = event.pull_request.number, %labeler, allowed, "fork opt-in label checked");
+        Ok(allowed.then_some(labeler))
+    }
+
+    /// Narrows `spec.services` to those the PR's changed files touch. Files are read once per
+    /// head commit; if GitHub cannot say, every service deploys (and the next event tries again).
+    async fn select_services(
+        &self,
+        repo: &RepositoryConfig,
+        event: &PreviewEvent,
+        existing: Option<&PreviewEnvironment>,
+        spec: &mut PreviewEnvironmentSpec,
+    ) {
+        let all_services = |note: Option<String>, by| ServiceSelection {
+            by,
+            head_sha: spec.head_sha.clone(),
+            changed_files: None,
+            note,
+        };
+        let Some(matcher) = self.matchers.get(&repo.name).filter(|m| m.has_paths()) else {
+            spec.selection = Some(all_services(None, SelectedBy::AllServices));
+            return;
+        };
+        if let Some(previous) = existing.map(|e| &e.spec)
+            && let Some(selection) = &previous.selection
+            && selection.head_sha == spec.head_sha
+            && selection.by != SelectedBy::Fallback
+            && previous.base_ref == spec.base_ref
+        {
+            spec.services = previous.services.clone();
+            spec.selection = Some(selection.clone());
+            return;
+        }
+        let Some(notifier) = &self.github else {
+            let note = Some("GitHub is not configured: the changed files are unknown".to_owned());
+            spec.selection = Some(all_services(note, SelectedBy::AllServices));
+            return;
+        };
+        let number = event.pull_request.number;
+        match notifier.github().pr_files(event.installation_id, &event.repository.full_name, number).await {
+            Ok(files) => {
+                spec.services = matcher.services_for(files.iter().map(String::as_str));
+                spec.selection = Some(ServiceSelection {
+                    by: SelectedBy::Paths,
+                    head_sha: spec.head_sha.clone(),
+                    changed_files: Some(files.len() as u64),
+                    note: None,
+                });
+            }
+            Err(err) => {
+                tracing::warn!(pr = number, error = %err, "changed files unavailable; deploying every service");
+                spec.selection =
+                    Some(all_services(Some(format!("changed files unavailable: {err}")), SelectedBy::Fallback));
             }
         }
     }

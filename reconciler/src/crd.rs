@@ -12,6 +12,8 @@ use serde::{Deserialize, Serialize};
 
 pub const GROUP: &str = "preview.previewd.io";
 pub const FINALIZER: &str = "preview.previewd.io/cleanup";
+/// Why a PreviewEnvironment was deleted (set just before the delete; the PR comment says it).
+pub const REMOVAL_REASON: &str = "preview.previewd.io/removal-reason";
 
 /// What the consumer knows about the pull request; everything the controller builds follows
 /// from this and the configuration.
@@ -47,12 +49,18 @@ pub struct PreviewEnvironmentSpec {
     pub base_ref: String,
     /// Services to deploy (names from the repository's configuration).
     pub services: Vec<String>,
+    /// How `services` was chosen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selection: Option<ServiceSelection>,
     /// Labels on the PR.
     #[serde(default)]
     pub labels: Vec<String>,
     /// The PR comes from a fork (untrusted code).
     #[serde(default)]
     pub fork: bool,
+    /// For a fork: the user with write access to the repository who added the opt-in label.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fork_approved_by: Option<String>,
     pub author: String,
     /// GitHub App installation, for GitHub API calls about this PR.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -63,6 +71,33 @@ pub struct PreviewEnvironmentSpec {
     pub last_activity: DateTime<Utc>,
     /// The event this spec was last written from; older events are stale.
     pub last_event: EventRef,
+}
+
+/// How the services of a preview were chosen.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceSelection {
+    pub by: SelectedBy,
+    /// The head commit the selection was made for.
+    pub head_sha: String,
+    /// How many changed files were matched (`Paths`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changed_files: Option<u64>,
+    /// Why every service was taken (`Fallback`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum SelectedBy {
+    /// The PR's changed files matched against each service's `paths`.
+    Paths,
+    /// Every configured service: the repository's services have no `paths`, or GitHub is not
+    /// configured.
+    AllServices,
+    /// Every configured service because the changed files could not be read (GitHub down or
+    /// rate-limited); chosen again on the next event.
+    Fallback,
 }
 
 /// Identifies the queue message a spec was written from.

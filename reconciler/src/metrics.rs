@@ -1,6 +1,6 @@
 //! Prometheus metrics of the reconciler (names from the brief; labels bounded).
 
-use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
+use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry};
 
 #[derive(Debug, Clone)]
 pub struct Metrics {
@@ -11,6 +11,15 @@ pub struct Metrics {
     pub reconcile_duration: HistogramVec,
     /// `previewd_reconcile_errors_total{controller,error}`.
     pub reconcile_errors: IntCounterVec,
+    /// `previewd_github_requests_total{operation,outcome}`: operation is one of the fixed
+    /// request kinds (e.g. `create deployment`), outcome `ok` or an error kind.
+    pub github_requests: IntCounterVec,
+    /// `previewd_github_updates_total{outcome}`: delivered, failed (retried), rejected.
+    pub github_updates: IntCounterVec,
+    /// `previewd_github_rate_limit_remaining`: the last `x-ratelimit-remaining` GitHub sent.
+    pub github_remaining: IntGauge,
+    /// `previewd_github_pending_updates`: PRs whose state GitHub does not show yet.
+    pub github_pending: IntGauge,
 }
 
 impl Metrics {
@@ -29,10 +38,37 @@ impl Metrics {
             Opts::new("previewd_reconcile_errors_total", "Failed reconciles, by error kind"),
             &["controller", "error"],
         )?;
+        let github_requests = IntCounterVec::new(
+            Opts::new("previewd_github_requests_total", "GitHub API requests, by operation and outcome"),
+            &["operation", "outcome"],
+        )?;
+        let github_updates = IntCounterVec::new(
+            Opts::new("previewd_github_updates_total", "PR updates (deployment status, comment), by outcome"),
+            &["outcome"],
+        )?;
+        let github_remaining = IntGauge::new(
+            "previewd_github_rate_limit_remaining",
+            "GitHub API requests left in the current rate-limit window (last reported)",
+        )?;
+        let github_pending =
+            IntGauge::new("previewd_github_pending_updates", "PRs whose state GitHub does not show yet")?;
+        registry.register(Box::new(github_requests.clone()))?;
+        registry.register(Box::new(github_updates.clone()))?;
+        registry.register(Box::new(github_remaining.clone()))?;
+        registry.register(Box::new(github_pending.clone()))?;
         registry.register(Box::new(queue_messages.clone()))?;
         registry.register(Box::new(reconcile_duration.clone()))?;
         registry.register(Box::new(reconcile_errors.clone()))?;
-        Ok(Metrics { registry, queue_messages, reconcile_duration, reconcile_errors })
+        Ok(Metrics {
+            registry,
+            queue_messages,
+            reconcile_duration,
+            reconcile_errors,
+            github_requests,
+            github_updates,
+            github_remaining,
+            github_pending,
+        })
     }
 
     /// The text exposition format.

@@ -25,7 +25,13 @@ pub enum Reason {
     OptedOut,
     Draft,
     ForkAwaitingLabel,
+    /// The fork label was added by someone without write access to the repository.
+    ForkLabelUntrusted,
     ForkDenied,
+    /// Only files no service claims changed (docs, CI settings).
+    NoServicesAffected,
+    /// Removed by the TTL.
+    Expired,
 }
 
 impl Reason {
@@ -37,9 +43,30 @@ impl Reason {
             Reason::OptedOut => "opted_out",
             Reason::Draft => "draft",
             Reason::ForkAwaitingLabel => "fork_awaiting_label",
+            Reason::ForkLabelUntrusted => "fork_label_untrusted",
             Reason::ForkDenied => "fork_denied",
+            Reason::NoServicesAffected => "no_services_affected",
+            Reason::Expired => "expired",
         }
     }
+
+    /// The spelling of [`Reason::as_str`] back (from the removal annotation).
+    pub fn parse(text: &str) -> Option<Reason> {
+        Reason::ALL.into_iter().find(|r| r.as_str() == text)
+    }
+
+    pub const ALL: [Reason; 10] = [
+        Reason::RepositoryNotConfigured,
+        Reason::Closed,
+        Reason::Merged,
+        Reason::OptedOut,
+        Reason::Draft,
+        Reason::ForkAwaitingLabel,
+        Reason::ForkLabelUntrusted,
+        Reason::ForkDenied,
+        Reason::NoServicesAffected,
+        Reason::Expired,
+    ];
 }
 
 pub fn decide(event: &PreviewEvent, config: &Config) -> Decision {
@@ -76,8 +103,10 @@ pub fn decide(event: &PreviewEvent, config: &Config) -> Decision {
         base_ref: pr.base_ref.clone(),
         // Every configured service until the PR's files are known (service detection narrows it).
         services: repo.services.iter().map(|s| s.name.clone()).collect(),
+        selection: None,
         labels: pr.labels.clone(),
         fork: pr.fork,
+        fork_approved_by: None,
         author: pr.author.clone(),
         installation_id: event.installation_id,
         html_url: Some(pr.html_url.clone()),

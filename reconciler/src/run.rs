@@ -18,6 +18,8 @@ use crate::config::Config;
 use crate::consumer::Consumer;
 use crate::controller::{self, Context};
 use crate::crd::PreviewEnvironment;
+use crate::github::client::{GitHubClient, GitHubError, auth_from_lookup};
+use crate::github::notify::Notifier;
 use crate::leader::LeaderElection;
 use crate::metrics::Metrics;
 use crate::serve::{Health, router};
@@ -30,6 +32,8 @@ pub enum RunError {
     Missing(&'static str),
     #[error("{name} = {value:?} is invalid")]
     Invalid { name: &'static str, value: String },
+    #[error(transparent)]
+    GitHub(#[from] GitHubError),
     #[error("Kubernetes client: {0}")]
     Kube(#[from] kube::Error),
     #[error("metrics: {0}")]
@@ -63,8 +67,25 @@ fn env_number(name: &'static str, default: u64) -> Result<u64, RunError> {
     }
 }
 
+/// The GitHub client and notifier, when credentials are in the environment
+/// (`PREVIEWD_GITHUB_TOKEN`, or `PREVIEWD_GITHUB_APP_ID` with the App's private key;
+/// `PREVIEWD_GITHUB_API_URL` for GitHub Enterprise Server).
+fn github_notifier(config: &Config, metrics: &Metrics) -> Result<Option<Arc<Notifier>>, RunError> {
+    let Some(auth) = auth_from_lookup(|name| std::env::var(name).ok())? else {
+        tracing::warn!("no GitHub credentials: PRs will not show previews, fork labels cannot be verified");
+        return Ok(None);
+    };
+    let api_url = std::env::var("PREVIEWD_GITHUB_API_URL").unwrap_or_else(|_| "https://api.github.com".to_owned());
+    let concurrency = usize::try_from(config.github.concurrency).unwrap_or(4);
+    let client = GitHubClient::new(&api_url, &auth, concurrency)?.with_request_counter(metrics.github_requests.clone());
+    let notifier =
+        Notifier::new(Arc::new(client), config.github.clone()).with_update_counter(metrics.github_updates.clone());
+    Ok(Some(Arc::new(notifier)))
+}
+
 pub async fn run(config_path: &Path) -> Result<(), RunError> {
     let config = Arc::new(Config::load(config_path)?);
+    let metrics = Metrics::new()?;
     let queue_url = std::env::var("PREVIEWD_QUEUE_URL").map_err(|_| RunError::Missing("PREVIEWD_QUEUE_URL"))?;
     let consumers = env_number("PREVIEWD_CONSUMERS", 2)?.clamp(1, 32);
     let addr: SocketAddr =
@@ -72,10 +93,10 @@ pub async fn run(config_path: &Path) -> Result<(), RunError> {
             RunError::Invalid { name: "PREVIEWD_LISTEN", value: std::env::var("PREVIEWD_LISTEN").unwrap_or_default() }
         })?;
 
+    let github = github_notifier(&config, &metrics)?;
     let client = kube::Client::try_default().await?;
     let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let sqs = aws_sdk_sqs::Client::new(&sdk);
-    let metrics = Metrics::new()?;
     let ready = Arc::new(AtomicBool::new(false));
     let stopping = Arc::new(AtomicBool::new(false));
 
@@ -112,7 +133,10 @@ pub async fn run(config_path: &Path) -> Result<(), RunError> {
     // Consumers: stop taking new messages on shutdown; a batch already received is finished.
     let mut consumer_tasks = Vec::new();
     for index in 0..consumers {
-        let consumer = Consumer::new(sqs.clone(), queue_url.clone(), client.clone(), Arc::clone(&config));
+        let mut consumer = Consumer::new(sqs.clone(), queue_url.clone(), client.clone(), Arc::clone(&config));
+        if let Some(notifier) = &github {
+            consumer = consumer.with_github(Arc::clone(notifier));
+        }
         let (stopping, metrics) = (Arc::clone(&stopping), metrics.clone());
         consumer_tasks.push(tokio::spawn(async move {
             while !stopping.load(Ordering::Relaxed) {
@@ -143,7 +167,20 @@ pub async fn run(config_path: &Path) -> Result<(), RunError> {
         }
     };
 
-    let ctx = Arc::new(Context::new(client.clone(), Arc::clone(&config)));
+    let mut ctx = Context::new(client.clone(), Arc::clone(&config));
+    if let Some(notifier) = &github {
+        ctx = ctx.with_github(Arc::clone(notifier));
+        tokio::spawn(Arc::clone(notifier).run());
+        let (notifier, metrics) = (Arc::clone(notifier), metrics.clone());
+        tokio::spawn(async move {
+            loop {
+                metrics.github_remaining.set(notifier.github().remaining_quota().unwrap_or(0));
+                metrics.github_pending.set(i64::try_from(notifier.pending()).unwrap_or(i64::MAX));
+                tokio::time::sleep(Duration::from_secs(10)).await;
+            }
+        });
+    }
+    let ctx = Arc::new(ctx);
     let previews: Api<PreviewEnvironment> = Api::all(client);
     tracing::info!(%addr, consumers, "previewd running");
     let reconcile_metrics = metrics.clone();

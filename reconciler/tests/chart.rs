@@ -38,21 +38,21 @@ fn text(out: &Output) -> String {
 
 /// `helm template` with the example configuration as `config`.
 fn template() -> Vec<Value> {
+    template_with(&[])
+}
+
+/// `helm template` with the example configuration and extra `--set` values.
+fn template_with(sets: &[&str]) -> Vec<Value> {
     let example = std::fs::read_to_string(root().join("docs/examples/config.yaml")).unwrap();
     let values: Value = serde_norway::from_str(&example).unwrap();
     let file = std::env::temp_dir().join(format!("previewd-values-{}.yaml", std::process::id()));
     std::fs::write(&file, serde_norway::to_string(&serde_json::json!({"config": values})).unwrap()).unwrap();
-    let out = helm(&[
-        "template",
-        "pd",
-        "charts/previewd",
-        "--namespace",
-        "previewd",
-        "--set",
-        QUEUE,
-        "-f",
-        file.to_str().unwrap(),
-    ]);
+    let out = helm(
+        &["template", "pd", "charts/previewd", "--namespace", "previewd", "--set", QUEUE, "-f", file.to_str().unwrap()]
+            .into_iter()
+            .chain(sets.iter().flat_map(|s| ["--set", s]))
+            .collect::<Vec<_>>(),
+    );
     assert!(out.status.success(), "{}", text(&out));
     let yaml = String::from_utf8(out.stdout).unwrap();
     serde_norway::Deserializer::from_str(&yaml)
@@ -89,6 +89,13 @@ fn rendered_chart_validates_against_the_kubernetes_schemas() {
     ] {
         assert!(kinds.contains(&kind), "{kind} missing from {kinds:?}");
     }
+    validate(&objects);
+    // And with every GitHub option on.
+    validate(&template_with(&["github.existingSecret=gh", "github.apiUrl=https://ghe.example.com/api/v3"]));
+}
+
+/// Every object passes the Kubernetes 1.33 schemas (kubernetes-validate, strict).
+fn validate(objects: &[Value]) {
     let yaml: String = objects.iter().map(|o| format!("---\n{}", serde_norway::to_string(o).unwrap())).collect();
     let mut child = Command::new(root().join(".venv/bin/kubernetes-validate"))
         .args(["-k", "1.33.0", "--strict", "-"])
@@ -132,4 +139,25 @@ fn mounted_configuration_is_accepted_by_the_reconciler() {
     let container = &deployment["spec"]["template"]["spec"]["containers"][0];
     assert_eq!(container["args"][0], "run");
     assert_eq!(container["securityContext"]["readOnlyRootFilesystem"], true);
+}
+
+#[test]
+fn github_credentials_come_from_a_secret() {
+    let objects =
+        template_with(&["github.existingSecret=previewd-github", "github.apiUrl=https://ghe.example.com/api/v3"]);
+    let deployment = objects.iter().find(|o| o["kind"] == "Deployment").unwrap();
+    let pod = &deployment["spec"]["template"]["spec"];
+    let env = pod["containers"][0]["env"].as_array().unwrap();
+    let var = |name: &str| env.iter().find(|e| e["name"] == name).cloned().unwrap_or(Value::Null);
+    assert_eq!(var("PREVIEWD_GITHUB_APP_ID")["valueFrom"]["secretKeyRef"]["name"], "previewd-github");
+    assert_eq!(var("PREVIEWD_GITHUB_TOKEN")["valueFrom"]["secretKeyRef"]["key"], "token");
+    assert_eq!(var("PREVIEWD_GITHUB_API_URL")["value"], "https://ghe.example.com/api/v3");
+    let key_file = var("PREVIEWD_GITHUB_APP_PRIVATE_KEY_FILE")["value"].as_str().unwrap().to_owned();
+    let volume = pod["volumes"].as_array().unwrap().iter().find(|v| v["name"] == "github").unwrap();
+    assert_eq!(volume["secret"]["secretName"], "previewd-github");
+    assert!(key_file.starts_with("/var/run/secrets/previewd/github/"));
+    // Nothing about GitHub without a Secret.
+    let plain = template();
+    let deployment = plain.iter().find(|o| o["kind"] == "Deployment").unwrap();
+    assert!(!deployment.to_string().contains("PREVIEWD_GITHUB"));
 }

@@ -168,7 +168,13 @@ async fn fork_draft_and_label_policy() {
     labelled.pull_request.labels = vec!["preview-fork".into()];
     labelled.label = Some("preview-fork".into());
     s.send(&labelled).await;
-    assert_eq!(s.poll().await, vec![Outcome::Applied { name: "preview-shop-pr-78".into() }]);
+    // Without GitHub credentials nobody can tell who added the label: fail closed. (Who may
+    // opt a fork in is tested with a GitHub stand-in in tests/github_loop.rs.)
+    assert_eq!(
+        s.poll().await,
+        vec![Outcome::Removed { name: "preview-shop-pr-78".into(), reason: Reason::ForkLabelUntrusted }]
+    );
+    assert!(s.preview("preview-shop-pr-78").await.is_none());
 
     let mut draft = later(labelled, 1, "d-draft");
     draft.action = PrAction::ConvertedToDraft;

@@ -18,9 +18,13 @@ use serde_json::json;
 
 use crate::argo::{Application, ApplicationSet};
 use crate::config::Config;
-use crate::crd::{FINALIZER, PreviewEnvironment};
+use crate::crd::{FINALIZER, PreviewEnvironment, REMOVAL_REASON};
+use crate::github::notify::Notifier;
+use crate::github::view;
+use crate::policy::Reason;
 use crate::render::{self, LABEL_PREVIEW, Preview};
 use crate::ttl;
+use k8s_openapi::api::core::v1::Namespace;
 use limiter::RateLimiter;
 
 /// Everything reconcile needs, built once in `main`.
@@ -29,6 +33,8 @@ pub struct Context {
     pub config: Arc<Config>,
     pub application_sets: RateLimiter,
     pub recorder: Recorder,
+    /// What the PR shows, when GitHub is configured.
+    pub github: Option<Arc<Notifier>>,
     /// Consecutive failed reconciles per PreviewEnvironment, for exponential backoff.
     failures: std::sync::Mutex<std::collections::HashMap<String, u32>>,
 }
@@ -44,7 +50,13 @@ impl Context {
         let application_sets = RateLimiter::new(config.argocd.application_sets_per_minute);
         let reporter = Reporter { controller: "previewd".to_owned(), instance: std::env::var("HOSTNAME").ok() };
         let recorder = Recorder::new(client.clone(), reporter);
-        Context { client, config, application_sets, recorder, failures: Default::default() }
+        Context { client, config, application_sets, recorder, github: None, failures: Default::default() }
+    }
+
+    /// Shows each preview's state on its PR.
+    pub fn with_github(mut self, notifier: Arc<Notifier>) -> Context {
+        self.github = Some(notifier);
+        self
     }
 }
 
@@ -89,6 +101,9 @@ pub enum Outcome {
     Expired,
     /// Being deleted: cleanup done, finalizer removed.
     Finalized,
+    /// Being deleted: the preview's objects are gone; waiting (at most `github.destroyGrace`)
+    /// for GitHub to show it destroyed.
+    Finalizing { retry_in: Duration },
     /// Configuration problem (unknown repository or service): waits for a change.
     Invalid(String),
 }
@@ -97,7 +112,7 @@ impl Outcome {
     pub fn action(&self) -> Action {
         match self {
             Outcome::Applied { requeue } => Action::requeue(*requeue),
-            Outcome::Throttled { retry_in } => Action::requeue(*retry_in),
+            Outcome::Throttled { retry_in } | Outcome::Finalizing { retry_in } => Action::requeue(*retry_in),
             Outcome::Expired | Outcome::Finalized | Outcome::Invalid(_) => Action::await_change(),
         }
     }
@@ -126,14 +141,17 @@ pub async fn reconcile_at(pe: &PreviewEnvironment, ctx: &Context, now: DateTime<
     let name = pe.metadata.name.clone().ok_or(Error::Unnamed)?;
     let api: Api<PreviewEnvironment> = Api::all(ctx.client.clone());
 
-    if pe.metadata.deletion_timestamp.is_some() {
-        // Namespace and ApplicationSet go with their owner (garbage collection). What GC
-        // cannot do (GitHub's "destroyed" status, metrics) hooks in here.
-        if pe.finalizers().iter().any(|f| f == FINALIZER) {
-            let remaining: Vec<&String> = pe.finalizers().iter().filter(|f| *f != FINALIZER).collect();
-            let patch = json!({"metadata": {"finalizers": remaining, "resourceVersion": pe.resource_version()}});
-            api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
+    if let Some(deleted) = &pe.metadata.deletion_timestamp {
+        if !pe.finalizers().iter().any(|f| f == FINALIZER) {
+            return Ok(Outcome::Finalized);
         }
+        let deleted_at = chrono_time(deleted).unwrap_or(now);
+        if let Some(wait) = finalize(ctx, pe, &name, deleted_at, now).await? {
+            return Ok(Outcome::Finalizing { retry_in: wait });
+        }
+        let remaining: Vec<&String> = pe.finalizers().iter().filter(|f| *f != FINALIZER).collect();
+        let patch = json!({"metadata": {"finalizers": remaining, "resourceVersion": pe.resource_version()}});
+        api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
         return Ok(Outcome::Finalized);
     }
 
@@ -154,6 +172,8 @@ pub async fn reconcile_at(pe: &PreviewEnvironment, ctx: &Context, now: DateTime<
     let expires_at = ttl::expires_at(&config.ttl, pe.spec.last_activity, created_at, do_not_expire);
     if now >= expires_at {
         tracing::info!(preview = %name, %expires_at, "preview expired; deleting");
+        let note = json!({"metadata": {"annotations": {REMOVAL_REASON: Reason::Expired.as_str()}}});
+        api.patch(&name, &PatchParams::default(), &Patch::Merge(&note)).await?;
         api.delete(&name, &Default::default()).await?;
         event(ctx, pe, false, "PreviewExpired", format!("Expired at {expires_at}; deleted")).await;
         return Ok(Outcome::Expired);
@@ -210,6 +230,9 @@ pub async fn reconcile_at(pe: &PreviewEnvironment, ctx: &Context, now: DateTime<
     };
     let status = status::compute(previous, observed, now);
     let all_ready = status.phase == Some(crate::crd::Phase::Ready);
+    if let Some(notifier) = &ctx.github {
+        notifier.publish(view::live(config, pe, &status));
+    }
     if previous != Some(&status) {
         patch_status(&api, &name, &status).await?;
         let was = previous.and_then(|p| p.phase);
@@ -237,6 +260,52 @@ pub async fn reconcile_at(pe: &PreviewEnvironment, ctx: &Context, now: DateTime<
     let requeue = if all_ready { config.ttl.sweep_interval } else { READINESS_RECHECK };
     Ok(Outcome::Applied { requeue: requeue.min(until_expiry) })
 }
+
+/// What the garbage collector cannot do for a deleted preview: tell GitHub. The preview's
+/// Namespace and ApplicationSet are deleted first, so a slow GitHub never keeps them running.
+/// Returns how soon to look again while GitHub has not heard yet (within `destroyGrace`).
+async fn finalize(
+    ctx: &Context,
+    pe: &PreviewEnvironment,
+    name: &str,
+    deleted_at: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<Option<Duration>, Error> {
+    let Some(notifier) = &ctx.github else { return Ok(None) };
+    let owned = |meta: &kube::api::ObjectMeta| {
+        meta.owner_references.iter().flatten().any(|o| Some(&o.uid) == pe.metadata.uid.as_ref())
+    };
+    let app_sets: Api<ApplicationSet> = Api::namespaced(ctx.client.clone(), &ctx.config.argocd.namespace);
+    if let Some(app_set) = app_sets.get_opt(name).await?
+        && owned(&app_set.metadata)
+        && app_set.metadata.deletion_timestamp.is_none()
+    {
+        app_sets.delete(name, &Default::default()).await?;
+    }
+    let namespaces: Api<Namespace> = Api::all(ctx.client.clone());
+    if let Some(namespace) = namespaces.get_opt(name).await?
+        && owned(&namespace.metadata)
+        && namespace.metadata.deletion_timestamp.is_none()
+    {
+        namespaces.delete(name, &Default::default()).await?;
+    }
+    let reason = pe.annotations().get(REMOVAL_REASON).and_then(|r| Reason::parse(r));
+    let update = view::destroyed(&ctx.config, pe, reason, deleted_at);
+    notifier.publish(update.clone());
+    if notifier.is_synced(&update) {
+        return Ok(None);
+    }
+    let waited = (now - deleted_at).to_std().unwrap_or(Duration::ZERO);
+    if waited >= ctx.config.github.destroy_grace {
+        tracing::warn!(preview = %name, waited_seconds = waited.as_secs(),
+            "GitHub did not hear that the preview is destroyed in time; removing it anyway");
+        return Ok(None);
+    }
+    Ok(Some(FINALIZE_RECHECK))
+}
+
+/// How soon a deleted preview looks again whether GitHub heard.
+const FINALIZE_RECHECK: Duration = Duration::from_secs(2);
 
 async fn patch_status(
     api: &Api<PreviewEnvironment>,

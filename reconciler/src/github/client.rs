@@ -15,7 +15,16 @@ use octocrab::models::InstallationId;
 pub use previewd_github_rest::{GitHubAuth, GitHubError};
 use previewd_github_rest::{build_client, next_link, rate_limit_wait, relative_to_api};
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 use tokio::sync::{Mutex, Semaphore};
+
+/// The HTTP methods Previewd uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    Get,
+    Post,
+    Patch,
+}
 
 /// GitHub lists at most 3,000 files of a pull request.
 pub const MAX_PR_FILES: usize = 3000;
@@ -59,6 +68,8 @@ pub struct GitHubClient {
     remaining: AtomicI64,
     /// The longest rate-limit wait sat out inside one call.
     pub max_wait: Duration,
+    /// `previewd_github_requests_total{operation,outcome}` when metrics are on.
+    requests: Option<prometheus::IntCounterVec>,
 }
 
 #[derive(Deserialize)]
@@ -81,7 +92,19 @@ impl GitHubClient {
             blocked_until: std::sync::Mutex::new(0),
             remaining: AtomicI64::new(-1),
             max_wait: Duration::from_secs(10),
+            requests: None,
         })
+    }
+
+    /// Counts every request by operation and outcome (both bounded label sets).
+    pub fn with_request_counter(mut self, counter: prometheus::IntCounterVec) -> GitHubClient {
+        self.requests = Some(counter);
+        self
+    }
+
+    /// Whether requests act as a GitHub App (its comments are authored by a bot).
+    pub fn is_app(&self) -> bool {
+        self.is_app
     }
 
     /// The last remaining-quota figure GitHub reported.
@@ -131,12 +154,34 @@ impl GitHubClient {
         (until > now).then(|| Duration::from_secs(u64::try_from(until - now).unwrap_or(1)))
     }
 
-    /// GET `url` (path or API-host URL): the status, headers and body of a successful answer.
-    /// Rate limits up to `max_wait` are sat out; longer ones are returned as errors.
-    async fn get(
+    /// Sends a request to `url` (path or API-host URL) and returns the headers and body of a
+    /// successful answer. Rate limits up to `max_wait` are sat out (GitHub did not act on a
+    /// rate-limited request, so repeating a POST is safe); longer ones are returned as errors.
+    async fn send(
         &self,
+        method: Method,
         installation: Option<u64>,
         url: &str,
+        body: Option<&serde_json::Value>,
+        what: &'static str,
+    ) -> Result<(HeaderMap, String), GitHubError> {
+        let result = self.send_inner(method, installation, url, body, what).await;
+        if let Some(requests) = &self.requests {
+            let outcome = match &result {
+                Ok(_) => "ok",
+                Err(err) => err.kind(),
+            };
+            requests.with_label_values(&[what, outcome]).inc();
+        }
+        result
+    }
+
+    async fn send_inner(
+        &self,
+        method: Method,
+        installation: Option<u64>,
+        url: &str,
+        body: Option<&serde_json::Value>,
         what: &'static str,
     ) -> Result<(HeaderMap, String), GitHubError> {
         let path = relative_to_api(&self.api_url, url)
@@ -151,10 +196,12 @@ impl GitHubClient {
                 }
                 tokio::time::sleep(wait).await;
             }
-            let response = client
-                ._get(path.as_str())
-                .await
-                .map_err(|e| GitHubError::Transport { what, message: e.to_string() })?;
+            let response = match method {
+                Method::Get => client._get(path.as_str()).await,
+                Method::Post => client._post(path.as_str(), body).await,
+                Method::Patch => client._patch(path.as_str(), body).await,
+            }
+            .map_err(|e| GitHubError::Transport { what, message: e.to_string() })?;
             let status = response.status();
             let headers = response.headers().clone();
             if let Some(wait) = self.observe(status, &headers) {
@@ -179,6 +226,52 @@ impl GitHubClient {
         }
     }
 
+    /// A GET whose JSON answer is decoded as `T`.
+    pub(super) async fn get_json<T: DeserializeOwned>(
+        &self,
+        installation: Option<u64>,
+        url: &str,
+        what: &'static str,
+    ) -> Result<(HeaderMap, T), GitHubError> {
+        let (headers, body) = self.send(Method::Get, installation, url, None, what).await?;
+        let value = decode(&body, what)?;
+        Ok((headers, value))
+    }
+
+    /// Every item of a paginated list, following `Link: rel="next"` for at most `max_pages`.
+    pub(super) async fn get_all<T: DeserializeOwned>(
+        &self,
+        installation: Option<u64>,
+        first: String,
+        max_pages: usize,
+        what: &'static str,
+    ) -> Result<Vec<T>, GitHubError> {
+        let mut url = first;
+        let mut items = Vec::new();
+        for _ in 0..max_pages.max(1) {
+            let (headers, page): (_, Vec<T>) = self.get_json(installation, &url, what).await?;
+            items.extend(page);
+            match headers.get(http::header::LINK).and_then(|v| v.to_str().ok()).and_then(next_link) {
+                Some(next) => url = next,
+                None => break,
+            }
+        }
+        Ok(items)
+    }
+
+    /// A POST or PATCH with a JSON body; the answer decoded as `T`.
+    pub(super) async fn write_json<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        installation: Option<u64>,
+        url: &str,
+        body: &serde_json::Value,
+        what: &'static str,
+    ) -> Result<T, GitHubError> {
+        let (_, text) = self.send(method, installation, url, Some(body), what).await?;
+        decode(&text, what)
+    }
+
     /// Every file a pull request changes (renames count for both names), following pagination
     /// up to GitHub's limit of 3,000 files.
     pub async fn pr_files(
@@ -187,23 +280,15 @@ impl GitHubClient {
         repository: &str,
         number: u64,
     ) -> Result<Vec<String>, GitHubError> {
-        const WHAT: &str = "list pull request files";
-        let mut url = format!("/repos/{repository}/pulls/{number}/files?per_page=100");
-        let mut files = Vec::new();
-        loop {
-            let (headers, body) = self.get(installation, &url, WHAT).await?;
-            let page: Vec<PrFile> =
-                serde_json::from_str(&body).map_err(|e| GitHubError::Decode { what: WHAT, message: e.to_string() })?;
-            for file in page {
-                files.push(file.filename);
-                files.extend(file.previous_filename);
-            }
-            match headers.get(http::header::LINK).and_then(|v| v.to_str().ok()).and_then(next_link) {
-                Some(next) if files.len() < MAX_PR_FILES * 2 => url = next,
-                _ => return Ok(files),
-            }
-        }
+        let first = format!("/repos/{repository}/pulls/{number}/files?per_page=100");
+        let page_limit = MAX_PR_FILES / 100;
+        let files: Vec<PrFile> = self.get_all(installation, first, page_limit, "list pull request files").await?;
+        Ok(files.into_iter().flat_map(|f| std::iter::once(f.filename).chain(f.previous_filename)).collect())
     }
+}
+
+fn decode<T: DeserializeOwned>(body: &str, what: &'static str) -> Result<T, GitHubError> {
+    serde_json::from_str(body).map_err(|e| GitHubError::Decode { what, message: e.to_string() })
 }
 
 #[cfg(test)]

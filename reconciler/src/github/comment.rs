@@ -6,6 +6,7 @@ use std::fmt::Write;
 
 use chrono::{DateTime, Utc};
 
+use super::api::IssueComment;
 use crate::crd::{Phase, PreviewEnvironmentStatus};
 use crate::policy::Reason;
 
@@ -16,13 +17,24 @@ pub const MARKER: &str = "<!-- previewd:preview -->";
 #[derive(Debug, Clone)]
 pub enum View<'a> {
     Live { status: &'a PreviewEnvironmentStatus, head_sha: &'a str, do_not_expire_label: &'a str, do_not_expire: bool },
-    NotCreated { reason: Reason, fork_label: &'a str, opt_out_label: &'a str },
-    Destroyed { reason: &'a str, at: DateTime<Utc> },
+    NotCreated { reason: Reason, labels: Labels<'a> },
+    Destroyed { reason: Option<Reason>, at: DateTime<Utc>, labels: Labels<'a> },
 }
 
-/// The comment to keep on the PR: `None` if none of `comments` (id, body) is ours.
-pub fn find<'a>(comments: impl IntoIterator<Item = (u64, &'a str)>) -> Option<u64> {
-    comments.into_iter().find(|(_, body)| body.starts_with(MARKER)).map(|(id, _)| id)
+/// The policy labels the comment names.
+#[derive(Debug, Clone, Copy)]
+pub struct Labels<'a> {
+    pub fork: &'a str,
+    pub opt_out: &'a str,
+}
+
+/// The comment to keep on the PR: the first that starts with the marker. With `bot_only` (App
+/// auth: the App comments as a bot) a person's comment quoting the marker does not count.
+pub fn find(comments: Vec<IssueComment>, bot_only: bool) -> Option<IssueComment> {
+    comments.into_iter().find(|c| {
+        c.body.as_deref().is_some_and(|b| b.starts_with(MARKER))
+            && (!bot_only || c.user.as_ref().and_then(|u| u.kind.as_deref()) == Some("Bot"))
+    })
 }
 
 fn short(sha: &str) -> &str {
@@ -31,6 +43,44 @@ fn short(sha: &str) -> &str {
 
 fn when(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%d %H:%M UTC").to_string()
+}
+
+/// Why there is no preview, in words for the PR's author.
+fn why_not(reason: Reason, labels: &Labels<'_>) -> String {
+    let (fork_label, opt_out_label) = (labels.fork, labels.opt_out);
+    match reason {
+        Reason::ForkAwaitingLabel => format!(
+            "This pull request comes from a fork, so its code is not deployed automatically. \
+             A maintainer can add the `{fork_label}` label to deploy a preview."
+        ),
+        Reason::ForkLabelUntrusted => format!(
+            "This pull request comes from a fork. The `{fork_label}` label deploys it only when someone \
+             with write access to the repository adds it."
+        ),
+        Reason::ForkDenied => "Pull requests from forks get no preview in this repository.".to_owned(),
+        Reason::Draft => "Draft pull requests get no preview. Mark it ready for review to get one.".to_owned(),
+        Reason::OptedOut => format!("The `{opt_out_label}` label is set. Remove it to get a preview."),
+        Reason::NoServicesAffected => {
+            "No service's files changed (only documentation or settings), so there is nothing to deploy.".to_owned()
+        }
+        Reason::Expired => "It expired after a period without activity. Push a commit to get a new one.".to_owned(),
+        Reason::Merged => "The pull request was merged.".to_owned(),
+        Reason::Closed => "The pull request was closed.".to_owned(),
+        Reason::RepositoryNotConfigured => "This repository is not configured for previews.".to_owned(),
+    }
+}
+
+/// Whether a missing comment should be created to explain `reason` (an author who opted out,
+/// or a PR that closed, is not told about it in a new comment; an existing one is still edited).
+pub fn explains(reason: Reason) -> bool {
+    matches!(
+        reason,
+        Reason::ForkAwaitingLabel
+            | Reason::ForkLabelUntrusted
+            | Reason::ForkDenied
+            | Reason::Draft
+            | Reason::NoServicesAffected
+    )
 }
 
 /// The comment's Markdown, the marker first.
@@ -64,11 +114,9 @@ pub fn render(view: &View<'_>) -> String {
                 let _ = writeln!(out, "> {}\n", failed.message);
             }
             if let Some(cost) = &status.cost_estimate {
-                let _ = writeln!(
-                    out,
-                    "Estimated cost: ${:.2}/hour · ${:.2}/month · ${:.2} so far\n",
-                    cost.hourly_usd, cost.monthly_usd, cost.accrued_usd
-                );
+                // Not the accrued cost: it changes every minute, and each change would be an edit.
+                let _ =
+                    writeln!(out, "Estimated cost: ${:.2}/hour · ${:.2}/month\n", cost.hourly_usd, cost.monthly_usd);
             }
             if let Some(expires) = status.expires_at {
                 let extend = if *do_not_expire {
@@ -80,23 +128,15 @@ pub fn render(view: &View<'_>) -> String {
             }
             let _ = writeln!(out, "<sub>Commit {} · Previewd</sub>", short(head_sha));
         }
-        View::NotCreated { reason, fork_label, opt_out_label } => {
+        View::NotCreated { reason, labels } => {
             out.push_str("### ⚪ No preview\n\n");
-            let why = match reason {
-                Reason::ForkAwaitingLabel => format!(
-                    "This pull request comes from a fork, so its code is not deployed automatically. \
-                     A maintainer can add the `{fork_label}` label to deploy a preview."
-                ),
-                Reason::ForkDenied => "Pull requests from forks get no preview in this repository.".to_owned(),
-                Reason::Draft => "Draft pull requests get no preview. Mark it ready for review to get one.".to_owned(),
-                Reason::OptedOut => format!("The `{opt_out_label}` label is set. Remove it to get a preview."),
-                Reason::Closed | Reason::Merged => "The pull request is closed.".to_owned(),
-                Reason::RepositoryNotConfigured => "This repository is not configured for previews.".to_owned(),
-            };
-            let _ = writeln!(out, "{why}");
+            let _ = writeln!(out, "{}", why_not(*reason, labels));
         }
-        View::Destroyed { reason, at } => {
-            let _ = writeln!(out, "### ⚫ Preview destroyed\n\nRemoved {} ({reason}).", when(*at));
+        View::Destroyed { reason, at, labels } => {
+            let _ = writeln!(out, "### ⚫ Preview destroyed\n\nRemoved {}.", when(*at));
+            if let Some(reason) = reason {
+                let _ = writeln!(out, "\n{}", why_not(*reason, labels));
+            }
         }
     }
     out
@@ -142,7 +182,7 @@ mod tests {
             "**https://shop-pr-42.preview.example.com**",
             "| web | ✅ ready |",
             "| api | ⏳ Progressing |",
-            "$0.05/hour · $36.50/month · $0.12 so far",
+            "$0.05/hour · $36.50/month\n",
             "Expires 2026-11-26 14:00 UTC",
             "Add the `do-not-expire` label",
             "Commit ec26c3e",
@@ -153,21 +193,38 @@ mod tests {
 
     #[test]
     fn explains_why_there_is_no_preview() {
-        let body = render(&View::NotCreated {
-            reason: Reason::ForkAwaitingLabel,
-            fork_label: "preview-fork",
-            opt_out_label: "no-preview",
-        });
+        let labels = Labels { fork: "preview-fork", opt_out: "no-preview" };
+        let body = render(&View::NotCreated { reason: Reason::ForkAwaitingLabel, labels });
         assert!(body.contains("A maintainer can add the `preview-fork` label"), "{body}");
-        let body = render(&View::NotCreated { reason: Reason::OptedOut, fork_label: "f", opt_out_label: "no-preview" });
+        let body = render(&View::NotCreated { reason: Reason::OptedOut, labels });
         assert!(body.contains("`no-preview` label is set"), "{body}");
+        let body = render(&View::Destroyed { reason: Some(Reason::Expired), at: Utc::now(), labels });
+        assert!(body.contains("Preview destroyed") && body.contains("expired"), "{body}");
+        // Every reason has words, and only the actionable ones open a new comment.
+        for reason in Reason::ALL {
+            assert!(!why_not(reason, &labels).is_empty());
+        }
+        assert!(explains(Reason::ForkAwaitingLabel) && !explains(Reason::OptedOut) && !explains(Reason::Merged));
     }
 
     #[test]
     fn the_sticky_comment_is_found_by_its_marker() {
-        let ours = render(&View::Destroyed { reason: "merged", at: Utc::now() });
-        let comments = [(1, "LGTM"), (2, "quoting <!-- previewd:preview --> later"), (3, ours.as_str()), (4, "thanks")];
-        assert_eq!(find(comments), Some(3));
-        assert_eq!(find([(1, "LGTM")]), None);
+        let labels = Labels { fork: "f", opt_out: "o" };
+        let ours = render(&View::Destroyed { reason: Some(Reason::Merged), at: Utc::now(), labels });
+        let comment = |id, body: &str, kind: &str| IssueComment {
+            id,
+            body: Some(body.to_owned()),
+            user: Some(super::super::api::User { login: "someone".into(), kind: Some(kind.into()) }),
+        };
+        let comments = vec![
+            comment(1, "LGTM", "User"),
+            comment(2, "quoting <!-- previewd:preview --> later", "User"),
+            comment(3, &format!("{MARKER}\nforged"), "User"),
+            comment(4, &ours, "Bot"),
+            comment(5, "thanks", "User"),
+        ];
+        assert_eq!(find(comments.clone(), true).map(|c| c.id), Some(4));
+        assert_eq!(find(comments, false).map(|c| c.id), Some(3), "with a token, any author");
+        assert_eq!(find(vec![comment(1, "LGTM", "User")], false), None);
     }
 }

@@ -31,6 +31,12 @@ impl ServiceMatcher {
         Ok(ServiceMatcher { services })
     }
 
+    /// Whether any service has `paths`: without any, every service always deploys and the
+    /// PR's files need not be read.
+    pub fn has_paths(&self) -> bool {
+        self.services.iter().any(|(_, globs)| globs.is_some())
+    }
+
     /// The services the changed `files` touch, in configuration order. Empty when only files
     /// no service claims changed (docs, CI settings): such a PR needs no preview.
     pub fn services_for<'a>(&self, files: impl IntoIterator<Item = &'a str> + Clone) -> Vec<String> {

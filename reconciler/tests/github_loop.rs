@@ -1,0 +1,509 @@
+//! GitHub in the loop, end to end inside the reconciler: the consumer (changed files, fork
+//! opt-in) and the controller (deployment statuses, the sticky comment, "destroyed") against
+//! an in-memory Kubernetes API and a local stand-in for the GitHub API.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::StatusCode;
+use axum::response::Response;
+use chrono::{DateTime, Utc};
+use k8s_openapi::api::core::v1::Namespace;
+use kube::Client;
+use kube::api::{Api, PostParams};
+use kube_fake_client::ClientBuilder;
+use previewd::argo::{Application, ApplicationSet, ApplicationSpec, ApplicationStatus, StatusField};
+use previewd::config::Config;
+use previewd::consumer::{Consumer, Outcome as Consumed};
+use previewd::controller::{Context, Outcome, reconcile_at};
+use previewd::crd::{Phase, PreviewEnvironment, REMOVAL_REASON, SelectedBy};
+use previewd::github::comment::MARKER;
+use previewd::github::notify::Notifier;
+use previewd::github::view;
+use previewd::policy::Reason;
+use previewd_events::{PrAction, PreviewEvent};
+use serde_json::{Value, json};
+use support::config;
+use support::github::FakeGitHub;
+
+const NAME: &str = "preview-shop-pr-42";
+
+async fn kube() -> Client {
+    let fake = ClientBuilder::new()
+        .with_resource::<PreviewEnvironment>()
+        .with_status_subresource::<PreviewEnvironment>()
+        .with_resource::<ApplicationSet>()
+        .with_resource::<Application>()
+        .build()
+        .await
+        .unwrap();
+    support::cluster_scope_shim(fake)
+}
+
+fn changed(paths: &[&str]) -> Vec<Value> {
+    paths.iter().map(|p| json!({"sha": "x", "filename": p, "status": "modified"})).collect()
+}
+
+struct World {
+    github: FakeGitHub,
+    kube: Client,
+    config: Arc<Config>,
+    notifier: Arc<Notifier>,
+    consumer: Consumer,
+    ctx: Context,
+}
+
+impl World {
+    async fn new() -> World {
+        World::with_config(config()).await
+    }
+
+    async fn with_config(config: Config) -> World {
+        let github = FakeGitHub::start().await;
+        let kube = kube().await;
+        let config = Arc::new(config);
+        let notifier = Arc::new(Notifier::new(Arc::new(github.client()), config.github.clone()));
+        // The consumer's SQS side is not used here (events are handed to it directly).
+        let sqs = aws_sdk_sqs::Client::from_conf(
+            aws_sdk_sqs::Config::builder()
+                .behavior_version(aws_sdk_sqs::config::BehaviorVersion::latest())
+                .region(aws_sdk_sqs::config::Region::new("us-east-1"))
+                .build(),
+        );
+        let consumer =
+            Consumer::new(sqs, "unused".into(), kube.clone(), Arc::clone(&config)).with_github(Arc::clone(&notifier));
+        let ctx = Context::new(kube.clone(), Arc::clone(&config)).with_github(Arc::clone(&notifier));
+        World { github, kube, config, notifier, consumer, ctx }
+    }
+
+    async fn preview(&self, name: &str) -> Option<PreviewEnvironment> {
+        Api::<PreviewEnvironment>::all(self.kube.clone()).get_opt(name).await.unwrap()
+    }
+
+    async fn reconcile(&self, name: &str, now: DateTime<Utc>) -> Outcome {
+        let pe = self.preview(name).await.unwrap();
+        reconcile_at(&pe, &self.ctx, now).await.unwrap()
+    }
+
+    /// What Argo CD would report once every service of the preview runs.
+    async fn services_healthy(&self, name: &str) {
+        let pe = self.preview(name).await.unwrap();
+        let apps: Api<Application> = Api::namespaced(self.kube.clone(), "argocd");
+        for service in &pe.spec.services {
+            let mut app = Application::new(&format!("{name}-{service}"), ApplicationSpec::default());
+            app.metadata.labels = Some([("preview.previewd.io/name".to_owned(), name.to_owned())].into());
+            app.status = Some(ApplicationStatus {
+                health: Some(StatusField { status: Some("Healthy".into()), ..Default::default() }),
+                sync: Some(StatusField { status: Some("Synced".into()), ..Default::default() }),
+                ..Default::default()
+            });
+            apps.create(&PostParams::default(), &app).await.unwrap();
+        }
+    }
+
+    /// What the API server does on `kubectl delete` while the finalizer is there.
+    async fn deleting(&self, name: &str, reason: Reason) -> PreviewEnvironment {
+        let mut pe = self.preview(name).await.unwrap();
+        pe.metadata.annotations.get_or_insert_default().insert(REMOVAL_REASON.into(), reason.as_str().into());
+        pe.metadata.deletion_timestamp =
+            Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now()));
+        pe
+    }
+
+    /// POST and PATCH requests GitHub received so far.
+    fn writes(&self) -> usize {
+        let state = self.github.lock();
+        state.count("POST", "/repos/") + state.count("PATCH", "/repos/")
+    }
+}
+
+/// An example queue message, as if the PR had just been updated.
+fn event(name: &str) -> PreviewEvent {
+    let mut e = support::event(name);
+    e.pull_request.updated_at = Utc::now() - chrono::Duration::minutes(1);
+    e.received_at = Utc::now() - chrono::Duration::seconds(50);
+    e
+}
+
+fn later(mut e: PreviewEvent, seconds: i64, delivery: &str) -> PreviewEvent {
+    e.pull_request.updated_at += chrono::Duration::seconds(seconds);
+    e.received_at += chrono::Duration::seconds(seconds);
+    e.delivery_id = delivery.into();
+    e
+}
+
+#[tokio::test]
+async fn a_preview_shows_on_the_pr_from_opened_to_destroyed() {
+    let w = World::new().await;
+    w.github.lock().files = changed(&["web/src/cart.ts", "README.md"]);
+    let opened = event("opened.json");
+    assert_eq!(w.consumer.handle_event(&opened).await, Consumed::Applied { name: NAME.into() });
+    let spec = w.preview(NAME).await.unwrap().spec;
+    assert_eq!(spec.services, ["web"], "only the service whose files changed");
+    let selection = spec.selection.unwrap();
+    assert_eq!((selection.by, selection.changed_files), (SelectedBy::Paths, Some(2)));
+
+    let now = Utc::now();
+    assert!(matches!(w.reconcile(NAME, now).await, Outcome::Applied { .. }));
+    let (report, _) = w.notifier.flush(false).await;
+    assert_eq!((report.delivered, report.failed), (1, 0));
+    {
+        let gh = w.github.lock();
+        let [deployment] = &gh.deployments[..] else { panic!("one deployment: {:?}", gh.deployments) };
+        assert_eq!(deployment.sha, opened.pull_request.head_sha);
+        assert_eq!(deployment.environment, "preview/pr-42");
+        assert_eq!(deployment.body["transient_environment"], true);
+        assert_eq!(deployment.body["production_environment"], false);
+        assert_eq!(gh.status_states(), [["in_progress"]]);
+        let comments = gh.comments_on(42);
+        assert_eq!(comments.len(), 1);
+        assert!(comments[0].body.starts_with(MARKER) && comments[0].body.contains("Preview deploying"));
+    }
+
+    w.services_healthy(NAME).await;
+    w.reconcile(NAME, now).await;
+    w.notifier.flush(false).await;
+    {
+        let gh = w.github.lock();
+        assert_eq!(gh.status_states(), [["in_progress", "success"]]);
+        let success = &gh.deployments[0].statuses[1];
+        assert_eq!(success["environment_url"], "https://shop-pr-42.preview.example.com");
+        let comments = gh.comments_on(42);
+        assert_eq!(comments.len(), 1, "edited, not repeated");
+        assert!(comments[0].body.contains("Preview ready") && comments[0].body.contains("| web | ✅ ready |"));
+    }
+
+    // Nothing changed: reconciling again sends GitHub nothing.
+    let writes = w.writes();
+    w.reconcile(NAME, now + chrono::Duration::minutes(5)).await;
+    w.notifier.flush(true).await;
+    assert_eq!(w.writes(), writes);
+
+    // Merged: the finalizer deletes the preview's objects, waits for GitHub, then lets go.
+    let deleting = w.deleting(NAME, Reason::Merged).await;
+    assert_eq!(
+        reconcile_at(&deleting, &w.ctx, now).await.unwrap(),
+        Outcome::Finalizing { retry_in: Duration::from_secs(2) }
+    );
+    assert!(Api::<Namespace>::all(w.kube.clone()).get_opt(NAME).await.unwrap().is_none(), "namespace deleted first");
+    assert!(Api::<ApplicationSet>::namespaced(w.kube.clone(), "argocd").get_opt(NAME).await.unwrap().is_none());
+    w.notifier.flush(false).await;
+    assert_eq!(reconcile_at(&deleting, &w.ctx, now).await.unwrap(), Outcome::Finalized);
+    let gh = w.github.lock();
+    assert_eq!(gh.status_states(), [["in_progress", "success", "inactive"]]);
+    let comments = gh.comments_on(42);
+    assert_eq!(comments.len(), 1);
+    assert!(
+        comments[0].body.contains("Preview destroyed") && comments[0].body.contains("merged"),
+        "{}",
+        comments[0].body
+    );
+}
+
+#[tokio::test]
+async fn a_new_commit_gets_its_own_deployment() {
+    let w = World::new().await;
+    w.github.lock().files = changed(&["api/handler.go"]);
+    let opened = event("opened.json");
+    w.consumer.handle_event(&opened).await;
+    let now = Utc::now();
+    w.reconcile(NAME, now).await;
+    w.notifier.flush(false).await;
+    let mut pushed = later(opened, 60, "push-2");
+    pushed.action = PrAction::Synchronize;
+    pushed.pull_request.head_sha = "0123456789abcdef0123456789abcdef01234567".into();
+    w.github.lock().files = changed(&["api/handler.go", "worker/jobs.go"]);
+    assert_eq!(w.consumer.handle_event(&pushed).await, Consumed::Applied { name: NAME.into() });
+    assert_eq!(w.preview(NAME).await.unwrap().spec.services, ["api", "worker"]);
+    w.reconcile(NAME, now).await;
+    w.notifier.flush(false).await;
+    let gh = w.github.lock();
+    let shas: Vec<&str> = gh.deployments.iter().map(|d| d.sha.as_str()).collect();
+    assert_eq!(shas, [opened_sha(), "0123456789abcdef0123456789abcdef01234567"]);
+    assert_eq!(gh.status_states(), [["in_progress"], ["in_progress"]]);
+    assert_eq!(gh.comments_on(42).len(), 1);
+}
+
+fn opened_sha() -> &'static str {
+    "ec26c3e57ca3a959ca5aad62de7213c562f8c821"
+}
+
+#[tokio::test]
+async fn the_sticky_comment_is_found_again_after_a_restart() {
+    let w = World::new().await;
+    {
+        let mut gh = w.github.lock();
+        // 150 comments first (two pages), and a person quoting the marker.
+        gh.chatter("acme/shop", 42, 150);
+        gh.comments[7].body = format!("{MARKER}\nI can write this too");
+        gh.files = changed(&["web/a.ts"]);
+    }
+    w.consumer.handle_event(&event("opened.json")).await;
+    let now = Utc::now();
+    w.reconcile(NAME, now).await;
+    w.notifier.flush(false).await;
+    let ours = {
+        let gh = w.github.lock();
+        let bot: Vec<_> = gh.comments_on(42).into_iter().filter(|c| c.kind == "Bot").cloned().collect();
+        assert_eq!(bot.len(), 1, "the quoted marker is not ours");
+        assert_eq!(gh.comments[7].body, format!("{MARKER}\nI can write this too"), "never edited");
+        bot[0].id
+    };
+
+    // A restarted reconciler knows nothing: it finds the comment and the deployment again.
+    let restarted = Arc::new(Notifier::new(Arc::new(w.github.client()), w.config.github.clone()));
+    let ctx = Context::new(w.kube.clone(), Arc::clone(&w.config)).with_github(Arc::clone(&restarted));
+    w.services_healthy(NAME).await;
+    reconcile_at(&w.preview(NAME).await.unwrap(), &ctx, now).await.unwrap();
+    let (report, _) = restarted.flush(false).await;
+    assert_eq!(report.delivered, 1);
+    let gh = w.github.lock();
+    let bot: Vec<_> = gh.comments_on(42).into_iter().filter(|c| c.kind == "Bot").collect();
+    assert_eq!(bot.len(), 1, "still one comment");
+    assert_eq!(bot[0].id, ours);
+    assert!(bot[0].body.contains("Preview ready"));
+    assert_eq!(gh.deployments.len(), 1, "the head commit's deployment was found, not created again");
+    assert_eq!(gh.status_states(), [["in_progress", "success"]]);
+    assert_eq!(gh.count("GET", "/issues/42/comments"), 2 + 2, "two pages per process, once each");
+}
+
+#[tokio::test]
+async fn github_down_never_blocks_cluster_work() {
+    let w = World::new().await;
+    w.github.lock().outage = Some(502);
+    // The files cannot be read: every service deploys.
+    assert_eq!(w.consumer.handle_event(&event("opened.json")).await, Consumed::Applied { name: NAME.into() });
+    let spec = w.preview(NAME).await.unwrap().spec;
+    assert_eq!(spec.services, ["web", "api", "worker"]);
+    assert_eq!(spec.selection.unwrap().by, SelectedBy::Fallback);
+
+    let now = Utc::now();
+    assert!(matches!(w.reconcile(NAME, now).await, Outcome::Applied { .. }));
+    Api::<Namespace>::all(w.kube.clone()).get(NAME).await.unwrap();
+    assert_eq!(w.preview(NAME).await.unwrap().status.unwrap().phase, Some(Phase::Deploying));
+    let (report, next) = w.notifier.flush(false).await;
+    assert_eq!((report.delivered, report.failed), (0, 1));
+    assert_eq!(w.notifier.pending(), 1);
+    assert!(next.unwrap() > Duration::from_secs(1), "retried after a backoff");
+
+    // Deleted while GitHub is down: the objects go at once; the finalizer waits for GitHub
+    // only within the grace period.
+    let deleting = w.deleting(NAME, Reason::Closed).await;
+    assert!(matches!(reconcile_at(&deleting, &w.ctx, now).await.unwrap(), Outcome::Finalizing { .. }));
+    assert!(Api::<Namespace>::all(w.kube.clone()).get_opt(NAME).await.unwrap().is_none());
+    let past_grace = now + chrono::Duration::minutes(11);
+    assert_eq!(reconcile_at(&deleting, &w.ctx, past_grace).await.unwrap(), Outcome::Finalized);
+
+    // GitHub back: the newest state is delivered once.
+    w.github.lock().outage = None;
+    let (report, _) = w.notifier.flush(true).await;
+    assert_eq!((report.delivered, report.failed), (1, 0));
+    assert_eq!(w.notifier.pending(), 0);
+    let gh = w.github.lock();
+    assert!(gh.deployments.is_empty(), "a preview GitHub never saw is not deployed after the fact");
+    assert!(gh.comments_on(42).is_empty(), "nor does a destroyed preview open a comment");
+}
+
+#[tokio::test]
+async fn rate_limits_delay_updates_without_losing_them() {
+    let w = World::new().await;
+    w.github.lock().files = changed(&["web/a.ts"]);
+    w.consumer.handle_event(&event("opened.json")).await;
+    let now = Utc::now();
+    w.reconcile(NAME, now).await;
+    // A secondary limit (429, retry-after 1): sat out inside the call.
+    let secondary = Response::builder()
+        .status(StatusCode::TOO_MANY_REQUESTS)
+        .header("retry-after", "1")
+        .body(Body::from(r#"{"message":"You have exceeded a secondary rate limit"}"#))
+        .unwrap();
+    w.github.lock().inject.push(("/deployments".into(), secondary));
+    let (report, _) = w.notifier.flush(false).await;
+    assert_eq!(report.delivered, 1);
+
+    // The primary limit exhausted for 20 minutes: the update waits for the reset, not lost.
+    w.services_healthy(NAME).await;
+    let exhausted = Response::builder()
+        .status(StatusCode::FORBIDDEN)
+        .header("x-ratelimit-remaining", "0")
+        .header("x-ratelimit-reset", (Utc::now().timestamp() + 1200).to_string())
+        .body(Body::from(r#"{"message":"API rate limit exceeded"}"#))
+        .unwrap();
+    w.github.lock().inject.push(("/statuses".into(), exhausted));
+    w.reconcile(NAME, now).await;
+    let (report, next) = w.notifier.flush(false).await;
+    assert_eq!(report.failed, 1);
+    assert!(next.unwrap() > Duration::from_secs(1100), "{next:?}");
+    assert_eq!(w.notifier.github().remaining_quota(), Some(0));
+    assert_eq!(w.notifier.pending(), 1);
+}
+
+#[tokio::test]
+async fn fork_opt_in_counts_only_from_people_with_write_access() {
+    let w = World::new().await;
+    {
+        let mut gh = w.github.lock();
+        gh.files = changed(&["web/a.ts"]);
+        gh.permissions.insert("maintainer".into(), "write".into());
+        gh.permissions.insert("contributor".into(), "read".into());
+    }
+    let fork = event("fork-unlabeled.json");
+    let name = "preview-shop-pr-78";
+    assert_eq!(
+        w.consumer.handle_event(&fork).await,
+        Consumed::Removed { name: name.into(), reason: Reason::ForkAwaitingLabel }
+    );
+
+    // The author labels their own PR: not enough.
+    let mut self_labelled = later(fork.clone(), 1, "self-label");
+    self_labelled.action = PrAction::Labeled;
+    self_labelled.pull_request.labels = vec!["preview-fork".into()];
+    self_labelled.label = Some("preview-fork".into());
+    self_labelled.sender = "contributor".into();
+    assert_eq!(
+        w.consumer.handle_event(&self_labelled).await,
+        Consumed::Removed { name: name.into(), reason: Reason::ForkLabelUntrusted }
+    );
+    assert!(w.preview(name).await.is_none(), "no namespace for an untrusted fork");
+    w.notifier.flush(false).await;
+    {
+        let gh = w.github.lock();
+        let comments = gh.comments_on(78);
+        assert_eq!(comments.len(), 1);
+        assert!(comments[0].body.contains("someone with write access"), "{}", comments[0].body);
+    }
+
+    // A maintainer adds it: deployed, and the approval is recorded.
+    let mut approved = later(self_labelled, 1, "maintainer-label");
+    approved.sender = "maintainer".into();
+    assert_eq!(w.consumer.handle_event(&approved).await, Consumed::Applied { name: name.into() });
+    assert_eq!(w.preview(name).await.unwrap().spec.fork_approved_by.as_deref(), Some("maintainer"));
+
+    // The contributor pushes again: the approval holds while the label stays.
+    let permission_checks = w.github.lock().count("GET", "/permission");
+    let mut pushed = later(approved, 1, "push");
+    pushed.action = PrAction::Synchronize;
+    pushed.label = None;
+    pushed.sender = "contributor".into();
+    pushed.pull_request.head_sha = "1111111111111111111111111111111111111111".into();
+    assert_eq!(w.consumer.handle_event(&pushed).await, Consumed::Applied { name: name.into() });
+    assert_eq!(w.github.lock().count("GET", "/permission"), permission_checks);
+}
+
+#[tokio::test]
+async fn a_fork_label_is_traced_to_whoever_added_it() {
+    let w = World::new().await;
+    {
+        let mut gh = w.github.lock();
+        gh.files = changed(&["web/a.ts"]);
+        gh.permissions.insert("maintainer".into(), "admin".into());
+        gh.permissions.insert("contributor".into(), "read".into());
+        gh.issue_events = vec![
+            json!({"id": 1, "event": "labeled", "actor": {"login": "maintainer"}, "label": {"name": "preview-fork"}}),
+            json!({"id": 2, "event": "unlabeled", "actor": {"login": "maintainer"}, "label": {"name": "preview-fork"}}),
+            json!({"id": 3, "event": "labeled", "actor": {"login": "contributor"}, "label": {"name": "preview-fork"}}),
+        ];
+    }
+    // An event that carries the label but was not its `labeled` event (here: a push).
+    let mut pushed = event("fork-labeled.json");
+    pushed.action = PrAction::Synchronize;
+    pushed.sender = "contributor".into();
+    let name = "preview-shop-pr-77";
+    assert_eq!(
+        w.consumer.handle_event(&pushed).await,
+        Consumed::Removed { name: name.into(), reason: Reason::ForkLabelUntrusted },
+        "the label now on the PR was added by the contributor"
+    );
+    w.github.lock().issue_events.push(
+        json!({"id": 4, "event": "labeled", "actor": {"login": "maintainer"}, "label": {"name": "preview-fork"}}),
+    );
+    let again = later(pushed, 1, "again");
+    assert_eq!(w.consumer.handle_event(&again).await, Consumed::Applied { name: name.into() });
+
+    // GitHub down while a fork is checked: the message is kept for later (fail closed).
+    w.github.lock().outage = Some(503);
+    let mut other = later(again, 1, "other");
+    other.pull_request.number = 79;
+    assert!(matches!(w.consumer.handle_event(&other).await, Consumed::Failed { .. }));
+    assert!(w.preview("preview-shop-pr-79").await.is_none());
+}
+
+#[tokio::test]
+async fn docs_only_changes_get_no_preview_and_are_told_why() {
+    let w = World::new().await;
+    w.github.lock().files = changed(&["docs/guide.md", "README.md", ".github/workflows/ci.yml"]);
+    let opened = event("opened.json");
+    assert_eq!(
+        w.consumer.handle_event(&opened).await,
+        Consumed::Removed { name: NAME.into(), reason: Reason::NoServicesAffected }
+    );
+    assert!(w.preview(NAME).await.is_none());
+    w.notifier.flush(false).await;
+    {
+        let gh = w.github.lock();
+        assert!(gh.comments_on(42)[0].body.contains("nothing to deploy"));
+        assert!(gh.deployments.is_empty());
+    }
+    // A later commit touches code: now there is a preview, in the same comment.
+    w.github.lock().files = changed(&["docs/guide.md", "shared/money.go"]);
+    let mut pushed = later(opened, 10, "push");
+    pushed.pull_request.head_sha = "2222222222222222222222222222222222222222".into();
+    assert_eq!(w.consumer.handle_event(&pushed).await, Consumed::Applied { name: NAME.into() });
+    assert_eq!(w.preview(NAME).await.unwrap().spec.services, ["api", "worker"]);
+    // Labels change, the commit does not: the files are not read again.
+    let files_read = w.github.lock().count("GET", "/files");
+    let mut labelled = later(pushed, 10, "label");
+    labelled.action = PrAction::Labeled;
+    labelled.pull_request.labels.push("do-not-expire".into());
+    w.consumer.handle_event(&labelled).await;
+    assert_eq!(w.github.lock().count("GET", "/files"), files_read);
+
+    w.reconcile(NAME, Utc::now()).await;
+    w.notifier.flush(false).await;
+    let gh = w.github.lock();
+    let comments = gh.comments_on(42);
+    assert_eq!(comments.len(), 1);
+    assert!(comments[0].body.contains("Preview deploying"));
+    assert!(comments[0].body.contains("The `do-not-expire` label keeps it longer"));
+}
+
+#[tokio::test]
+async fn an_optional_commit_status_follows_the_deployment() {
+    let mut config = config();
+    config.github.commit_status = true;
+    let w = World::with_config(config).await;
+    w.github.lock().files = changed(&["web/a.ts"]);
+    w.consumer.handle_event(&event("opened.json")).await;
+    let now = Utc::now();
+    w.reconcile(NAME, now).await;
+    w.notifier.flush(false).await;
+    w.services_healthy(NAME).await;
+    w.reconcile(NAME, now).await;
+    w.notifier.flush(false).await;
+    let gh = w.github.lock();
+    let states: Vec<(&str, &str, &str)> = gh
+        .commit_statuses
+        .iter()
+        .map(|(sha, s)| (sha.as_str(), s["state"].as_str().unwrap(), s["context"].as_str().unwrap()))
+        .collect();
+    assert_eq!(states, [(opened_sha(), "pending", "previewd/preview"), (opened_sha(), "success", "previewd/preview")]);
+    assert_eq!(gh.commit_statuses[1].1["target_url"], "https://shop-pr-42.preview.example.com");
+}
+
+#[test]
+fn a_destroyed_update_is_the_same_on_every_retry() {
+    let config = config();
+    let pe = previewd::offline::preview_resource(&config, {
+        let previewd::policy::Decision::Upsert(spec) = previewd::policy::decide(&event("opened.json"), &config) else {
+            panic!()
+        };
+        *spec
+    })
+    .unwrap();
+    let at = "2026-11-27T09:00:00Z".parse().unwrap();
+    assert_eq!(view::destroyed(&config, &pe, None, at), view::destroyed(&config, &pe, None, at));
+}
