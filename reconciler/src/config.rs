@@ -49,6 +49,9 @@ pub struct Config {
     pub network: NetworkConfig,
     #[serde(default)]
     pub pricing: Pricing,
+    /// The organisation's monthly budget for previews.
+    #[serde(default)]
+    pub budget: BudgetConfig,
     #[serde(default)]
     pub spot: SpotConfig,
     #[serde(default)]
@@ -330,6 +333,15 @@ impl Default for PolicyConfig {
     }
 }
 
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BudgetConfig {
+    /// USD per month. When the running previews' monthly projection exceeds it, the
+    /// `previewd_cost_budget_exceeded` metric is 1 and a `BudgetExceeded` Event is published.
+    #[serde(default)]
+    pub monthly_usd: Option<f64>,
+}
+
 /// How the preview shows on the pull request.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -594,6 +606,9 @@ impl Config {
         }
         if ttl.sweep_interval < Duration::from_secs(10) {
             return Err(invalid("ttl.sweepInterval", "at least 10s"));
+        }
+        if self.budget.monthly_usd.is_some_and(|b| !(b.is_finite() && b > 0.0)) {
+            return Err(invalid("budget.monthlyUsd", "must be a positive number"));
         }
         if !(1..=32).contains(&self.github.concurrency) {
             return Err(invalid("github.concurrency", "between 1 and 32"));

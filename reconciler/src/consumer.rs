@@ -18,6 +18,7 @@ use crate::github::client::GitHubError;
 use crate::github::detect::ServiceMatcher;
 use crate::github::notify::Notifier;
 use crate::github::view;
+use crate::metrics::Metrics;
 use crate::names;
 use crate::policy::{self, Decision, Reason};
 
@@ -50,6 +51,10 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// Every value of [`Outcome::label`].
+    pub const LABELS: [&'static str; 7] =
+        ["applied", "removed", "ignored", "stale", "superseded", "malformed", "failed"];
+
     /// A bounded label for metrics.
     pub fn label(&self) -> &'static str {
         match self {
@@ -72,6 +77,7 @@ pub struct Consumer {
     config: Arc<Config>,
     /// GitHub, when credentials are configured: changed files, fork checks, the PR comment.
     github: Option<Arc<Notifier>>,
+    metrics: Option<Metrics>,
     /// Each repository's path globs, compiled once.
     matchers: Arc<HashMap<String, ServiceMatcher>>,
     /// Messages per receive (1-10).
@@ -107,10 +113,17 @@ impl Consumer {
             kube,
             config,
             github: None,
+            metrics: None,
             matchers: Arc::new(matchers),
             batch_size: 10,
             wait_seconds: 20,
         }
+    }
+
+    /// Counts messages by outcome and observes queue lag.
+    pub fn with_metrics(mut self, metrics: Metrics) -> Consumer {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// Reads changed files, checks fork labels and explains missing previews through GitHub.
@@ -131,7 +144,17 @@ impl Consumer {
             .await
             .map_err(|e| sqs_error("ReceiveMessage", &e))?;
         let messages = received.messages.unwrap_or_default();
-        self.handle_batch(messages).await
+        if let Some(m) = &self.metrics {
+            m.queue_received.inc_by(messages.len() as u64);
+            m.queue_last_poll.set(chrono::Utc::now().timestamp_millis() as f64 / 1000.0);
+        }
+        let outcomes = self.handle_batch(messages).await?;
+        if let Some(m) = &self.metrics {
+            for outcome in &outcomes {
+                m.queue_messages.with_label_values(&[outcome.label()]).inc();
+            }
+        }
+        Ok(outcomes)
     }
 
     async fn handle_batch(&self, messages: Vec<Message>) -> Result<Vec<Outcome>, ConsumerError> {
@@ -163,6 +186,10 @@ impl Consumer {
         for (_, mut events) in by_pr {
             events.sort_by_key(|(e, _)| (e.pull_request.updated_at, e.received_at));
             let Some((newest, _)) = events.last() else { continue };
+            if let Some(m) = &self.metrics {
+                let lag = (chrono::Utc::now() - newest.received_at).num_milliseconds().max(0) as f64 / 1000.0;
+                m.queue_lag.observe(lag);
+            }
             let outcome = self.handle_event(newest).await;
             let span = tracing::info_span!("event", delivery_id = %newest.delivery_id);
             span.in_scope(|| tracing::info!(outcome = outcome.label(), action = %newest.action, "queue event"));

@@ -34,7 +34,7 @@ pub const REMOVAL_REASON: &str = "preview.previewd.io/removal-reason";
     printcolumn = r#"{"name":"PR","type":"integer","jsonPath":".spec.prNumber"}"#,
     printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
     printcolumn = r#"{"name":"URL","type":"string","jsonPath":".status.url"}"#,
-    printcolumn = r#"{"name":"Cost/mo","type":"string","jsonPath":".status.costEstimate.monthly"}"#,
+    printcolumn = r#"{"name":"Cost/mo","type":"string","jsonPath":".status.costEstimate.estimatedMonthlyCost"}"#,
     printcolumn = r#"{"name":"Expires","type":"date","jsonPath":".status.expiresAt"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
@@ -140,6 +140,9 @@ pub struct PreviewEnvironmentStatus {
     pub created_at: Option<DateTime<Utc>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<DateTime<Utc>>,
+    /// When all services were first ready.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready_at: Option<DateTime<Utc>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
     /// `receivedAt` of the last event applied to the spec.
@@ -179,11 +182,21 @@ pub struct ServiceStatus {
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CostEstimate {
+    /// CPU cores requested, e.g. `1.5`.
+    pub cpu: String,
+    /// Memory requested, e.g. `3Gi`.
+    pub memory: String,
+    /// Persistent storage claimed, e.g. `10Gi`.
+    pub storage: String,
+    /// Priced at the spot discount.
+    #[serde(default)]
+    pub spot: bool,
     pub hourly_usd: f64,
     pub monthly_usd: f64,
+    /// Since the preview was created, at its current services.
     pub accrued_usd: f64,
     /// For the printer column, e.g. `$45.00`.
-    pub monthly: String,
+    pub estimated_monthly_cost: String,
 }
 
 /// The CRD as YAML, as `previewd crd` prints it and the chart ships it.

@@ -5,6 +5,7 @@ pub mod argo;
 pub mod config;
 pub mod consumer;
 pub mod controller;
+pub mod cost;
 pub mod crd;
 pub mod github;
 pub mod leader;

@@ -23,6 +23,12 @@ enum Command {
         #[arg(long, env = "PREVIEWD_CONFIG", default_value = "/etc/previewd/config.yaml")]
         config: PathBuf,
     },
+    /// Print what every preview in the cluster costs, with totals per repository and team and
+    /// the projection against the budget (uses KUBECONFIG / in-cluster config).
+    Cost {
+        #[arg(long, env = "PREVIEWD_CONFIG", default_value = "/etc/previewd/config.yaml")]
+        config: PathBuf,
+    },
     /// Print the PreviewEnvironment CustomResourceDefinition (YAML).
     Crd,
     /// Print, as multi-document YAML, every object the reconciler would apply for a queue message.
@@ -53,6 +59,7 @@ fn main() -> ExitCode {
     }
     let result = match cli.command {
         Command::Run { .. } => Ok(String::new()),
+        Command::Cost { config } => cost_report(&config),
         Command::Crd => crd::crd_yaml().map_err(|e| e.to_string()),
         Command::Render { config, event } => offline::render_event(&config, &event).map_err(|e| e.to_string()),
         Command::Config { command: ConfigCommand::Check { file } } => Config::load(&file)
@@ -72,6 +79,17 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn cost_report(config: &std::path::Path) -> Result<String, String> {
+    let config = Config::load(config).map_err(|e| e.to_string())?;
+    let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
+    runtime.block_on(async {
+        let client = kube::Client::try_default().await.map_err(|e| format!("Kubernetes: {e}"))?;
+        let api: kube::Api<previewd::crd::PreviewEnvironment> = kube::Api::all(client);
+        let previews = api.list(&Default::default()).await.map_err(|e| format!("listing previews: {e}"))?;
+        Ok(previewd::cost::report(&config, &previews.items, chrono::Utc::now()))
+    })
 }
 
 fn run(config: &std::path::Path) -> ExitCode {

@@ -1,16 +1,49 @@
-//! Prometheus metrics of the reconciler (names from the brief; labels bounded).
+//! Prometheus metrics of the reconciler. Names follow the brief; label values are bounded
+//! (fixed sets, or the configured repositories and teams). The one exception is the brief's
+//! per-preview cost gauge, labelled by repository and PR number: one series per *live* preview,
+//! removed when the preview goes (docs/observability.md).
 
-use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{
+    Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry,
+};
 
 #[derive(Debug, Clone)]
 pub struct Metrics {
     pub registry: Registry,
+    /// `previewd_queue_messages_received_total`.
+    pub queue_received: IntCounter,
     /// `previewd_queue_messages_total{outcome}`: applied, removed, ignored, stale, superseded, malformed, failed.
     pub queue_messages: IntCounterVec,
+    /// `previewd_queue_last_poll_timestamp_seconds`: when this replica last received from the
+    /// queue (0 on a standby replica).
+    pub queue_last_poll: Gauge,
+    /// `previewd_queue_lag_seconds`: from the webhook accepting a delivery to the consumer handling it.
+    pub queue_lag: Histogram,
     /// `previewd_reconcile_duration_seconds{controller}`.
     pub reconcile_duration: HistogramVec,
     /// `previewd_reconcile_errors_total{controller,error}`.
     pub reconcile_errors: IntCounterVec,
+    /// `previewd_environments_total{status}`: previews now `active`, `failed` or `destroying`
+    /// (a gauge, under the brief's name).
+    pub environments: IntGaugeVec,
+    /// `previewd_environment_creation_duration_seconds`: creation to all services first ready.
+    pub creation_duration: Histogram,
+    /// `previewd_environment_deletion_duration_seconds`: deletion requested to finalizer released.
+    pub deletion_duration: Histogram,
+    /// `previewd_webhook_to_ready_seconds`: the webhook accepting the event a preview was
+    /// (re)deployed for, to all its services ready.
+    pub webhook_to_ready: Histogram,
+    /// `previewd_environment_cost_estimate_usd{repository,pr_number}`: monthly estimate per live preview.
+    pub environment_cost: GaugeVec,
+    /// `previewd_cost_hourly_usd{repository,team}`: running previews' cost per hour.
+    pub cost_hourly: GaugeVec,
+    /// `previewd_cost_monthly_projection_usd`: what running previews would cost over a month.
+    pub cost_projection: Gauge,
+    /// `previewd_cost_monthly_budget_usd` (0: no budget configured).
+    pub cost_budget: Gauge,
+    /// `previewd_cost_budget_exceeded`: 1 while the projection exceeds the budget.
+    pub cost_budget_exceeded: IntGauge,
     /// `previewd_github_requests_total{operation,outcome}`: operation is one of the fixed
     /// request kinds (e.g. `create deployment`), outcome `ok` or an error kind.
     pub github_requests: IntCounterVec,
@@ -22,53 +55,122 @@ pub struct Metrics {
     pub github_pending: IntGauge,
 }
 
+/// Seconds, from a second to two hours: deployments, deletions, queue lag.
+fn slow_buckets() -> Vec<f64> {
+    vec![1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 3600.0, 7200.0]
+}
+
 impl Metrics {
     pub fn new() -> Result<Metrics, prometheus::Error> {
         let registry = Registry::new();
-        let queue_messages = IntCounterVec::new(
-            Opts::new("previewd_queue_messages_total", "Queue messages handled, by outcome"),
-            &["outcome"],
-        )?;
-        let reconcile_duration = HistogramVec::new(
-            HistogramOpts::new("previewd_reconcile_duration_seconds", "Time per reconcile")
-                .buckets(vec![0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
-            &["controller"],
-        )?;
-        let reconcile_errors = IntCounterVec::new(
-            Opts::new("previewd_reconcile_errors_total", "Failed reconciles, by error kind"),
-            &["controller", "error"],
-        )?;
-        let github_requests = IntCounterVec::new(
-            Opts::new("previewd_github_requests_total", "GitHub API requests, by operation and outcome"),
-            &["operation", "outcome"],
-        )?;
-        let github_updates = IntCounterVec::new(
-            Opts::new("previewd_github_updates_total", "PR updates (deployment status, comment), by outcome"),
-            &["outcome"],
-        )?;
-        let github_remaining = IntGauge::new(
-            "previewd_github_rate_limit_remaining",
-            "GitHub API requests left in the current rate-limit window (last reported)",
-        )?;
-        let github_pending =
-            IntGauge::new("previewd_github_pending_updates", "PRs whose state GitHub does not show yet")?;
-        registry.register(Box::new(github_requests.clone()))?;
-        registry.register(Box::new(github_updates.clone()))?;
-        registry.register(Box::new(github_remaining.clone()))?;
-        registry.register(Box::new(github_pending.clone()))?;
-        registry.register(Box::new(queue_messages.clone()))?;
-        registry.register(Box::new(reconcile_duration.clone()))?;
-        registry.register(Box::new(reconcile_errors.clone()))?;
-        Ok(Metrics {
+        macro_rules! register {
+            ($metric:expr) => {{
+                let metric = $metric;
+                registry.register(Box::new(metric.clone()))?;
+                metric
+            }};
+        }
+        let histogram =
+            |name: &str, help: &str| Histogram::with_opts(HistogramOpts::new(name, help).buckets(slow_buckets()));
+        let metrics = Metrics {
+            queue_received: register!(IntCounter::new(
+                "previewd_queue_messages_received_total",
+                "Queue messages received"
+            )?),
+            queue_messages: register!(IntCounterVec::new(
+                Opts::new("previewd_queue_messages_total", "Queue messages handled, by outcome"),
+                &["outcome"],
+            )?),
+            queue_last_poll: register!(Gauge::new(
+                "previewd_queue_last_poll_timestamp_seconds",
+                "Unix time of this replica's last successful queue receive"
+            )?),
+            queue_lag: register!(histogram(
+                "previewd_queue_lag_seconds",
+                "From the webhook accepting a delivery to the consumer handling it"
+            )?),
+            reconcile_duration: register!(HistogramVec::new(
+                HistogramOpts::new("previewd_reconcile_duration_seconds", "Time per reconcile")
+                    .buckets(vec![0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
+                &["controller"],
+            )?),
+            reconcile_errors: register!(IntCounterVec::new(
+                Opts::new("previewd_reconcile_errors_total", "Failed reconciles, by error kind"),
+                &["controller", "error"],
+            )?),
+            environments: register!(IntGaugeVec::new(
+                Opts::new(
+                    "previewd_environments_total",
+                    "Preview environments, by status (active, failed, destroying)"
+                ),
+                &["status"],
+            )?),
+            creation_duration: register!(histogram(
+                "previewd_environment_creation_duration_seconds",
+                "From creation to all services first ready"
+            )?),
+            deletion_duration: register!(histogram(
+                "previewd_environment_deletion_duration_seconds",
+                "From deletion requested to cleanup done"
+            )?),
+            webhook_to_ready: register!(histogram(
+                "previewd_webhook_to_ready_seconds",
+                "From the webhook accepting the deployed event to all services ready"
+            )?),
+            environment_cost: register!(GaugeVec::new(
+                Opts::new("previewd_environment_cost_estimate_usd", "Monthly cost estimate per live preview"),
+                &["repository", "pr_number"],
+            )?),
+            cost_hourly: register!(GaugeVec::new(
+                Opts::new("previewd_cost_hourly_usd", "Running previews' cost per hour, by repository and team"),
+                &["repository", "team"],
+            )?),
+            cost_projection: register!(Gauge::new(
+                "previewd_cost_monthly_projection_usd",
+                "What the running previews would cost over a month"
+            )?),
+            cost_budget: register!(Gauge::new(
+                "previewd_cost_monthly_budget_usd",
+                "The configured monthly budget (0: none)"
+            )?),
+            cost_budget_exceeded: register!(IntGauge::new(
+                "previewd_cost_budget_exceeded",
+                "1 while the monthly projection exceeds the budget"
+            )?),
+            github_requests: register!(IntCounterVec::new(
+                Opts::new("previewd_github_requests_total", "GitHub API requests, by operation and outcome"),
+                &["operation", "outcome"],
+            )?),
+            github_updates: register!(IntCounterVec::new(
+                Opts::new("previewd_github_updates_total", "PR updates (deployment status, comment), by outcome"),
+                &["outcome"],
+            )?),
+            github_remaining: register!(IntGauge::new(
+                "previewd_github_rate_limit_remaining",
+                "GitHub API requests left in the current rate-limit window (last reported)",
+            )?),
+            github_pending: register!(IntGauge::new(
+                "previewd_github_pending_updates",
+                "PRs whose state GitHub does not show yet"
+            )?),
             registry,
-            queue_messages,
-            reconcile_duration,
-            reconcile_errors,
-            github_requests,
-            github_updates,
-            github_remaining,
-            github_pending,
-        })
+        };
+        // Every series of a bounded label set exists from the start, at zero, so `rate()` and
+        // `increase()` see the first occurrence and dashboards show 0 rather than nothing.
+        for outcome in crate::consumer::Outcome::LABELS {
+            metrics.queue_messages.with_label_values(&[outcome]);
+        }
+        metrics.reconcile_duration.with_label_values(&[crate::controller::CONTROLLER]);
+        for error in crate::controller::Error::LABELS {
+            metrics.reconcile_errors.with_label_values(&[crate::controller::CONTROLLER, error]);
+        }
+        for status in ["active", "failed", "destroying"] {
+            metrics.environments.with_label_values(&[status]);
+        }
+        for outcome in ["delivered", "failed", "rejected"] {
+            metrics.github_updates.with_label_values(&[outcome]);
+        }
+        Ok(metrics)
     }
 
     /// The text exposition format.

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures::StreamExt;
 use kube::Api;
@@ -133,19 +133,16 @@ pub async fn run(config_path: &Path) -> Result<(), RunError> {
     // Consumers: stop taking new messages on shutdown; a batch already received is finished.
     let mut consumer_tasks = Vec::new();
     for index in 0..consumers {
-        let mut consumer = Consumer::new(sqs.clone(), queue_url.clone(), client.clone(), Arc::clone(&config));
+        let mut consumer = Consumer::new(sqs.clone(), queue_url.clone(), client.clone(), Arc::clone(&config))
+            .with_metrics(metrics.clone());
         if let Some(notifier) = &github {
             consumer = consumer.with_github(Arc::clone(notifier));
         }
-        let (stopping, metrics) = (Arc::clone(&stopping), metrics.clone());
+        let stopping = Arc::clone(&stopping);
         consumer_tasks.push(tokio::spawn(async move {
             while !stopping.load(Ordering::Relaxed) {
                 match consumer.poll_once().await {
-                    Ok(outcomes) => {
-                        for outcome in outcomes {
-                            metrics.queue_messages.with_label_values(&[outcome.label()]).inc();
-                        }
-                    }
+                    Ok(_) => {}
                     Err(err) => {
                         tracing::warn!(consumer = index, error = %err, "queue receive failed; retrying");
                         tokio::time::sleep(Duration::from_secs(5)).await;
@@ -167,7 +164,7 @@ pub async fn run(config_path: &Path) -> Result<(), RunError> {
         }
     };
 
-    let mut ctx = Context::new(client.clone(), Arc::clone(&config));
+    let mut ctx = Context::new(client.clone(), Arc::clone(&config)).with_metrics(metrics.clone());
     if let Some(notifier) = &github {
         ctx = ctx.with_github(Arc::clone(notifier));
         tokio::spawn(Arc::clone(notifier).run());
@@ -183,28 +180,9 @@ pub async fn run(config_path: &Path) -> Result<(), RunError> {
     let ctx = Arc::new(ctx);
     let previews: Api<PreviewEnvironment> = Api::all(client);
     tracing::info!(%addr, consumers, "previewd running");
-    let reconcile_metrics = metrics.clone();
     Controller::new(previews, watcher::Config::default())
         .graceful_shutdown_on(shutdown)
-        .run(
-            move |pe, ctx| {
-                let metrics = reconcile_metrics.clone();
-                async move {
-                    let started = Instant::now();
-                    let result = controller::reconcile(pe, ctx).await;
-                    metrics
-                        .reconcile_duration
-                        .with_label_values(&["previewenvironment"])
-                        .observe(started.elapsed().as_secs_f64());
-                    if let Err(err) = &result {
-                        metrics.reconcile_errors.with_label_values(&["previewenvironment", err.metric_label()]).inc();
-                    }
-                    result
-                }
-            },
-            controller::error_policy,
-            ctx,
-        )
+        .run(controller::reconcile, controller::error_policy, ctx)
         .for_each(|_| futures::future::ready(()))
         .await;
 

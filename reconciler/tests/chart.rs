@@ -90,8 +90,31 @@ fn rendered_chart_validates_against_the_kubernetes_schemas() {
         assert!(kinds.contains(&kind), "{kind} missing from {kinds:?}");
     }
     validate(&objects);
-    // And with every GitHub option on.
-    validate(&template_with(&["github.existingSecret=gh", "github.apiUrl=https://ghe.example.com/api/v3"]));
+    // And with every option on. The Prometheus Operator's kinds have no schema here: their
+    // contents are checked in tests/monitoring.rs (PromQL parsed, metrics exported).
+    let all_on = template_with(&[
+        "github.existingSecret=gh",
+        "github.apiUrl=https://ghe.example.com/api/v3",
+        "monitoring.serviceMonitor.enabled=true",
+        "monitoring.prometheusRule.enabled=true",
+        "monitoring.dashboard.enabled=true",
+    ]);
+    let (operator, core): (Vec<Value>, Vec<Value>) =
+        all_on.into_iter().partition(|o| o["apiVersion"] == "monitoring.coreos.com/v1");
+    let operator_kinds: Vec<&str> = operator.iter().filter_map(|o| o["kind"].as_str()).collect();
+    assert_eq!(operator_kinds, ["PrometheusRule", "ServiceMonitor"]);
+    validate(&core);
+    let rule = &operator[0];
+    let shipped: Value =
+        serde_norway::from_str(&std::fs::read_to_string(root().join("charts/previewd/files/alerts.yaml")).unwrap())
+            .unwrap();
+    assert_eq!(rule["spec"]["groups"], shipped, "the rules are shipped verbatim (Go templates kept)");
+    let monitor = &operator[1];
+    assert_eq!(monitor["spec"]["endpoints"][0]["port"], "http");
+    let dashboard =
+        core.iter().find(|o| o["kind"] == "ConfigMap" && o["metadata"]["labels"]["grafana_dashboard"] == "1");
+    let json: Value = serde_json::from_str(dashboard.unwrap()["data"]["previewd.json"].as_str().unwrap()).unwrap();
+    assert_eq!(json["uid"], "previewd");
 }
 
 /// Every object passes the Kubernetes 1.33 schemas (kubernetes-validate, strict).

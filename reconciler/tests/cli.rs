@@ -1,6 +1,8 @@
 //! The `previewd` binary's offline subcommands and its HTTP endpoints.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod support;
+
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -99,4 +101,50 @@ async fn health_and_metrics_endpoints() {
     let text = String::from_utf8(response.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
     assert!(text.contains("# TYPE previewd_queue_messages_total counter"), "{text}");
     assert!(text.contains("previewd_queue_messages_total{outcome=\"applied\"} 1"), "{text}");
+}
+
+#[tokio::test]
+async fn cost_prints_every_preview_and_the_totals_from_the_cluster() {
+    use kube::api::{Api, PostParams};
+    let fake = kube_fake_client::ClientBuilder::new()
+        .with_resource::<previewd::crd::PreviewEnvironment>()
+        .with_status_subresource::<previewd::crd::PreviewEnvironment>()
+        .build()
+        .await
+        .unwrap();
+    let client = support::cluster_scope_shim(fake);
+    let config = support::config();
+    let api: Api<previewd::crd::PreviewEnvironment> = Api::all(client.clone());
+    for name in ["opened.json", "fork-labeled.json"] {
+        let previewd::policy::Decision::Upsert(spec) = previewd::policy::decide(&support::event(name), &config) else {
+            panic!("{name}")
+        };
+        let pe = previewd::offline::preview_resource(&config, *spec).unwrap();
+        api.create(&PostParams::default(), &pe).await.unwrap();
+    }
+    let dir = std::env::temp_dir().join(format!("previewd-cost-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let kubeconfig = support::serve_over_http(client, &dir).await;
+    let cost = |kubeconfig: PathBuf| {
+        tokio::task::spawn_blocking(move || {
+            Command::new(env!("CARGO_BIN_EXE_previewd"))
+                .args(["cost", "--config", "docs/examples/config.yaml"])
+                .env("KUBECONFIG", kubeconfig)
+                .env_remove("KUBERNETES_SERVICE_HOST")
+                .current_dir(root())
+                .output()
+                .unwrap()
+        })
+    };
+    let out = cost(kubeconfig).await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.starts_with("PREVIEW"), "{stdout}");
+    assert!(stdout.contains("preview-shop-pr-42") && stdout.contains("preview-shop-pr-77"), "{stdout}");
+    assert!(stdout.contains("Total: 2 previews") && stdout.contains("budget"), "{stdout}");
+
+    // No cluster: a clear error, not a panic.
+    let out = cost(dir.join("missing-kubeconfig")).await.unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.starts_with("previewd: Kubernetes"), "{err}");
 }

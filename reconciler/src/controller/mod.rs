@@ -3,6 +3,7 @@
 //! that matters (expiry, or a readiness re-check).
 
 pub mod apply;
+pub mod books;
 pub mod limiter;
 pub mod status;
 
@@ -15,15 +16,19 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
+use tracing::Instrument;
 
 use crate::argo::{Application, ApplicationSet};
 use crate::config::Config;
-use crate::crd::{FINALIZER, PreviewEnvironment, REMOVAL_REASON};
+use crate::cost;
+use crate::crd::{FINALIZER, Phase, PreviewEnvironment, PreviewEnvironmentStatus, REMOVAL_REASON};
 use crate::github::notify::Notifier;
 use crate::github::view;
+use crate::metrics::Metrics;
 use crate::policy::Reason;
 use crate::render::{self, LABEL_PREVIEW, Preview};
 use crate::ttl;
+use books::{Books, Standing};
 use k8s_openapi::api::core::v1::Namespace;
 use limiter::RateLimiter;
 
@@ -35,6 +40,9 @@ pub struct Context {
     pub recorder: Recorder,
     /// What the PR shows, when GitHub is configured.
     pub github: Option<Arc<Notifier>>,
+    /// Cost and state of every live preview (gauges, budget).
+    pub books: Books,
+    pub metrics: Option<Metrics>,
     /// Consecutive failed reconciles per PreviewEnvironment, for exponential backoff.
     failures: std::sync::Mutex<std::collections::HashMap<String, u32>>,
 }
@@ -50,7 +58,24 @@ impl Context {
         let application_sets = RateLimiter::new(config.argocd.application_sets_per_minute);
         let reporter = Reporter { controller: "previewd".to_owned(), instance: std::env::var("HOSTNAME").ok() };
         let recorder = Recorder::new(client.clone(), reporter);
-        Context { client, config, application_sets, recorder, github: None, failures: Default::default() }
+        let books = Books::new(config.budget.monthly_usd, None);
+        Context {
+            client,
+            config,
+            application_sets,
+            recorder,
+            github: None,
+            books,
+            metrics: None,
+            failures: Default::default(),
+        }
+    }
+
+    /// Records durations, costs and environment counts in `metrics`.
+    pub fn with_metrics(mut self, metrics: Metrics) -> Context {
+        self.books = Books::new(self.config.budget.monthly_usd, Some(metrics.clone()));
+        self.metrics = Some(metrics);
+        self
     }
 
     /// Shows each preview's state on its PR.
@@ -77,6 +102,9 @@ impl From<kube::Error> for Error {
 }
 
 impl Error {
+    /// Every value of [`Error::metric_label`].
+    pub const LABELS: [&'static str; 3] = ["kube", "apply", "unnamed"];
+
     /// A bounded label for metrics.
     pub fn metric_label(&self) -> &'static str {
         match self {
@@ -86,6 +114,9 @@ impl Error {
         }
     }
 }
+
+/// The `controller` label of the reconcile metrics.
+pub const CONTROLLER: &str = "previewenvironment";
 
 /// How soon to look again while services are still coming up.
 const READINESS_RECHECK: Duration = Duration::from_secs(30);
@@ -137,6 +168,10 @@ async fn event(ctx: &Context, pe: &PreviewEnvironment, warning: bool, reason: &s
 }
 
 /// One reconcile of one PreviewEnvironment at `now`.
+#[tracing::instrument(name = "reconcile", skip_all, fields(
+    preview = pe.metadata.name.as_deref().unwrap_or(""),
+    delivery_id = %pe.spec.last_event.delivery_id,
+))]
 pub async fn reconcile_at(pe: &PreviewEnvironment, ctx: &Context, now: DateTime<Utc>) -> Result<Outcome, Error> {
     let name = pe.metadata.name.clone().ok_or(Error::Unnamed)?;
     let api: Api<PreviewEnvironment> = Api::all(ctx.client.clone());
@@ -146,12 +181,17 @@ pub async fn reconcile_at(pe: &PreviewEnvironment, ctx: &Context, now: DateTime<
             return Ok(Outcome::Finalized);
         }
         let deleted_at = chrono_time(deleted).unwrap_or(now);
+        ctx.books.destroying(&name);
         if let Some(wait) = finalize(ctx, pe, &name, deleted_at, now).await? {
             return Ok(Outcome::Finalizing { retry_in: wait });
         }
         let remaining: Vec<&String> = pe.finalizers().iter().filter(|f| *f != FINALIZER).collect();
         let patch = json!({"metadata": {"finalizers": remaining, "resourceVersion": pe.resource_version()}});
         api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
+        ctx.books.forget(&name);
+        if let Some(m) = &ctx.metrics {
+            m.deletion_duration.observe(seconds_between(deleted_at, now));
+        }
         return Ok(Outcome::Finalized);
     }
 
@@ -205,7 +245,13 @@ pub async fn reconcile_at(pe: &PreviewEnvironment, ctx: &Context, now: DateTime<
         let note = format!("Creating preview environment for {}#{}", pe.spec.repository, pe.spec.pr_number);
         event(ctx, pe, false, "PreviewCreating", note).await;
     }
-    apply::apply_all(&ctx.client, &to_apply).await?;
+    if exists || throttle.is_some() {
+        apply::apply_all(&ctx.client, &to_apply).await?;
+    } else {
+        apply::apply_all(&ctx.client, &to_apply)
+            .instrument(tracing::info_span!("argocd.create_applicationset", application_set = %preview.name))
+            .await?;
+    }
     match throttle {
         Some(wait) => {
             let note = format!("ApplicationSet creation rate limit reached; retrying in {} s", wait.as_secs());
@@ -227,12 +273,20 @@ pub async fn reconcile_at(pe: &PreviewEnvironment, ctx: &Context, now: DateTime<
         generation: pe.metadata.generation,
         last_event: pe.spec.last_event.received_at,
         throttled: throttle.is_some(),
+        cost: match cost::for_services(config, preview.services.iter().copied(), created_at, now) {
+            Ok(cost) => Some(cost),
+            Err(err) => {
+                tracing::warn!(preview = %name, error = %err, "cost estimate failed");
+                None
+            }
+        },
     };
     let status = status::compute(previous, observed, now);
     let all_ready = status.phase == Some(crate::crd::Phase::Ready);
     if let Some(notifier) = &ctx.github {
         notifier.publish(view::live(config, pe, &status));
     }
+    record(ctx, pe, &name, &preview, previous, &status, now).await;
     if previous != Some(&status) {
         patch_status(&api, &name, &status).await?;
         let was = previous.and_then(|p| p.phase);
@@ -259,6 +313,49 @@ pub async fn reconcile_at(pe: &PreviewEnvironment, ctx: &Context, now: DateTime<
     }
     let requeue = if all_ready { config.ttl.sweep_interval } else { READINESS_RECHECK };
     Ok(Outcome::Applied { requeue: requeue.min(until_expiry) })
+}
+
+fn seconds_between(from: DateTime<Utc>, to: DateTime<Utc>) -> f64 {
+    (to - from).num_milliseconds().max(0) as f64 / 1000.0
+}
+
+/// Books the preview's cost and standing (alerting once when the budget is crossed) and
+/// observes how long it took to become ready.
+async fn record(
+    ctx: &Context,
+    pe: &PreviewEnvironment,
+    name: &str,
+    preview: &Preview<'_>,
+    previous: Option<&PreviewEnvironmentStatus>,
+    status: &PreviewEnvironmentStatus,
+    now: DateTime<Utc>,
+) {
+    if let Some(estimate) = &status.cost_estimate {
+        let line = cost::Line {
+            repository: preview.repo.name.clone(),
+            team: preview.repo.team.clone(),
+            hourly_usd: estimate.hourly_usd,
+        };
+        let standing = if status.phase == Some(Phase::Failed) { Standing::Failed } else { Standing::Active };
+        if let Some(crossed) = ctx.books.record(name, line, pe.spec.pr_number, estimate.monthly_usd, standing) {
+            let note = format!(
+                "Running previews project ${:.2}/month, over the ${:.2} budget",
+                crossed.projection_usd, crossed.budget_usd
+            );
+            tracing::warn!(preview = %name, "{note}");
+            event(ctx, pe, true, "BudgetExceeded", note).await;
+        }
+    }
+    let Some(m) = &ctx.metrics else { return };
+    let became_ready = status.phase == Some(Phase::Ready) && previous.and_then(|p| p.phase) != Some(Phase::Ready);
+    if became_ready {
+        m.webhook_to_ready.observe(seconds_between(pe.spec.last_event.received_at, now));
+        if previous.and_then(|p| p.ready_at).is_none()
+            && let Some(created) = status.created_at
+        {
+            m.creation_duration.observe(seconds_between(created, now));
+        }
+    }
 }
 
 /// What the garbage collector cannot do for a deleted preview: tell GitHub. The preview's
@@ -339,7 +436,15 @@ async fn observe_services(ctx: &Context, preview: &Preview<'_>) -> Result<Vec<cr
 
 /// The kube-runtime entry point.
 pub async fn reconcile(pe: Arc<PreviewEnvironment>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let outcome = reconcile_at(&pe, &ctx, Utc::now()).await?;
+    let started = std::time::Instant::now();
+    let result = reconcile_at(&pe, &ctx, Utc::now()).await;
+    if let Some(m) = &ctx.metrics {
+        m.reconcile_duration.with_label_values(&[CONTROLLER]).observe(started.elapsed().as_secs_f64());
+        if let Err(err) = &result {
+            m.reconcile_errors.with_label_values(&[CONTROLLER, err.metric_label()]).inc();
+        }
+    }
+    let outcome = result?;
     if let Ok(mut failures) = ctx.failures.lock() {
         failures.remove(&pe.name_any());
     }

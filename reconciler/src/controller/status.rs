@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::crd::{Condition, Phase, PreviewEnvironmentStatus, ServiceStatus};
+use crate::crd::{Condition, CostEstimate, Phase, PreviewEnvironmentStatus, ServiceStatus};
 
 /// Readiness of one service from its Application's health and sync status (`None`: the
 /// Application does not exist yet).
@@ -28,6 +28,7 @@ pub struct Observed {
     pub last_event: DateTime<Utc>,
     /// Waiting for the ApplicationSet rate limit.
     pub throttled: bool,
+    pub cost: Option<CostEstimate>,
 }
 
 fn condition(
@@ -117,9 +118,10 @@ pub fn compute(
         url: Some(observed.url),
         namespace: Some(observed.namespace),
         services: observed.services,
-        cost_estimate: previous.and_then(|p| p.cost_estimate.clone()),
+        cost_estimate: observed.cost.or_else(|| previous.and_then(|p| p.cost_estimate.clone())),
         created_at: Some(observed.created_at),
         expires_at: Some(observed.expires_at),
+        ready_at: previous.and_then(|p| p.ready_at).or((phase == Phase::Ready).then_some(now)),
         observed_generation: g,
         last_applied_event: Some(observed.last_event),
     }
@@ -160,6 +162,7 @@ mod tests {
             generation: Some(1),
             last_event: t,
             throttled: false,
+            cost: None,
         }
     }
 

@@ -157,6 +157,7 @@ impl GitHubClient {
     /// Sends a request to `url` (path or API-host URL) and returns the headers and body of a
     /// successful answer. Rate limits up to `max_wait` are sat out (GitHub did not act on a
     /// rate-limited request, so repeating a POST is safe); longer ones are returned as errors.
+    #[tracing::instrument(name = "github.request", skip_all, fields(operation = what))]
     async fn send(
         &self,
         method: Method,
@@ -274,6 +275,7 @@ impl GitHubClient {
 
     /// Every file a pull request changes (renames count for both names), following pagination
     /// up to GitHub's limit of 3,000 files.
+    #[tracing::instrument(name = "github.fetch_diff", skip(self, installation))]
     pub async fn pr_files(
         &self,
         installation: Option<u64>,

@@ -157,10 +157,14 @@ mod tests {
                 service_status("api", Some("Progressing"), None),
             ],
             cost_estimate: Some(CostEstimate {
+                cpu: "1.25".into(),
+                memory: "2.5Gi".into(),
+                storage: "0Gi".into(),
+                spot: false,
                 hourly_usd: 0.05,
                 monthly_usd: 36.5,
                 accrued_usd: 0.12,
-                monthly: "$36.50".into(),
+                estimated_monthly_cost: "$36.50".into(),
             }),
             expires_at: Some("2026-11-26T14:00:00Z".parse().unwrap()),
             ..PreviewEnvironmentStatus::default()

@@ -151,3 +151,41 @@ pub fn cluster_scope_shim(inner: Client) -> Client {
     });
     Client::new(service, "default")
 }
+
+/// Serves `client` (e.g. the in-memory API) over plain HTTP on loopback, so a `previewd`
+/// process can reach it through a kubeconfig. Returns the kubeconfig's path.
+pub async fn serve_over_http(client: Client, dir: &std::path::Path) -> PathBuf {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = axum::Router::new().fallback(move |request: axum::extract::Request| {
+        let client = client.clone();
+        async move {
+            let (parts, body) = request.into_parts();
+            let bytes = body.collect().await.unwrap().to_bytes();
+            let request = http::Request::from_parts(parts, Body::from(bytes.to_vec()));
+            match client.send(request).await {
+                Ok(response) => {
+                    let (parts, body) = response.into_parts();
+                    let bytes = body.collect().await.unwrap().to_bytes();
+                    axum::response::Response::from_parts(parts, axum::body::Body::from(bytes))
+                }
+                Err(err) => axum::response::Response::builder()
+                    .status(502)
+                    .body(axum::body::Body::from(err.to_string()))
+                    .unwrap(),
+            }
+        }
+    });
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let kubeconfig = dir.join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster:\n    server: http://{addr}\n\
+             contexts:\n- name: fake\n  context:\n    cluster: fake\n    user: fake\ncurrent-context: fake\n\
+             users:\n- name: fake\n  user:\n    token: fake\n"
+        ),
+    )
+    .unwrap();
+    kubeconfig
+}

@@ -1,0 +1,297 @@
+//! Observability as a platform team sees it: a reconciler drives a preview through its life
+//! (queue -> consumer -> controller -> GitHub -> deletion) against the local SQS emulator, the
+//! in-memory Kubernetes API and the GitHub stand-in, then its `/metrics` endpoint is scraped
+//! over HTTP and checked for names, types and labels. The Grafana dashboard and the alert
+//! rules shipped in the chart must parse (PromQL) and use only metrics found in that scrape.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use chrono::Utc;
+use kube::api::{Api, PostParams};
+use kube_fake_client::ClientBuilder;
+use previewd::argo::{Application, ApplicationSet, ApplicationSpec, ApplicationStatus, StatusField};
+use previewd::consumer::{Consumer, Outcome as Consumed};
+use previewd::controller::{Context, Outcome, reconcile, reconcile_at};
+use previewd::crd::{PreviewEnvironment, REMOVAL_REASON};
+use previewd::github::notify::Notifier;
+use previewd::metrics::Metrics;
+use previewd::serve::{Health, router};
+use previewd_testkit::Stack;
+use promql_parser::parser::{Expr, parse};
+use promql_parser::util::{ExprVisitor, walk_expr};
+use serde_json::{Value, json};
+use support::github::FakeGitHub;
+use support::root;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const NAME: &str = "preview-shop-pr-42";
+
+/// One metric family of the text exposition format.
+#[derive(Debug, Default)]
+struct Family {
+    kind: String,
+    /// Label names seen on its samples (without `le`).
+    labels: BTreeSet<String>,
+    /// Sample lines (name{labels} value).
+    samples: Vec<String>,
+}
+
+fn parse_exposition(text: &str) -> BTreeMap<String, Family> {
+    let mut families: BTreeMap<String, Family> = BTreeMap::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').unwrap();
+            families.entry(name.to_owned()).or_default().kind = kind.to_owned();
+        } else if !line.starts_with('#') && !line.is_empty() {
+            let name_end = line.find(['{', ' ']).unwrap();
+            let sample = &line[..name_end];
+            let family = ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|suffix| sample.strip_suffix(suffix).filter(|base| families.contains_key(*base)))
+                .unwrap_or(sample);
+            let entry = families.get_mut(family).unwrap_or_else(|| panic!("sample without TYPE: {line}"));
+            if let (Some(open), Some(close)) = (line.find('{'), line.find('}')) {
+                for pair in line[open + 1..close].split("\",") {
+                    let key = pair.split('=').next().unwrap().trim_matches(',');
+                    if key != "le" && !key.is_empty() {
+                        entry.labels.insert(key.to_owned());
+                    }
+                }
+            }
+            entry.samples.push(line.to_owned());
+        }
+    }
+    families
+}
+
+/// Serves the reconciler's health and metrics endpoints, as `previewd run` does.
+async fn serve(metrics: Metrics) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = router(Health { metrics, ready: Arc::new(AtomicBool::new(true)) });
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    addr
+}
+
+/// GET /metrics over HTTP.
+async fn scrape(addr: std::net::SocketAddr) -> String {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: previewd\r\nConnection: close\r\n\r\n").await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(head.to_ascii_lowercase().contains("content-type: text/plain; version=0.0.4"), "{head}");
+    body.to_owned()
+}
+
+/// A reconciler's life with one preview, all metrics on; returns the scrapes taken while the
+/// preview was live and after it was deleted.
+async fn drive_a_preview(metrics: &Metrics) -> (String, String) {
+    let addr = serve(metrics.clone()).await;
+    let stack = Stack::new("metrics").await;
+    let github = FakeGitHub::start().await;
+    github.lock().files = vec![json!({"filename": "web/a.ts", "status": "modified"})];
+    let kube = support::cluster_scope_shim(
+        ClientBuilder::new()
+            .with_resource::<PreviewEnvironment>()
+            .with_status_subresource::<PreviewEnvironment>()
+            .with_resource::<ApplicationSet>()
+            .with_resource::<Application>()
+            .build()
+            .await
+            .unwrap(),
+    );
+    let config = Arc::new(support::config());
+    let client = github.client().with_request_counter(metrics.github_requests.clone());
+    let notifier = Arc::new(
+        Notifier::new(Arc::new(client), config.github.clone()).with_update_counter(metrics.github_updates.clone()),
+    );
+    let mut consumer = Consumer::new(stack.sqs.clone(), stack.queue_url.clone(), kube.clone(), Arc::clone(&config))
+        .with_github(Arc::clone(&notifier))
+        .with_metrics(metrics.clone());
+    consumer.wait_seconds = 0;
+    let ctx = Arc::new(
+        Context::new(kube.clone(), Arc::clone(&config))
+            .with_github(Arc::clone(&notifier))
+            .with_metrics(metrics.clone()),
+    );
+
+    let mut event = support::event("opened.json");
+    event.pull_request.updated_at = Utc::now() - chrono::Duration::seconds(30);
+    event.received_at = Utc::now() - chrono::Duration::seconds(20);
+    stack.send_event(&event).await;
+    assert_eq!(consumer.poll_once().await.unwrap(), [Consumed::Applied { name: NAME.into() }]);
+
+    let api: Api<PreviewEnvironment> = Api::all(kube.clone());
+    reconcile(Arc::new(api.get(NAME).await.unwrap()), Arc::clone(&ctx)).await.unwrap();
+    let apps: Api<Application> = Api::namespaced(kube.clone(), "argocd");
+    let mut app = Application::new(&format!("{NAME}-web"), ApplicationSpec::default());
+    app.metadata.labels = Some([("preview.previewd.io/name".to_owned(), NAME.to_owned())].into());
+    app.status = Some(ApplicationStatus {
+        health: Some(StatusField { status: Some("Healthy".into()), ..Default::default() }),
+        sync: Some(StatusField { status: Some("Synced".into()), ..Default::default() }),
+        ..Default::default()
+    });
+    apps.create(&PostParams::default(), &app).await.unwrap();
+    reconcile(Arc::new(api.get(NAME).await.unwrap()), Arc::clone(&ctx)).await.unwrap();
+    notifier.flush(false).await;
+    let live = scrape(addr).await;
+
+    let mut deleting = api.get(NAME).await.unwrap();
+    deleting.metadata.annotations.get_or_insert_default().insert(REMOVAL_REASON.into(), "merged".into());
+    deleting.metadata.deletion_timestamp =
+        Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now()));
+    reconcile_at(&deleting, &ctx, Utc::now()).await.unwrap();
+    notifier.flush(false).await;
+    assert_eq!(reconcile_at(&deleting, &ctx, Utc::now()).await.unwrap(), Outcome::Finalized);
+    (live, scrape(addr).await)
+}
+
+#[tokio::test]
+async fn metrics_are_served_with_the_documented_names_types_and_labels() {
+    let metrics = Metrics::new().unwrap();
+    let (live, after) = drive_a_preview(&metrics).await;
+    let live = parse_exposition(&live);
+    let families = parse_exposition(&after);
+
+    let expected: &[(&str, &str, &[&str])] = &[
+        ("previewd_environments_total", "gauge", &["status"]),
+        ("previewd_environment_creation_duration_seconds", "histogram", &[]),
+        ("previewd_environment_deletion_duration_seconds", "histogram", &[]),
+        ("previewd_webhook_to_ready_seconds", "histogram", &[]),
+        ("previewd_reconcile_duration_seconds", "histogram", &["controller"]),
+        ("previewd_reconcile_errors_total", "counter", &["controller", "error"]),
+        ("previewd_queue_messages_received_total", "counter", &[]),
+        ("previewd_queue_messages_total", "counter", &["outcome"]),
+        ("previewd_queue_lag_seconds", "histogram", &[]),
+        ("previewd_queue_last_poll_timestamp_seconds", "gauge", &[]),
+        ("previewd_cost_monthly_projection_usd", "gauge", &[]),
+        ("previewd_cost_monthly_budget_usd", "gauge", &[]),
+        ("previewd_cost_budget_exceeded", "gauge", &[]),
+        ("previewd_github_requests_total", "counter", &["operation", "outcome"]),
+        ("previewd_github_updates_total", "counter", &["outcome"]),
+        ("previewd_github_rate_limit_remaining", "gauge", &[]),
+        ("previewd_github_pending_updates", "gauge", &[]),
+    ];
+    for (name, kind, labels) in expected {
+        let family = families.get(*name).unwrap_or_else(|| panic!("{name} not exported: {families:#?}"));
+        assert_eq!(family.kind, *kind, "{name}");
+        let want: BTreeSet<String> = labels.iter().map(|l| (*l).to_owned()).collect();
+        assert_eq!(family.labels, want, "{name}: {:#?}", family.samples);
+    }
+    let sample = |family: &str, needle: &str| {
+        let samples = &families[family].samples;
+        assert!(samples.iter().any(|s| s.contains(needle)), "{family}: no sample with {needle}: {samples:#?}");
+    };
+    // The life of the preview, as the metrics tell it.
+    sample("previewd_queue_messages_total", r#"outcome="applied"} 1"#);
+    sample("previewd_queue_messages_received_total", " 1");
+    sample("previewd_queue_lag_seconds", "_count 1");
+    sample("previewd_environment_creation_duration_seconds", "_count 1");
+    sample("previewd_webhook_to_ready_seconds", "_count 1");
+    sample("previewd_environment_deletion_duration_seconds", "_count 1");
+    sample("previewd_reconcile_duration_seconds", r#"_count{controller="previewenvironment"} 2"#);
+    sample("previewd_reconcile_errors_total", r#"error="kube"} 0"#);
+    sample("previewd_environments_total", r#"status="active"} 0"#);
+    sample("previewd_github_updates_total", r#"outcome="delivered"}"#);
+    sample("previewd_github_requests_total", r#"operation="create deployment",outcome="ok"} 1"#);
+    sample("previewd_cost_monthly_budget_usd", " 2000");
+    // While the preview was live: its cost per preview, per repository and team, its status.
+    for (name, needle) in [
+        ("previewd_environment_cost_estimate_usd", r#"{pr_number="42",repository="acme/shop"}"#),
+        ("previewd_cost_hourly_usd", r#"{repository="acme/shop",team="checkout"}"#),
+        ("previewd_environments_total", r#"{status="active"} 1"#),
+    ] {
+        let family = live.get(name).unwrap_or_else(|| panic!("{name} not exported while live"));
+        assert_eq!(family.kind, "gauge");
+        assert!(family.samples.iter().any(|s| s.contains(needle)), "{name}: {:#?}", family.samples);
+    }
+    assert!(live["previewd_cost_monthly_projection_usd"].samples.iter().all(|s| !s.ends_with(" 0")));
+    // Once it is gone, its series go with it.
+    for name in ["previewd_environment_cost_estimate_usd", "previewd_cost_hourly_usd"] {
+        assert!(families.get(name).is_none_or(|f| f.samples.is_empty()), "{name} kept after deletion");
+    }
+}
+
+/// Every metric name a PromQL expression selects.
+struct Names(BTreeSet<String>);
+
+impl ExprVisitor for Names {
+    type Error = ();
+    fn pre_visit(&mut self, expr: &Expr) -> Result<bool, ()> {
+        match expr {
+            Expr::VectorSelector(vs) => self.0.extend(vs.name.clone()),
+            Expr::MatrixSelector(ms) => self.0.extend(ms.vs.name.clone()),
+            _ => {}
+        }
+        Ok(true)
+    }
+}
+
+fn selected_metrics(expr: &str) -> BTreeSet<String> {
+    // Grafana substitutes its interval variable before the query reaches Prometheus.
+    let query = expr.replace("$__rate_interval", "5m");
+    let ast = parse(&query).unwrap_or_else(|e| panic!("{expr:?} is not PromQL: {e}"));
+    let mut names = Names(BTreeSet::new());
+    walk_expr(&mut names, &ast).unwrap();
+    names.0
+}
+
+/// A family name for a selected series name (`x_bucket` of histogram `x` -> `x`).
+fn family_of(name: &str, families: &BTreeMap<String, Family>) -> Option<String> {
+    if families.contains_key(name) {
+        return Some(name.to_owned());
+    }
+    ["_bucket", "_sum", "_count"].iter().find_map(|suffix| {
+        name.strip_suffix(suffix)
+            .filter(|base| families.get(*base).is_some_and(|f| f.kind == "histogram"))
+            .map(str::to_owned)
+    })
+}
+
+#[tokio::test]
+async fn the_dashboard_and_alerts_use_only_exported_metrics() {
+    let metrics = Metrics::new().unwrap();
+    // While a preview is live every family has series.
+    let (live, _) = drive_a_preview(&metrics).await;
+    let families = parse_exposition(&live);
+    let chart = root().join("charts/previewd/files");
+
+    let dashboard: Value =
+        serde_json::from_str(&std::fs::read_to_string(chart.join("dashboard.json")).unwrap()).unwrap();
+    let mut used = BTreeSet::new();
+    let panels = dashboard["panels"].as_array().unwrap();
+    assert!(panels.len() >= 10);
+    for panel in panels {
+        let targets = panel["targets"].as_array().unwrap();
+        assert!(!targets.is_empty(), "{} has no query", panel["title"]);
+        for target in targets {
+            let expr = target["expr"].as_str().unwrap();
+            let names = selected_metrics(expr);
+            assert!(!names.is_empty(), "{expr}");
+            used.extend(names);
+        }
+    }
+
+    let alerts: Value = serde_norway::from_str(&std::fs::read_to_string(chart.join("alerts.yaml")).unwrap()).unwrap();
+    let rules: Vec<&Value> = alerts.as_array().unwrap().iter().flat_map(|g| g["rules"].as_array().unwrap()).collect();
+    let alert_names: Vec<&str> = rules.iter().map(|r| r["alert"].as_str().unwrap()).collect();
+    for wanted in
+        ["PreviewdReconcileErrors", "PreviewdConsumerStalled", "PreviewdBudgetExceeded", "PreviewdPreviewsFailing"]
+    {
+        assert!(alert_names.contains(&wanted), "{wanted} missing from {alert_names:?}");
+    }
+    for rule in &rules {
+        assert!(rule["labels"]["severity"].is_string() && rule["annotations"]["summary"].is_string(), "{rule}");
+        used.extend(selected_metrics(rule["expr"].as_str().unwrap()));
+    }
+
+    let unknown: Vec<&String> = used.iter().filter(|name| family_of(name, &families).is_none()).collect();
+    assert!(unknown.is_empty(), "not exported by the reconciler: {unknown:?}");
+}
