@@ -94,7 +94,7 @@ pub fn for_services<'a>(
     created_at: DateTime<Utc>,
     now: DateTime<Utc>,
 ) -> Result<CostEstimate, String> {
-    let _span = tracing::debug_span!("cost.calculate").entered();
+    let _span = tracing::info_span!("cost.calculate").entered();
     Ok(estimate(Usage::of(services)?, &config.pricing, config.spot.enabled, created_at, now))
 }
 

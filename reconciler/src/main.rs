@@ -93,26 +93,36 @@ fn cost_report(config: &std::path::Path) -> Result<String, String> {
 }
 
 fn run(config: &std::path::Path) -> ExitCode {
-    tracing_subscriber::fmt()
-        .json()
-        .flatten_event(true)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(err) => {
-            tracing::error!(error = %err, "cannot start the async runtime");
+            #[allow(clippy::print_stderr)]
+            {
+                eprintln!("previewd: cannot start the async runtime: {err}");
+            }
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(previewd::run::run(config)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            tracing::error!(error = %err, "previewd cannot run");
-            ExitCode::FAILURE
-        }
-    }
+    runtime.block_on(async {
+        let mut telemetry = match previewd::telemetry::init() {
+            Ok(telemetry) => telemetry,
+            Err(err) => {
+                #[allow(clippy::print_stderr)]
+                {
+                    eprintln!("previewd: {err}");
+                }
+                return ExitCode::FAILURE;
+            }
+        };
+        tracing::info!(traces = telemetry.exporting(), "telemetry ready");
+        let code = match previewd::run::run(config).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                tracing::error!(error = %err, "previewd cannot run");
+                ExitCode::FAILURE
+            }
+        };
+        telemetry.shutdown();
+        code
+    })
 }

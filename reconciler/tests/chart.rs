@@ -98,6 +98,9 @@ fn rendered_chart_validates_against_the_kubernetes_schemas() {
         "monitoring.serviceMonitor.enabled=true",
         "monitoring.prometheusRule.enabled=true",
         "monitoring.dashboard.enabled=true",
+        "tracing.otlpEndpoint=http://otel-collector.observability:4318",
+        "extraEnv[0].name=OTEL_RESOURCE_ATTRIBUTES",
+        "extraEnv[0].value=deployment.environment=prod",
     ]);
     let (operator, core): (Vec<Value>, Vec<Value>) =
         all_on.into_iter().partition(|o| o["apiVersion"] == "monitoring.coreos.com/v1");
@@ -115,6 +118,9 @@ fn rendered_chart_validates_against_the_kubernetes_schemas() {
         core.iter().find(|o| o["kind"] == "ConfigMap" && o["metadata"]["labels"]["grafana_dashboard"] == "1");
     let json: Value = serde_json::from_str(dashboard.unwrap()["data"]["previewd.json"].as_str().unwrap()).unwrap();
     assert_eq!(json["uid"], "previewd");
+    let deployment = core.iter().find(|o| o["kind"] == "Deployment").unwrap();
+    let env = deployment["spec"]["template"]["spec"]["containers"][0]["env"].to_string();
+    assert!(env.contains("OTEL_EXPORTER_OTLP_ENDPOINT") && env.contains("OTEL_RESOURCE_ATTRIBUTES"), "{env}");
 }
 
 /// Every object passes the Kubernetes 1.33 schemas (kubernetes-validate, strict).
