@@ -59,6 +59,9 @@ pub struct Config {
     /// What Previewd shows on the PR (credentials come from the environment, never from here).
     #[serde(default)]
     pub github: GitHubConfig,
+    /// Optional AI augmentation (the key comes from the environment, never from here).
+    #[serde(default)]
+    pub ai: AiConfig,
     pub repositories: Vec<RepositoryConfig>,
 }
 
@@ -333,6 +336,116 @@ impl Default for PolicyConfig {
     }
 }
 
+/// How AI and the static path globs combine when choosing a preview's services.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum AiMode {
+    /// The AI may add services the path globs missed, never remove one.
+    #[default]
+    AddOnly,
+    /// The AI's answer decides when its confidence is at least `minConfidence`.
+    DecideAbove,
+    /// The path globs decide; the AI is not asked for services.
+    StaticOnly,
+}
+
+/// The AI engine: any OpenAI-compatible chat-completions endpoint (OpenAI, Azure OpenAI's
+/// compatible endpoint, a local Ollama or vLLM). Key: `PREVIEWD_AI_API_KEY`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AiConfig {
+    #[serde(default)]
+    pub enabled: bool,
+    /// The `provider` label of the AI metrics (e.g. `openai`, `ollama`).
+    #[serde(default = "defaults::ai_provider")]
+    pub provider: String,
+    /// The API base, e.g. `https://api.openai.com/v1` or `http://ollama.ai:11434/v1`.
+    #[serde(default = "defaults::ai_base_url")]
+    pub base_url: String,
+    #[serde(default = "defaults::ai_model")]
+    pub model: String,
+    #[serde(default)]
+    pub mode: AiMode,
+    /// With `mode: decideAbove`: the least confidence (0-1) for the AI's answer to decide.
+    #[serde(default = "defaults::ai_min_confidence")]
+    pub min_confidence: f64,
+    #[serde(default = "defaults::ai_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+    #[serde(default = "defaults::ai_requests_per_minute")]
+    pub requests_per_minute: u32,
+    /// How long an answer is reused for the same diff, services, model and prompt.
+    #[serde(default = "defaults::ai_cache_ttl", with = "humantime_serde")]
+    pub cache_ttl: Duration,
+    /// The most diff text sent per request (bytes); the rest is summarised by file name.
+    #[serde(default = "defaults::ai_max_diff_bytes")]
+    pub max_diff_bytes: usize,
+    /// Paths whose diffs are never sent (lockfiles, generated and vendored code are left out
+    /// by default; these are added).
+    #[serde(default)]
+    pub ignore_paths: Vec<String>,
+    /// USD per million input and output tokens, for `previewd_ai_cost_usd_total`.
+    #[serde(default)]
+    pub prices: AiPrices,
+    #[serde(default)]
+    pub features: AiFeatures,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AiPrices {
+    #[serde(default = "defaults::ai_input_price")]
+    pub input_per_million: f64,
+    #[serde(default = "defaults::ai_output_price")]
+    pub output_per_million: f64,
+}
+
+impl Default for AiPrices {
+    fn default() -> Self {
+        AiPrices { input_per_million: defaults::ai_input_price(), output_per_million: defaults::ai_output_price() }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AiFeatures {
+    /// Ask which services a PR touches (merged with the path globs per `mode`).
+    #[serde(default = "defaults::yes")]
+    pub service_detection: bool,
+    /// Suggest which of the repository's `testSuites` the change touches (in the PR comment).
+    #[serde(default)]
+    pub test_selection: bool,
+    /// Shorten a stale PR's idle TTL from its activity (commits, comments, age), within the
+    /// policy's bounds.
+    #[serde(default)]
+    pub ttl_prediction: bool,
+}
+
+impl Default for AiFeatures {
+    fn default() -> Self {
+        AiFeatures { service_detection: true, test_selection: false, ttl_prediction: false }
+    }
+}
+
+impl Default for AiConfig {
+    fn default() -> Self {
+        AiConfig {
+            enabled: false,
+            provider: defaults::ai_provider(),
+            base_url: defaults::ai_base_url(),
+            model: defaults::ai_model(),
+            mode: AiMode::default(),
+            min_confidence: defaults::ai_min_confidence(),
+            timeout: defaults::ai_timeout(),
+            requests_per_minute: defaults::ai_requests_per_minute(),
+            cache_ttl: defaults::ai_cache_ttl(),
+            max_diff_bytes: defaults::ai_max_diff_bytes(),
+            ignore_paths: Vec::new(),
+            prices: AiPrices::default(),
+            features: AiFeatures::default(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct BudgetConfig {
@@ -395,6 +508,9 @@ pub struct RepositoryConfig {
     /// Git URL Argo CD clones (default `https://github.com/<name>.git`).
     #[serde(default)]
     pub repo_url: Option<String>,
+    /// Test suites the AI may suggest running for a change (`ai.features.testSelection`).
+    #[serde(default)]
+    pub test_suites: Vec<String>,
     pub services: Vec<ServiceConfig>,
 }
 
@@ -417,6 +533,9 @@ impl RepositoryConfig {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ServiceConfig {
     pub name: String,
+    /// What the service is, in a sentence (helps AI service detection).
+    #[serde(default)]
+    pub description: Option<String>,
     /// Globs of the files whose change means this service must be deployed.
     #[serde(default)]
     pub paths: Vec<String>,
@@ -464,6 +583,36 @@ mod defaults {
 
     use super::Resources;
 
+    pub(super) fn ai_provider() -> String {
+        "openai".into()
+    }
+    pub(super) fn ai_base_url() -> String {
+        "https://api.openai.com/v1".into()
+    }
+    pub(super) fn ai_model() -> String {
+        "gpt-4o-mini".into()
+    }
+    pub(super) fn ai_min_confidence() -> f64 {
+        0.7
+    }
+    pub(super) fn ai_timeout() -> Duration {
+        Duration::from_secs(20)
+    }
+    pub(super) fn ai_requests_per_minute() -> u32 {
+        100
+    }
+    pub(super) fn ai_cache_ttl() -> Duration {
+        Duration::from_secs(3600)
+    }
+    pub(super) fn ai_max_diff_bytes() -> usize {
+        16 * 1024
+    }
+    pub(super) fn ai_input_price() -> f64 {
+        0.15
+    }
+    pub(super) fn ai_output_price() -> f64 {
+        0.60
+    }
     pub(super) fn status_context() -> String {
         "previewd/preview".into()
     }
@@ -606,6 +755,30 @@ impl Config {
         }
         if ttl.sweep_interval < Duration::from_secs(10) {
             return Err(invalid("ttl.sweepInterval", "at least 10s"));
+        }
+        let ai = &self.ai;
+        if !(0.0..=1.0).contains(&ai.min_confidence) {
+            return Err(invalid("ai.minConfidence", "between 0 and 1"));
+        }
+        if ai.requests_per_minute == 0 {
+            return Err(invalid("ai.requestsPerMinute", "must be at least 1"));
+        }
+        if ai.timeout.is_zero() || ai.timeout > Duration::from_secs(300) {
+            return Err(invalid("ai.timeout", "between 1s and 5m"));
+        }
+        if !(1024..=256 * 1024).contains(&ai.max_diff_bytes) {
+            return Err(invalid("ai.maxDiffBytes", "between 1024 and 262144"));
+        }
+        if !(ai.base_url.starts_with("http://") || ai.base_url.starts_with("https://")) {
+            return Err(invalid("ai.baseUrl", "an http(s) URL"));
+        }
+        if !(ai.prices.input_per_million >= 0.0 && ai.prices.output_per_million >= 0.0) {
+            return Err(invalid("ai.prices", "non-negative numbers"));
+        }
+        for (i, path) in ai.ignore_paths.iter().enumerate() {
+            if let Err(err) = globset::Glob::new(path) {
+                return Err(invalid(format!("ai.ignorePaths[{i}]"), err.to_string()));
+            }
         }
         if self.budget.monthly_usd.is_some_and(|b| !(b.is_finite() && b > 0.0)) {
             return Err(invalid("budget.monthlyUsd", "must be a positive number"));

@@ -12,8 +12,11 @@ use kube::api::{Api, Patch, PatchParams};
 use previewd_events::{PrAction, PreviewEvent};
 use serde_json::json;
 
-use crate::config::{Config, ForkPolicy, RepositoryConfig};
-use crate::crd::{PreviewEnvironment, PreviewEnvironmentSpec, REMOVAL_REASON, SelectedBy, ServiceSelection};
+use crate::ai::{self, answer, engine::AiEngine, excerpt::ChangedFile};
+use crate::config::{AiMode, Config, ForkPolicy, RepositoryConfig};
+use crate::crd::{
+    AiVerdict, PreviewEnvironment, PreviewEnvironmentSpec, REMOVAL_REASON, SelectedBy, ServiceSelection, TtlPrediction,
+};
 use crate::github::client::GitHubError;
 use crate::github::detect::ServiceMatcher;
 use crate::github::notify::Notifier;
@@ -78,6 +81,8 @@ pub struct Consumer {
     /// GitHub, when credentials are configured: changed files, fork checks, the PR comment.
     github: Option<Arc<Notifier>>,
     metrics: Option<Metrics>,
+    /// AI augmentation (service detection, test suggestions, TTL prediction), when on.
+    ai: Option<Arc<AiEngine>>,
     /// Each repository's path globs, compiled once.
     matchers: Arc<HashMap<String, ServiceMatcher>>,
     /// Messages per receive (1-10).
@@ -114,10 +119,17 @@ impl Consumer {
             config,
             github: None,
             metrics: None,
+            ai: None,
             matchers: Arc::new(matchers),
             batch_size: 10,
             wait_seconds: 20,
         }
+    }
+
+    /// Asks the AI engine too (it needs GitHub for the diff).
+    pub fn with_ai(mut self, engine: Arc<AiEngine>) -> Consumer {
+        self.ai = Some(engine);
+        self
     }
 
     /// Counts messages by outcome and observes queue lag.
@@ -260,6 +272,7 @@ impl Consumer {
             }
         }
         self.select_services(repo, event, existing.as_ref(), &mut spec).await;
+        self.predict_ttl(event, &mut spec).await;
         if spec.services.is_empty() {
             return self.remove(&api, name, existing, event, Reason::NoServicesAffected).await;
         }
@@ -332,8 +345,9 @@ impl Consumer {
         Ok(allowed.then_some(labeler))
     }
 
-    /// Narrows `spec.services` to those the PR's changed files touch. Files are read once per
-    /// head commit; if GitHub cannot say, every service deploys (and the next event tries again).
+    /// Narrows `spec.services` to those the PR's changed files touch: the path globs, merged
+    /// with the AI's answer when AI is on (`ai.mode`). Files are read once per head commit; if
+    /// GitHub cannot say, every service deploys (and the next event tries again).
     async fn select_services(
         &self,
         repo: &RepositoryConfig,
@@ -341,47 +355,115 @@ impl Consumer {
         existing: Option<&PreviewEnvironment>,
         spec: &mut PreviewEnvironmentSpec,
     ) {
-        let all_services = |note: Option<String>, by| ServiceSelection {
+        let selection = |by, note: Option<String>| ServiceSelection {
             by,
             head_sha: spec.head_sha.clone(),
             changed_files: None,
             note,
+            ai: None,
         };
         let Some(matcher) = self.matchers.get(&repo.name).filter(|m| m.has_paths()) else {
-            spec.selection = Some(all_services(None, SelectedBy::AllServices));
+            spec.selection = Some(selection(SelectedBy::AllServices, None));
             return;
         };
         if let Some(previous) = existing.map(|e| &e.spec)
-            && let Some(selection) = &previous.selection
-            && selection.head_sha == spec.head_sha
-            && selection.by != SelectedBy::Fallback
+            && let Some(chosen) = &previous.selection
+            && chosen.head_sha == spec.head_sha
+            && chosen.by != SelectedBy::Fallback
             && previous.base_ref == spec.base_ref
         {
             spec.services = previous.services.clone();
-            spec.selection = Some(selection.clone());
+            spec.selection = Some(chosen.clone());
             return;
         }
         let Some(notifier) = &self.github else {
             let note = Some("GitHub is not configured: the changed files are unknown".to_owned());
-            spec.selection = Some(all_services(note, SelectedBy::AllServices));
+            spec.selection = Some(selection(SelectedBy::AllServices, note));
             return;
         };
         let number = event.pull_request.number;
-        match notifier.github().pr_files(event.installation_id, &event.repository.full_name, number).await {
-            Ok(files) => {
-                spec.services = matcher.services_for(files.iter().map(String::as_str));
-                spec.selection = Some(ServiceSelection {
-                    by: SelectedBy::Paths,
-                    head_sha: spec.head_sha.clone(),
-                    changed_files: Some(files.len() as u64),
-                    note: None,
-                });
+        let changes =
+            match notifier.github().pr_changes(event.installation_id, &event.repository.full_name, number).await {
+                Ok(changes) => changes,
+                Err(err) => {
+                    tracing::warn!(pr = number, error = %err, "changed files unavailable; deploying every service");
+                    let note = Some(format!("changed files unavailable: {err}"));
+                    spec.selection = Some(selection(SelectedBy::Fallback, note));
+                    return;
+                }
+            };
+        let files: Vec<&str> = changes
+            .iter()
+            .flat_map(|c| std::iter::once(c.filename.as_str()).chain(c.previous_filename.as_deref()))
+            .collect();
+        spec.services = matcher.services_for(files.iter().copied());
+        let mut chosen =
+            ServiceSelection { changed_files: Some(files.len() as u64), ..selection(SelectedBy::Paths, None) };
+        if let Some(engine) = &self.ai {
+            let changed: Vec<ChangedFile> =
+                changes.iter().map(|c| ChangedFile { path: c.filename.clone(), patch: c.patch.clone() }).collect();
+            let (services, verdict) = ask_ai(engine, repo, &changed, &spec.services).await;
+            if verdict.error.is_none() && (!verdict.added.is_empty() || !verdict.removed.is_empty()) {
+                chosen.by = SelectedBy::PathsAndAi;
             }
-            Err(err) => {
-                tracing::warn!(pr = number, error = %err, "changed files unavailable; deploying every service");
-                spec.selection =
-                    Some(all_services(Some(format!("changed files unavailable: {err}")), SelectedBy::Fallback));
+            spec.services = services;
+            chosen.ai = Some(verdict);
+        }
+        spec.selection = Some(chosen);
+    }
+
+    /// A shorter idle TTL for a quiet PR, from its activity on GitHub (when predicted).
+    async fn predict_ttl(&self, event: &PreviewEvent, spec: &mut PreviewEnvironmentSpec) {
+        let (Some(engine), Some(notifier)) = (&self.ai, &self.github) else { return };
+        if !engine.config().features.ttl_prediction {
+            return;
+        }
+        let number = event.pull_request.number;
+        match notifier.github().pr_activity(event.installation_id, &event.repository.full_name, number).await {
+            Ok(a) => {
+                let activity = ai::ttl::Activity {
+                    commits: a.commits,
+                    comments: a.comments + a.review_comments,
+                    opened_at: a.created_at,
+                };
+                spec.ttl_prediction = ai::ttl::predict_idle(activity, self.config.ttl.idle, chrono::Utc::now())
+                    .map(|(idle, reason)| TtlPrediction { idle_seconds: idle.as_secs(), reason });
             }
+            Err(err) => tracing::debug!(pr = number, error = %err, "PR activity unavailable; no TTL prediction"),
+        }
+    }
+}
+
+/// The AI's answer merged with the path globs' choice, and what to record about it. Any
+/// failure keeps the path globs' choice.
+async fn ask_ai(
+    engine: &AiEngine,
+    repo: &RepositoryConfig,
+    changed: &[ChangedFile],
+    static_services: &[String],
+) -> (Vec<String>, AiVerdict) {
+    let config = engine.config();
+    let mut verdict =
+        AiVerdict { model: config.model.clone(), prompt: ai::PROMPT_VERSION.to_owned(), ..AiVerdict::default() };
+    match engine.detect(repo, changed).await {
+        Ok(detection) => {
+            let answer = &detection.answer;
+            let order: Vec<&str> = repo.services.iter().map(|s| s.name.as_str()).collect();
+            let always: Vec<&str> =
+                repo.services.iter().filter(|s| s.paths.is_empty()).map(|s| s.name.as_str()).collect();
+            let mode = if config.features.service_detection { config.mode } else { AiMode::StaticOnly };
+            let merged = answer::merge(static_services, answer, mode, config.min_confidence, &order, &always);
+            verdict.cached = detection.cached;
+            verdict.services = answer.services.iter().map(|p| format!("{} ({:.2})", p.name, p.confidence)).collect();
+            verdict.tests = if config.features.test_selection { answer.tests.clone() } else { Vec::new() };
+            verdict.added = merged.added;
+            verdict.removed = merged.removed;
+            (merged.services, verdict)
+        }
+        Err(err) => {
+            tracing::warn!(error = %err, kind = err.label(), "AI service detection failed; the path globs decide");
+            verdict.error = Some(err.to_string());
+            (static_services.to_vec(), verdict)
         }
     }
 }

@@ -69,6 +69,9 @@ pub struct PreviewEnvironmentSpec {
     pub html_url: Option<String>,
     /// Last activity on the PR (its `updated_at`): the TTL counts from here.
     pub last_activity: DateTime<Utc>,
+    /// A shorter idle TTL for a quiet PR (`ai.features.ttlPrediction`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl_prediction: Option<TtlPrediction>,
     /// The event this spec was last written from; older events are stale.
     pub last_event: EventRef,
 }
@@ -86,12 +89,51 @@ pub struct ServiceSelection {
     /// Why every service was taken (`Fallback`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    /// What the AI said, when it was asked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ai: Option<AiVerdict>,
+}
+
+/// The AI's part in choosing a preview's services (a suggestion; see `ai.mode`).
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AiVerdict {
+    pub model: String,
+    /// The prompt version asked.
+    pub prompt: String,
+    /// Answered from the cache.
+    #[serde(default)]
+    pub cached: bool,
+    /// The services it named, with its confidence (e.g. `api (0.92)`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub services: Vec<String>,
+    /// Services added to, or removed from, what the path globs chose.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub added: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub removed: Vec<String>,
+    /// Test suites it suggests running.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tests: Vec<String>,
+    /// Why its answer was not used (the path globs decided).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// A shorter idle TTL predicted from the PR's activity.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TtlPrediction {
+    pub idle_seconds: u64,
+    pub reason: String,
 }
 
 #[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
 pub enum SelectedBy {
     /// The PR's changed files matched against each service's `paths`.
     Paths,
+    /// The path globs' choice changed by the AI's answer (`ai.mode`).
+    PathsAndAi,
     /// Every configured service: the repository's services have no `paths`, or GitHub is not
     /// configured.
     AllServices,
@@ -140,6 +182,9 @@ pub struct PreviewEnvironmentStatus {
     pub created_at: Option<DateTime<Utc>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<DateTime<Utc>>,
+    /// How the services were chosen (the spec's `selection`, for `kubectl describe`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selection: Option<ServiceSelection>,
     /// When all services were first ready.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ready_at: Option<DateTime<Utc>>,

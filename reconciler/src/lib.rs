@@ -1,6 +1,7 @@
 //! The in-cluster half of Previewd. See `docs/reconciler.md`.
 #![forbid(unsafe_code)]
 
+pub mod ai;
 pub mod argo;
 pub mod config;
 pub mod consumer;

@@ -4,8 +4,8 @@
 //! removed when the preview goes (docs/observability.md).
 
 use prometheus::{
-    Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry,
+    Counter, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry,
 };
 
 #[derive(Debug, Clone)]
@@ -44,6 +44,16 @@ pub struct Metrics {
     pub cost_budget: Gauge,
     /// `previewd_cost_budget_exceeded`: 1 while the projection exceeds the budget.
     pub cost_budget_exceeded: IntGauge,
+    /// `previewd_ai_requests_total{provider,cache_hit}`: service-detection queries (a cache hit
+    /// sends nothing).
+    pub ai_requests: IntCounterVec,
+    /// `previewd_ai_failures_total{reason}`: timeout, rate_limited, api, malformed; each one
+    /// falls back to the path globs.
+    pub ai_failures: IntCounterVec,
+    /// `previewd_ai_tokens_total{kind}`: input and output tokens.
+    pub ai_tokens: IntCounterVec,
+    /// `previewd_ai_cost_usd_total`: token usage priced per `ai.prices`.
+    pub ai_cost: Counter,
     /// `previewd_github_requests_total{operation,outcome}`: operation is one of the fixed
     /// request kinds (e.g. `create deployment`), outcome `ok` or an error kind.
     pub github_requests: IntCounterVec,
@@ -137,6 +147,19 @@ impl Metrics {
                 "previewd_cost_budget_exceeded",
                 "1 while the monthly projection exceeds the budget"
             )?),
+            ai_requests: register!(IntCounterVec::new(
+                Opts::new("previewd_ai_requests_total", "AI service-detection queries, by provider and cache hit"),
+                &["provider", "cache_hit"],
+            )?),
+            ai_failures: register!(IntCounterVec::new(
+                Opts::new("previewd_ai_failures_total", "AI queries that fell back to the path globs, by reason"),
+                &["reason"],
+            )?),
+            ai_tokens: register!(IntCounterVec::new(
+                Opts::new("previewd_ai_tokens_total", "Tokens used by AI queries (input, output)"),
+                &["kind"],
+            )?),
+            ai_cost: register!(Counter::new("previewd_ai_cost_usd_total", "What AI queries cost, in USD")?),
             github_requests: register!(IntCounterVec::new(
                 Opts::new("previewd_github_requests_total", "GitHub API requests, by operation and outcome"),
                 &["operation", "outcome"],
@@ -166,6 +189,12 @@ impl Metrics {
         }
         for status in ["active", "failed", "destroying"] {
             metrics.environments.with_label_values(&[status]);
+        }
+        for reason in crate::ai::engine::AiError::LABELS {
+            metrics.ai_failures.with_label_values(&[reason]);
+        }
+        for kind in ["input", "output"] {
+            metrics.ai_tokens.with_label_values(&[kind]);
         }
         for outcome in ["delivered", "failed", "rejected"] {
             metrics.github_updates.with_label_values(&[outcome]);

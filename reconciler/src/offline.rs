@@ -40,7 +40,13 @@ pub fn preview_resource(
     resource.status = Some(PreviewEnvironmentStatus {
         url: Some(url),
         namespace: Some(name),
-        expires_at: Some(ttl::expires_at(&config.ttl, resource.spec.last_activity, created, do_not_expire)),
+        expires_at: Some(ttl::expires_at(
+            &config.ttl,
+            resource.spec.last_activity,
+            created,
+            do_not_expire,
+            resource.spec.ttl_prediction.as_ref().map(|p| std::time::Duration::from_secs(p.idle_seconds)),
+        )),
         ..PreviewEnvironmentStatus::default()
     });
     Ok(resource)

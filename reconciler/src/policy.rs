@@ -111,6 +111,7 @@ pub fn decide(event: &PreviewEvent, config: &Config) -> Decision {
         installation_id: event.installation_id,
         html_url: Some(pr.html_url.clone()),
         last_activity: pr.updated_at,
+        ttl_prediction: None,
         last_event: EventRef {
             delivery_id: event.delivery_id.clone(),
             updated_at: pr.updated_at,

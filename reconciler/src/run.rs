@@ -14,6 +14,7 @@ use kube::Api;
 use kube::runtime::Controller;
 use kube::runtime::watcher;
 
+use crate::ai::engine::AiEngine;
 use crate::config::Config;
 use crate::consumer::Consumer;
 use crate::controller::{self, Context};
@@ -83,6 +84,23 @@ fn github_notifier(config: &Config, metrics: &Metrics) -> Result<Option<Arc<Noti
     Ok(Some(Arc::new(notifier)))
 }
 
+/// The AI engine when `ai.enabled` (key: `PREVIEWD_AI_API_KEY`, empty for keyless endpoints
+/// such as a local Ollama). It reads diffs through GitHub, so it needs GitHub credentials.
+fn ai_engine(config: &Config, metrics: &Metrics, have_github: bool) -> Result<Option<Arc<AiEngine>>, RunError> {
+    if !config.ai.enabled {
+        return Ok(None);
+    }
+    if !have_github {
+        tracing::warn!("ai.enabled, but without GitHub credentials there is no diff to ask about: AI stays off");
+        return Ok(None);
+    }
+    let key = std::env::var("PREVIEWD_AI_API_KEY").unwrap_or_default();
+    let engine =
+        AiEngine::new(&config.ai, key.trim()).map_err(|e| RunError::Invalid { name: "ai", value: e.to_string() })?;
+    tracing::info!(base_url = %config.ai.base_url, model = %config.ai.model, mode = ?config.ai.mode, "AI engine on");
+    Ok(Some(Arc::new(engine.with_metrics(metrics.clone()))))
+}
+
 pub async fn run(config_path: &Path) -> Result<(), RunError> {
     let config = Arc::new(Config::load(config_path)?);
     let metrics = Metrics::new()?;
@@ -94,6 +112,7 @@ pub async fn run(config_path: &Path) -> Result<(), RunError> {
         })?;
 
     let github = github_notifier(&config, &metrics)?;
+    let ai = ai_engine(&config, &metrics, github.is_some())?;
     let client = kube::Client::try_default().await?;
     let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let sqs = aws_sdk_sqs::Client::new(&sdk);
@@ -137,6 +156,9 @@ pub async fn run(config_path: &Path) -> Result<(), RunError> {
             .with_metrics(metrics.clone());
         if let Some(notifier) = &github {
             consumer = consumer.with_github(Arc::clone(notifier));
+        }
+        if let Some(engine) = &ai {
+            consumer = consumer.with_ai(Arc::clone(engine));
         }
         let stopping = Arc::clone(&stopping);
         consumer_tasks.push(tokio::spawn(async move {

@@ -14,6 +14,7 @@ use std::sync::atomic::AtomicBool;
 use chrono::Utc;
 use kube::api::{Api, PostParams};
 use kube_fake_client::ClientBuilder;
+use previewd::ai::engine::AiEngine;
 use previewd::argo::{Application, ApplicationSet, ApplicationSpec, ApplicationStatus, StatusField};
 use previewd::consumer::{Consumer, Outcome as Consumed};
 use previewd::controller::{Context, Outcome, reconcile, reconcile_at};
@@ -26,6 +27,7 @@ use promql_parser::parser::{Expr, parse};
 use promql_parser::util::{ExprVisitor, walk_expr};
 use serde_json::{Value, json};
 use support::github::FakeGitHub;
+use support::openai::FakeOpenAi;
 use support::root;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -112,8 +114,13 @@ async fn drive_a_preview(metrics: &Metrics) -> (String, String) {
     let notifier = Arc::new(
         Notifier::new(Arc::new(client), config.github.clone()).with_update_counter(metrics.github_updates.clone()),
     );
+    let openai = FakeOpenAi::start(r#"{"services": [{"name": "web", "confidence": 0.9, "reason": "ui"}]}"#).await;
+    let mut ai_config = config.ai.clone();
+    ai_config.base_url = openai.base_url.clone();
+    let engine = Arc::new(AiEngine::new(&ai_config, "").unwrap().with_metrics(metrics.clone()));
     let mut consumer = Consumer::new(stack.sqs.clone(), stack.queue_url.clone(), kube.clone(), Arc::clone(&config))
         .with_github(Arc::clone(&notifier))
+        .with_ai(engine)
         .with_metrics(metrics.clone());
     consumer.wait_seconds = 0;
     let ctx = Arc::new(
@@ -175,6 +182,10 @@ async fn metrics_are_served_with_the_documented_names_types_and_labels() {
         ("previewd_cost_monthly_budget_usd", "gauge", &[]),
         ("previewd_cost_budget_exceeded", "gauge", &[]),
         ("previewd_github_requests_total", "counter", &["operation", "outcome"]),
+        ("previewd_ai_requests_total", "counter", &["provider", "cache_hit"]),
+        ("previewd_ai_failures_total", "counter", &["reason"]),
+        ("previewd_ai_tokens_total", "counter", &["kind"]),
+        ("previewd_ai_cost_usd_total", "counter", &[]),
         ("previewd_github_updates_total", "counter", &["outcome"]),
         ("previewd_github_rate_limit_remaining", "gauge", &[]),
         ("previewd_github_pending_updates", "gauge", &[]),
@@ -202,6 +213,8 @@ async fn metrics_are_served_with_the_documented_names_types_and_labels() {
     sample("previewd_github_updates_total", r#"outcome="delivered"}"#);
     sample("previewd_github_requests_total", r#"operation="create deployment",outcome="ok"} 1"#);
     sample("previewd_cost_monthly_budget_usd", " 2000");
+    sample("previewd_ai_requests_total", r#"{cache_hit="false",provider="openai"} 1"#);
+    sample("previewd_ai_tokens_total", r#"{kind="input"} 1200"#);
     // While the preview was live: its cost per preview, per repository and team, its status.
     for (name, needle) in [
         ("previewd_environment_cost_estimate_usd", r#"{pr_number="42",repository="acme/shop"}"#),

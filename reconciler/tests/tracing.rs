@@ -102,6 +102,12 @@ async fn spans_reach_the_collector_with_the_delivery_id() {
     reconcile_at(&pe, &ctx, Utc::now()).await.unwrap();
     let github = FakeGitHub::start().await;
     github.client().pr_files(Some(1), "acme/shop", 42).await.unwrap();
+    let openai = support::openai::FakeOpenAi::start(r#"{"services": []}"#).await;
+    let mut ai = support::config().ai;
+    ai.base_url = openai.base_url.clone();
+    let engine = previewd::ai::engine::AiEngine::new(&ai, "").unwrap();
+    let changed = [previewd::ai::excerpt::ChangedFile { path: "web/a.ts".into(), patch: Some("+a".into()) }];
+    engine.detect(&support::config().repositories[0], &changed).await.unwrap();
 
     tokio::task::spawn_blocking(move || telemetry.shutdown()).await.unwrap();
     let spans = received.lock().unwrap().clone();
@@ -119,4 +125,5 @@ async fn spans_reach_the_collector_with_the_delivery_id() {
     find("cost.calculate");
     find("github.fetch_diff");
     assert_eq!(find("github.request").1["operation"], "list pull request files");
+    assert_eq!(find("ai.analyze_code").1["model"], "gpt-4o-mini");
 }

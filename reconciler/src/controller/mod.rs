@@ -209,7 +209,8 @@ pub async fn reconcile_at(pe: &PreviewEnvironment, ctx: &Context, now: DateTime<
         .or_else(|| pe.metadata.creation_timestamp.as_ref().and_then(chrono_time))
         .unwrap_or(now);
     let do_not_expire = pe.spec.labels.iter().any(|l| l.eq_ignore_ascii_case(&config.policy.do_not_expire_label));
-    let expires_at = ttl::expires_at(&config.ttl, pe.spec.last_activity, created_at, do_not_expire);
+    let predicted = pe.spec.ttl_prediction.as_ref().map(|p| Duration::from_secs(p.idle_seconds));
+    let expires_at = ttl::expires_at(&config.ttl, pe.spec.last_activity, created_at, do_not_expire, predicted);
     if now >= expires_at {
         tracing::info!(preview = %name, %expires_at, "preview expired; deleting");
         let note = json!({"metadata": {"annotations": {REMOVAL_REASON: Reason::Expired.as_str()}}});
@@ -281,7 +282,8 @@ pub async fn reconcile_at(pe: &PreviewEnvironment, ctx: &Context, now: DateTime<
             }
         },
     };
-    let status = status::compute(previous, observed, now);
+    let mut status = status::compute(previous, observed, now);
+    status.selection = pe.spec.selection.clone();
     let all_ready = status.phase == Some(crate::crd::Phase::Ready);
     if let Some(notifier) = &ctx.github {
         notifier.publish(view::live(config, pe, &status));

@@ -121,6 +121,7 @@ pub fn compute(
         cost_estimate: observed.cost.or_else(|| previous.and_then(|p| p.cost_estimate.clone())),
         created_at: Some(observed.created_at),
         expires_at: Some(observed.expires_at),
+        selection: previous.and_then(|p| p.selection.clone()),
         ready_at: previous.and_then(|p| p.ready_at).or((phase == Phase::Ready).then_some(now)),
         observed_generation: g,
         last_applied_event: Some(observed.last_event),

@@ -72,11 +72,25 @@ pub struct GitHubClient {
     requests: Option<prometheus::IntCounterVec>,
 }
 
-#[derive(Deserialize)]
-struct PrFile {
-    filename: String,
+/// One file a pull request changes, as GitHub lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct PrChange {
+    pub filename: String,
+    /// The old name of a renamed file.
     #[serde(default)]
-    previous_filename: Option<String>,
+    pub previous_filename: Option<String>,
+    /// The unified diff hunk (absent for binary files and very large diffs).
+    #[serde(default)]
+    pub patch: Option<String>,
+}
+
+/// What GitHub says about a pull request's activity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub struct PrActivity {
+    pub commits: u64,
+    pub comments: u64,
+    pub review_comments: u64,
+    pub created_at: chrono::DateTime<chrono::Utc>,
 }
 
 impl GitHubClient {
@@ -275,17 +289,37 @@ impl GitHubClient {
 
     /// Every file a pull request changes (renames count for both names), following pagination
     /// up to GitHub's limit of 3,000 files.
-    #[tracing::instrument(name = "github.fetch_diff", skip(self, installation))]
     pub async fn pr_files(
         &self,
         installation: Option<u64>,
         repository: &str,
         number: u64,
     ) -> Result<Vec<String>, GitHubError> {
+        let changes = self.pr_changes(installation, repository, number).await?;
+        Ok(changes.into_iter().flat_map(|f| std::iter::once(f.filename).chain(f.previous_filename)).collect())
+    }
+
+    /// The files a pull request changes with their patches, up to GitHub's 3,000.
+    #[tracing::instrument(name = "github.fetch_diff", skip(self, installation))]
+    pub async fn pr_changes(
+        &self,
+        installation: Option<u64>,
+        repository: &str,
+        number: u64,
+    ) -> Result<Vec<PrChange>, GitHubError> {
         let first = format!("/repos/{repository}/pulls/{number}/files?per_page=100");
-        let page_limit = MAX_PR_FILES / 100;
-        let files: Vec<PrFile> = self.get_all(installation, first, page_limit, "list pull request files").await?;
-        Ok(files.into_iter().flat_map(|f| std::iter::once(f.filename).chain(f.previous_filename)).collect())
+        self.get_all(installation, first, MAX_PR_FILES / 100, "list pull request files").await
+    }
+
+    /// The PR's commits, comments and age (for TTL prediction).
+    pub async fn pr_activity(
+        &self,
+        installation: Option<u64>,
+        repository: &str,
+        number: u64,
+    ) -> Result<PrActivity, GitHubError> {
+        let url = format!("/repos/{repository}/pulls/{number}");
+        Ok(self.get_json(installation, &url, "get pull request").await?.1)
     }
 }
 

@@ -7,7 +7,7 @@ use std::fmt::Write;
 use chrono::{DateTime, Utc};
 
 use super::api::IssueComment;
-use crate::crd::{Phase, PreviewEnvironmentStatus};
+use crate::crd::{Phase, PreviewEnvironmentStatus, ServiceSelection, TtlPrediction};
 use crate::policy::Reason;
 
 /// Identifies Previewd's comment among the PR's comments (invisible when rendered).
@@ -16,9 +16,22 @@ pub const MARKER: &str = "<!-- previewd:preview -->";
 /// What the comment shows.
 #[derive(Debug, Clone)]
 pub enum View<'a> {
-    Live { status: &'a PreviewEnvironmentStatus, head_sha: &'a str, do_not_expire_label: &'a str, do_not_expire: bool },
-    NotCreated { reason: Reason, labels: Labels<'a> },
-    Destroyed { reason: Option<Reason>, at: DateTime<Utc>, labels: Labels<'a> },
+    Live {
+        status: &'a PreviewEnvironmentStatus,
+        head_sha: &'a str,
+        do_not_expire_label: &'a str,
+        do_not_expire: bool,
+        ttl_prediction: Option<&'a TtlPrediction>,
+    },
+    NotCreated {
+        reason: Reason,
+        labels: Labels<'a>,
+    },
+    Destroyed {
+        reason: Option<Reason>,
+        at: DateTime<Utc>,
+        labels: Labels<'a>,
+    },
 }
 
 /// The policy labels the comment names.
@@ -43,6 +56,45 @@ fn short(sha: &str) -> &str {
 
 fn when(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%d %H:%M UTC").to_string()
+}
+
+fn hours(seconds: u64) -> String {
+    match seconds / 3600 {
+        1 => "1 hour".to_owned(),
+        h => format!("{h} hours"),
+    }
+}
+
+/// How the services were chosen, when the AI took part (its suggestions marked as such).
+fn how_chosen(selection: &ServiceSelection) -> String {
+    let Some(ai) = &selection.ai else { return String::new() };
+    let mut out = String::new();
+    match (&ai.error, ai.added.is_empty() && ai.removed.is_empty()) {
+        (Some(_), _) => {
+            out.push_str("<sub>Services chosen from the changed paths (AI detection unavailable).</sub>\n\n")
+        }
+        (None, true) => out.push_str("<sub>Services chosen from the changed paths; AI detection agreed.</sub>\n\n"),
+        (None, false) => {
+            let mut changes = Vec::new();
+            if !ai.added.is_empty() {
+                changes.push(format!("added {}", ai.added.join(", ")));
+            }
+            if !ai.removed.is_empty() {
+                changes.push(format!("left out {}", ai.removed.join(", ")));
+            }
+            let _ = writeln!(
+                out,
+                "<sub>Services chosen from the changed paths; AI detection {} ({}).</sub>\n",
+                changes.join(" and "),
+                ai.model
+            );
+        }
+    }
+    if !ai.tests.is_empty() {
+        let suites: Vec<String> = ai.tests.iter().map(|t| format!("`{t}`")).collect();
+        let _ = writeln!(out, "💡 Suggested test suites (AI suggestion): {}\n", suites.join(", "));
+    }
+    out
 }
 
 /// Why there is no preview, in words for the PR's author.
@@ -87,7 +139,7 @@ pub fn explains(reason: Reason) -> bool {
 pub fn render(view: &View<'_>) -> String {
     let mut out = format!("{MARKER}\n");
     match view {
-        View::Live { status, head_sha, do_not_expire_label, do_not_expire } => {
+        View::Live { status, head_sha, do_not_expire_label, do_not_expire, ttl_prediction } => {
             let heading = match status.phase {
                 Some(Phase::Ready) => "🟢 Preview ready",
                 Some(Phase::Failed) => "🔴 Preview failed",
@@ -118,6 +170,9 @@ pub fn render(view: &View<'_>) -> String {
                 let _ =
                     writeln!(out, "Estimated cost: ${:.2}/hour · ${:.2}/month\n", cost.hourly_usd, cost.monthly_usd);
             }
+            if let Some(selection) = &status.selection {
+                let _ = write!(out, "{}", how_chosen(selection));
+            }
             if let Some(expires) = status.expires_at {
                 let extend = if *do_not_expire {
                     format!("The `{do_not_expire_label}` label keeps it longer after each push.")
@@ -125,6 +180,14 @@ pub fn render(view: &View<'_>) -> String {
                     format!("Add the `{do_not_expire_label}` label to keep it longer.")
                 };
                 let _ = writeln!(out, "Expires {} unless the PR sees activity. {extend}\n", when(expires));
+                if let (Some(prediction), false) = (ttl_prediction, *do_not_expire) {
+                    let _ = writeln!(
+                        out,
+                        "> 💡 Suggestion: this PR has been quiet ({}), so its preview idles out after {} instead of the usual time.\n",
+                        prediction.reason,
+                        hours(prediction.idle_seconds)
+                    );
+                }
             }
             let _ = writeln!(out, "<sub>Commit {} · Previewd</sub>", short(head_sha));
         }
@@ -179,6 +242,7 @@ mod tests {
             head_sha: "ec26c3e57ca3",
             do_not_expire_label: "do-not-expire",
             do_not_expire: false,
+            ttl_prediction: None,
         });
         assert!(body.starts_with(MARKER));
         for expected in [
@@ -193,6 +257,47 @@ mod tests {
         ] {
             assert!(body.contains(expected), "{expected:?} missing:\n{body}");
         }
+    }
+
+    #[test]
+    fn ai_choices_and_predictions_are_marked_as_suggestions() {
+        let mut s = status();
+        s.selection = Some(ServiceSelection {
+            by: crate::crd::SelectedBy::PathsAndAi,
+            head_sha: "ec26c3e".into(),
+            changed_files: Some(3),
+            note: None,
+            ai: Some(crate::crd::AiVerdict {
+                model: "gpt-4o-mini".into(),
+                added: vec!["api".into()],
+                tests: vec!["api-integration".into()],
+                ..Default::default()
+            }),
+        });
+        let prediction = TtlPrediction { idle_seconds: 7200, reason: "1 commits and 0 comments in 10 days".into() };
+        let body = render(&View::Live {
+            status: &s,
+            head_sha: "ec26c3e57ca3",
+            do_not_expire_label: "do-not-expire",
+            do_not_expire: false,
+            ttl_prediction: Some(&prediction),
+        });
+        for expected in [
+            "AI detection added api (gpt-4o-mini)",
+            "Suggested test suites (AI suggestion): `api-integration`",
+            "Suggestion: this PR has been quiet (1 commits and 0 comments in 10 days), so its preview idles out after 2 hours",
+        ] {
+            assert!(body.contains(expected), "{expected:?} missing:\n{body}");
+        }
+        // The label wins over a prediction, and the comment does not mention it then.
+        let labelled = render(&View::Live {
+            status: &s,
+            head_sha: "ec26c3e57ca3",
+            do_not_expire_label: "do-not-expire",
+            do_not_expire: true,
+            ttl_prediction: Some(&prediction),
+        });
+        assert!(!labelled.contains("quiet"));
     }
 
     #[test]

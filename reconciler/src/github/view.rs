@@ -36,6 +36,7 @@ pub fn live(config: &Config, pe: &PreviewEnvironment, status: &PreviewEnvironmen
         head_sha: &spec.head_sha,
         do_not_expire_label: &config.policy.do_not_expire_label,
         do_not_expire,
+        ttl_prediction: spec.ttl_prediction.as_ref(),
     });
     Update {
         installation: spec.installation_id,

@@ -49,6 +49,8 @@ pub struct GitHubState {
     pub files: Vec<Value>,
     /// login -> permission (`admin`, `write`, `read`, `none`); others are 404 (not a user).
     pub permissions: HashMap<String, String>,
+    /// `GET /repos/{repo}/pulls/{n}` (404 when unset).
+    pub pull: Option<Value>,
     /// The issue events of every PR, oldest first.
     pub issue_events: Vec<Value>,
     pub deployments: Vec<Deployment>,
@@ -233,6 +235,10 @@ async fn handle(State((state, base)): State<(Shared, String)>, request: Request)
     let repository = format!("{owner}/{name}");
     match (&method, rest) {
         (&Method::GET, ["pulls", _, "files"]) => page(s.files.clone(), &base, &path, &q),
+        (&Method::GET, ["pulls", _]) => match &s.pull {
+            Some(pull) => json_response(StatusCode::OK, pull.clone()),
+            None => not_found(),
+        },
         (&Method::GET, ["collaborators", user, "permission"]) => {
             let user = form_urlencoded::parse(format!("u={user}").as_bytes()).next().unwrap().1.into_owned();
             match s.permissions.get(&user) {

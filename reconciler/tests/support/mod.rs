@@ -15,6 +15,7 @@
 #![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod github;
+pub mod openai;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
