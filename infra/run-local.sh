@@ -53,7 +53,11 @@ cargo run --quiet -p previewd -- render --config docs/examples/config.yaml --eve
       /^kind: / { kind = $2 }
       section == "metadata:" && /^  name: / { name = $2 }
       section == "metadata:" && /^  namespace: / { ns = "(namespace " $2 ")" }
-      END { flush() }'
+      section == "status:" && /^  url: / { url = $2 }
+      section == "status:" && /^  expiresAt: / { expires = $2 }
+      section == "status:" && /^    estimatedMonthlyCost: / { cost = $2 }
+      section == "status:" && /^    hourlyUsd: / { hourly = $2 }
+      END { flush(); printf "  URL %s  ·  cost $%s/hour, %s/month  ·  expires %s\n", url, hourly, cost, expires }'
 echo "run: full YAML: cargo run -p previewd -- render --config docs/examples/config.yaml --event .run/last-event.json"
 
 if [ "${PREVIEWD_DEMO_EXIT:-0}" = 1 ]; then

@@ -36,8 +36,10 @@ pub fn preview_resource(
     let (name, url) = (preview.name.clone(), preview.url());
     let do_not_expire = resource.spec.labels.iter().any(|l| l.eq_ignore_ascii_case(&config.policy.do_not_expire_label));
     let created = Utc::now();
+    let cost = crate::cost::for_services(config, preview.services.iter().copied(), created, created).ok();
     resource.metadata = ObjectMeta { name: Some(name.clone()), ..ObjectMeta::default() };
     resource.status = Some(PreviewEnvironmentStatus {
+        cost_estimate: cost,
         url: Some(url),
         namespace: Some(name),
         expires_at: Some(ttl::expires_at(
