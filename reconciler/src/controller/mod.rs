@@ -178,6 +178,7 @@ pub async fn reconcile_at(pe: &PreviewEnvironment, ctx: &Context, now: DateTime<
 
     if let Some(deleted) = &pe.metadata.deletion_timestamp {
         if !pe.finalizers().iter().any(|f| f == FINALIZER) {
+            ctx.books.forget(&name);
             return Ok(Outcome::Finalized);
         }
         let deleted_at = chrono_time(deleted).unwrap_or(now);
