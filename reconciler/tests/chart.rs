@@ -86,6 +86,7 @@ fn rendered_chart_validates_against_the_kubernetes_schemas() {
         "ConfigMap",
         "Deployment",
         "Service",
+        "PodDisruptionBudget",
     ] {
         assert!(kinds.contains(&kind), "{kind} missing from {kinds:?}");
     }
@@ -191,4 +192,43 @@ fn github_credentials_come_from_a_secret() {
     let plain = template();
     let deployment = plain.iter().find(|o| o["kind"] == "Deployment").unwrap();
     assert!(!deployment.to_string().contains("PREVIEWD_GITHUB"));
+}
+
+#[test]
+fn values_that_break_the_schema_are_refused_at_install() {
+    for (value, field) in [
+        ("replicaCount=0", "replicaCount"),
+        ("consumers=100", "consumers"),
+        ("queue.url=https://sqs.eu-west-1.amazonaws.com/1/not-fifo", "queue"),
+        ("aws.roleArn=my-role", "roleArn"),
+        ("monitoring.dashboard.enabled=yes", "enabled"),
+        ("image.pullPolicy=Sometimes", "pullPolicy"),
+        ("replicas=3", "replicas"),
+    ] {
+        let out = helm(&["template", "pd", "charts/previewd", "--set", QUEUE, "--set", value]);
+        let text = text(&out);
+        assert!(!out.status.success(), "{value} was accepted");
+        assert!(text.contains("schema") && text.contains(field), "{value}: {text}");
+    }
+    // Strings that happen to parse as numbers stay strings where a string is wanted.
+    let out = helm(&["template", "pd", "charts/previewd", "--set", QUEUE, "--set-string", "logLevel=debug"]);
+    assert!(out.status.success(), "{}", text(&out));
+}
+
+#[test]
+fn the_image_matches_what_the_chart_runs() {
+    let dockerfile = std::fs::read_to_string(root().join("Dockerfile")).unwrap();
+    let objects = template();
+    let deployment = objects.iter().find(|o| o["kind"] == "Deployment").unwrap();
+    let pod = &deployment["spec"]["template"]["spec"];
+    let uid = pod["securityContext"]["runAsUser"].as_i64().unwrap();
+    assert!(dockerfile.contains(&format!("USER {uid}:{uid}")), "the image runs as the chart's user {uid}");
+    assert!(dockerfile.contains("--bin previewd") && dockerfile.contains("ENTRYPOINT [\"/usr/local/bin/previewd\"]"));
+    assert_eq!(pod["containers"][0]["args"][0], "run");
+    let rust_version = std::fs::read_to_string(root().join("Cargo.toml")).unwrap();
+    let msrv = rust_version.lines().find_map(|l| l.strip_prefix("rust-version = ")).unwrap().trim_matches('"');
+    assert!(
+        dockerfile.contains(&format!("FROM rust:{msrv}-")),
+        "the build image is the workspace's rust-version {msrv}"
+    );
 }

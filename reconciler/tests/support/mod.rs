@@ -190,3 +190,70 @@ pub async fn serve_over_http(client: Client, dir: &std::path::Path) -> PathBuf {
     .unwrap();
     kubeconfig
 }
+
+/// An API call as RBAC sees it: (API group, resource[/subresource], verb).
+pub type Access = (String, String, String);
+
+/// Which RBAC access a request needs.
+pub fn access_of(method: &str, path: &str, query: &str) -> Option<Access> {
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let (group, rest) = match segments.as_slice() {
+        ["api", _version, rest @ ..] => (String::new(), rest),
+        ["apis", group, _version, rest @ ..] => ((*group).to_owned(), rest),
+        _ => return None,
+    };
+    // Namespaced paths start namespaces/{ns}/{resource}; a bare namespaces/{name} is the
+    // Namespace object itself.
+    let rest: &[&str] = match rest {
+        ["namespaces", _ns, resource, tail @ ..] => &[&[*resource], tail].concat(),
+        other => other,
+    };
+    let (resource, name, sub) = (rest.first()?, rest.get(1), rest.get(2));
+    let resource = match sub {
+        Some(sub) => format!("{resource}/{sub}"),
+        None => (*resource).to_owned(),
+    };
+    let verb = match (method, name) {
+        ("GET", Some(_)) => "get",
+        ("GET", None) if query.contains("watch=true") || query.contains("watch=1") => "watch",
+        ("GET", None) => "list",
+        ("POST", _) => "create",
+        ("PUT", _) => "update",
+        ("PATCH", _) => "patch",
+        ("DELETE", Some(_)) => "delete",
+        ("DELETE", None) => "deletecollection",
+        _ => return None,
+    };
+    Some((group, resource, verb.to_owned()))
+}
+
+/// `client`, recording the RBAC access of every request it sends.
+pub fn recording(client: Client) -> (Client, Arc<Mutex<std::collections::BTreeSet<Access>>>) {
+    let seen: Arc<Mutex<std::collections::BTreeSet<Access>>> = Arc::default();
+    let record = Arc::clone(&seen);
+    let service = tower::service_fn(move |request: http::Request<Body>| {
+        let inner = client.clone();
+        let record = Arc::clone(&record);
+        async move {
+            let uri = request.uri();
+            if let Some(access) = access_of(request.method().as_str(), uri.path(), uri.query().unwrap_or("")) {
+                // Server-side apply may create the object: the API server authorizes that
+                // as `create` too.
+                let apply = request
+                    .headers()
+                    .get(http::header::CONTENT_TYPE)
+                    .is_some_and(|v| v.as_bytes().starts_with(b"application/apply-patch"));
+                let mut record = record.lock().unwrap();
+                if apply {
+                    record.insert((access.0.clone(), access.1.clone(), "create".to_owned()));
+                }
+                record.insert(access);
+            }
+            let response = inner.send(request).await?;
+            let (parts, body) = response.into_parts();
+            let bytes = body.collect().await?.to_bytes();
+            Ok::<_, BoxError>(http::Response::from_parts(parts, Full::new(bytes)))
+        }
+    });
+    (Client::new(service, "default"), seen)
+}

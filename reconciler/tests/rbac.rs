@@ -1,0 +1,222 @@
+//! The chart's RBAC covers every Kubernetes API call the reconciler makes, and no more than
+//! it needs where it matters (no Secrets). The calls are recorded below the code under test
+//! while a preview goes through its whole life (consumer, controller, Events, the finalizer's
+//! cleanup, leader election), plus the watch the controller runtime opens.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::process::Command;
+use std::sync::Arc;
+
+use chrono::Utc;
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::api::{Api, PostParams};
+use kube_fake_client::ClientBuilder;
+use previewd::argo::{Application, ApplicationSet, ApplicationSpec, ApplicationStatus, StatusField};
+use previewd::consumer::{Consumer, Outcome as Consumed};
+use previewd::controller::{Context, reconcile_at};
+use previewd::crd::{PreviewEnvironment, REMOVAL_REASON};
+use previewd::github::notify::Notifier;
+use previewd::leader::LeaderElection;
+use serde_json::{Value, json};
+use support::github::FakeGitHub;
+use support::{Access, access_of, recording, root};
+
+const NAME: &str = "preview-shop-pr-42";
+
+/// Every access the reconciler needs, recorded from a preview's life.
+async fn recorded() -> BTreeSet<Access> {
+    let fake = ClientBuilder::new()
+        .with_resource::<PreviewEnvironment>()
+        .with_status_subresource::<PreviewEnvironment>()
+        .with_resource::<ApplicationSet>()
+        .with_resource::<Application>()
+        .build()
+        .await
+        .unwrap();
+    // The recorder sits above the bridge, so it sees the paths production sends; the test's
+    // own writes (standing in for Argo CD) go around it.
+    let unrecorded = support::cluster_scope_shim(fake);
+    let (kube, seen) = recording(unrecorded.clone());
+    let github = FakeGitHub::start().await;
+    github.lock().files = vec![json!({"filename": "web/a.ts", "status": "modified"})];
+    let config = Arc::new(support::config());
+    let notifier = Arc::new(Notifier::new(Arc::new(github.client()), config.github.clone()));
+    let sqs = aws_sdk_sqs::Client::from_conf(
+        aws_sdk_sqs::Config::builder()
+            .behavior_version(aws_sdk_sqs::config::BehaviorVersion::latest())
+            .region(aws_sdk_sqs::config::Region::new("us-east-1"))
+            .build(),
+    );
+    let consumer =
+        Consumer::new(sqs, "unused".into(), kube.clone(), Arc::clone(&config)).with_github(Arc::clone(&notifier));
+    let ctx = Context::new(kube.clone(), Arc::clone(&config)).with_github(Arc::clone(&notifier));
+
+    let mut opened = support::event("opened.json");
+    opened.pull_request.updated_at = Utc::now();
+    opened.received_at = Utc::now();
+    assert_eq!(consumer.handle_event(&opened).await, Consumed::Applied { name: NAME.into() });
+    let api: Api<PreviewEnvironment> = Api::all(kube.clone());
+    reconcile_at(&api.get(NAME).await.unwrap(), &ctx, Utc::now()).await.unwrap();
+    // Argo CD's Applications appear; the preview becomes ready (Events on the way).
+    let apps: Api<Application> = Api::namespaced(unrecorded, "argocd");
+    let mut app = Application::new(&format!("{NAME}-web"), ApplicationSpec::default());
+    app.metadata.labels = Some([("preview.previewd.io/name".to_owned(), NAME.to_owned())].into());
+    app.status = Some(ApplicationStatus {
+        health: Some(StatusField { status: Some("Healthy".into()), ..Default::default() }),
+        sync: Some(StatusField { status: Some("Synced".into()), ..Default::default() }),
+        ..Default::default()
+    });
+    apps.create(&PostParams::default(), &app).await.unwrap();
+    reconcile_at(&api.get(NAME).await.unwrap(), &ctx, Utc::now()).await.unwrap();
+
+    // Expiry deletes it; deletion runs the finalizer's cleanup.
+    let pe = api.get(NAME).await.unwrap();
+    let mut deleting = pe.clone();
+    deleting.metadata.annotations.get_or_insert_default().insert(REMOVAL_REASON.into(), "expired".into());
+    deleting.metadata.deletion_timestamp =
+        Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now()));
+    reconcile_at(&deleting, &ctx, Utc::now()).await.unwrap();
+    notifier.flush(false).await;
+    reconcile_at(&deleting, &ctx, Utc::now()).await.unwrap();
+    reconcile_at(&pe, &ctx, Utc::now() + chrono::Duration::days(8)).await.unwrap();
+
+    // A PR closed: the consumer deletes.
+    let mut reopened = opened.clone();
+    reopened.delivery_id = "again".into();
+    consumer.handle_event(&reopened).await;
+    let mut closed = support::event("closed-merged.json");
+    closed.pull_request.updated_at = Utc::now() + chrono::Duration::seconds(5);
+    closed.received_at = Utc::now() + chrono::Duration::seconds(5);
+    assert!(matches!(consumer.handle_event(&closed).await, Consumed::Removed { .. }));
+
+    // Leader election on the Lease.
+    let lease = LeaderElection::new(Api::<Lease>::namespaced(kube.clone(), "previewd"), "previewd-leader", "pod-a");
+    assert!(lease.try_acquire_or_renew(k8s_openapi::jiff::Timestamp::now()).await.unwrap());
+    assert!(lease.try_acquire_or_renew(k8s_openapi::jiff::Timestamp::now()).await.unwrap());
+
+    let mut all = seen.lock().unwrap().clone();
+    // What kube-runtime's Controller does in `previewd run`: list and watch the previews.
+    for verb in ["list", "watch"] {
+        all.insert(("preview.previewd.io".into(), "previewenvironments".into(), verb.into()));
+    }
+    all
+}
+
+/// The rules of the chart's ClusterRole and leader Role: (kind, group, resource, verb).
+fn chart_rules() -> Vec<(String, String, String, String)> {
+    let root = root();
+    let out = Command::new(root.join(".tools/bin/helm"))
+        .args([
+            "template",
+            "pd",
+            "charts/previewd",
+            "--namespace",
+            "previewd",
+            "--set",
+            "queue.url=https://sqs.example/q.fifo",
+        ])
+        .env("HELM_CACHE_HOME", root.join(".tools/helm/cache"))
+        .env("HELM_CONFIG_HOME", root.join(".tools/helm/config"))
+        .env("HELM_DATA_HOME", root.join(".tools/helm/data"))
+        .current_dir(&root)
+        .output()
+        .expect("helm (infra/setup.sh)");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let yaml = String::from_utf8(out.stdout).unwrap();
+    let mut rules = Vec::new();
+    for doc in serde_norway::Deserializer::from_str(&yaml) {
+        let object: Value = serde::Deserialize::deserialize(doc).unwrap();
+        let kind = object["kind"].as_str().unwrap_or("").to_owned();
+        if kind != "ClusterRole" && kind != "Role" {
+            continue;
+        }
+        for rule in object["rules"].as_array().unwrap() {
+            for group in rule["apiGroups"].as_array().unwrap() {
+                for resource in rule["resources"].as_array().unwrap() {
+                    for verb in rule["verbs"].as_array().unwrap() {
+                        rules.push((
+                            kind.clone(),
+                            group.as_str().unwrap().to_owned(),
+                            resource.as_str().unwrap().to_owned(),
+                            verb.as_str().unwrap().to_owned(),
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    rules
+}
+
+#[test]
+fn requests_map_to_rbac_access() {
+    let access = |m, p, q| access_of(m, p, q).unwrap();
+    let a = |g: &str, r: &str, v: &str| (g.to_owned(), r.to_owned(), v.to_owned());
+    assert_eq!(access("GET", "/api/v1/namespaces/preview-x", ""), a("", "namespaces", "get"));
+    assert_eq!(access("PATCH", "/api/v1/namespaces/preview-x/resourcequotas/q", ""), a("", "resourcequotas", "patch"));
+    assert_eq!(
+        access("GET", "/apis/argoproj.io/v1alpha1/namespaces/argocd/applications", "labelSelector=x"),
+        a("argoproj.io", "applications", "list")
+    );
+    assert_eq!(
+        access("PATCH", "/apis/preview.previewd.io/v1alpha1/previewenvironments/p/status", ""),
+        a("preview.previewd.io", "previewenvironments/status", "patch")
+    );
+    assert_eq!(
+        access("GET", "/apis/preview.previewd.io/v1alpha1/previewenvironments", "watch=true"),
+        a("preview.previewd.io", "previewenvironments", "watch")
+    );
+    assert_eq!(
+        access("DELETE", "/apis/argoproj.io/v1alpha1/namespaces/argocd/applicationsets/p", ""),
+        a("argoproj.io", "applicationsets", "delete")
+    );
+}
+
+#[tokio::test]
+async fn the_chart_grants_every_call_and_no_secrets() {
+    let used = recorded().await;
+    let rules = chart_rules();
+    // Sanity: the recording saw the whole life.
+    for must in [
+        ("", "namespaces", "patch"),
+        ("", "namespaces", "delete"),
+        ("argoproj.io", "applicationsets", "patch"),
+        ("argoproj.io", "applications", "list"),
+        ("preview.previewd.io", "previewenvironments/status", "patch"),
+        ("preview.previewd.io", "previewenvironments", "delete"),
+        ("events.k8s.io", "events", "create"),
+        ("coordination.k8s.io", "leases", "create"),
+    ] {
+        let must = (must.0.to_owned(), must.1.to_owned(), must.2.to_owned());
+        assert!(used.contains(&must), "{must:?} not recorded: {used:#?}");
+    }
+    let missing: Vec<&Access> = used
+        .iter()
+        .filter(|(group, resource, verb)| {
+            !rules.iter().any(|(_, g, r, v)| g == group && r == resource && (v == verb || v == "*"))
+        })
+        .collect();
+    assert!(missing.is_empty(), "the chart's RBAC lacks {missing:#?}");
+    // Leases only in the release namespace (a Role), never cluster-wide.
+    assert!(rules.iter().all(|(kind, _, r, _)| r != "leases" || kind == "Role"));
+    // Nothing on Secrets, and no wildcards.
+    assert!(rules.iter().all(|(_, _, r, _)| r != "secrets"), "{rules:?}");
+    assert!(rules.iter().all(|(_, g, r, v)| g != "*" && r != "*" && v != "*"), "{rules:?}");
+    // Least privilege: every grant is used, or is needed for a reason no request shows.
+    let needed_without_a_request = [
+        // Owner references with blockOwnerDeletion (OwnerReferencesPermissionEnforcement).
+        ("preview.previewd.io", "previewenvironments/finalizers", "update"),
+        // The event recorder patches an Event when the same one repeats (a series).
+        ("events.k8s.io", "events", "patch"),
+    ];
+    let unused: Vec<String> = rules
+        .iter()
+        .filter(|(_, g, r, v)| !used.contains(&(g.clone(), r.clone(), v.clone())))
+        .filter(|(_, g, r, v)| !needed_without_a_request.contains(&(g.as_str(), r.as_str(), v.as_str())))
+        .map(|(k, g, r, v)| format!("{k} {g}/{r} {v}"))
+        .collect();
+    assert!(unused.is_empty(), "granted but never used: {unused:#?}");
+}
