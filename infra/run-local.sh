@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The main job, locally: the local AWS stack, the webhook Lambda served over HTTP by
-# cargo-lambda, one signed sample pull_request delivery through it, the message that landed on
-# the queue, and the objects the reconciler would build from it (`previewd render`). Keeps
-# serving until Ctrl-C (PREVIEWD_DEMO_EXIT=1: stop after the demo).
+# cargo-lambda, a signed pull-request lifecycle through it onto the queue, and the reconciler
+# working that queue off (`previewd consume`): into the cluster in KUBECONFIG if set, else
+# rendered into .run/previews with a summary table. Keeps the webhook serving until Ctrl-C
+# (PREVIEWD_DEMO_EXIT=1: stop after the demo).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -40,25 +41,22 @@ for _ in $(seq 1 300); do
 done
 url="http://127.0.0.1:$port/lambda-url/webhook/"
 echo "run: webhook listening on $url (log: .run/webhook.log)"
-echo "run: sending a signed sample pull_request delivery (infra/samples/pull_request.opened.json)"
-.venv/bin/python infra/send-delivery.py --url "$url" --purge --save .run/last-event.json
+echo "run: a signed pull-request lifecycle through the webhook (infra/lifecycle.py):"
+.venv/bin/python infra/lifecycle.py --url "$url" --purge
 
 echo
-echo "run: what the reconciler would create for it (previewd render, docs/examples/config.yaml):"
-cargo run --quiet -p previewd -- render --config docs/examples/config.yaml --event .run/last-event.json \
-  | awk '
-      function flush() { if (kind != "") printf "  %-22s %-28s %s\n", kind, name, ns; kind = name = ns = "" }
-      /^---/ { flush(); next }
-      /^[a-zA-Z]/ { section = $1 }
-      /^kind: / { kind = $2 }
-      section == "metadata:" && /^  name: / { name = $2 }
-      section == "metadata:" && /^  namespace: / { ns = "(namespace " $2 ")" }
-      section == "status:" && /^  url: / { url = $2 }
-      section == "status:" && /^  expiresAt: / { expires = $2 }
-      section == "status:" && /^    estimatedMonthlyCost: / { cost = $2 }
-      section == "status:" && /^    hourlyUsd: / { hourly = $2 }
-      END { flush(); printf "  URL %s  ·  cost $%s/hour, %s/month  ·  expires %s\n", url, hourly, cost, expires }'
-echo "run: full YAML: cargo run -p previewd -- render --config docs/examples/config.yaml --event .run/last-event.json"
+if [ -n "${KUBECONFIG:-}" ]; then
+  echo "run: the reconciler works off the queue into the cluster in KUBECONFIG (previewd consume):"
+else
+  echo "run: the reconciler works off the queue (previewd consume; no cluster: rendered to .run/previews):"
+  rm -rf .run/previews
+fi
+cargo run --quiet -p previewd -- consume --config docs/examples/config.yaml --out .run/previews
+if [ -z "${KUBECONFIG:-}" ]; then
+  for dir in .run/previews/*/; do
+    [ -d "$dir" ] && echo "run: $dir: $(grep -c '^kind: ' "$dir/objects.yaml") objects in ${dir}objects.yaml"
+  done
+fi
 
 if [ "${PREVIEWD_DEMO_EXIT:-0}" = 1 ]; then
   exit 0

@@ -30,6 +30,22 @@ mkdir -p .run
 # Unit, integration and binary tests (the crates have no doc tests).
 cargo test --workspace --locked --lib --bins --tests 2>&1 | tee .run/test.log
 
+echo "== the main job (make run), to its end, without a cluster"
+KUBECONFIG="" PREVIEWD_DEMO_EXIT=1 infra/run-local.sh 2>&1 | tee .run/main-job.log
+expect() {
+  if ! grep -Eq "$1" .run/main-job.log; then
+    echo "main job: expected a line matching /$1/ ($2); see .run/main-job.log" >&2
+    exit 1
+  fi
+}
+expect 'PR #42 opened +webhook answered 202' "the first delivery is accepted"
+expect 'redelivers it\) +webhook answered 200: .*duplicate' "a redelivery is not enqueued twice"
+expect '^acme/shop#42 +opened .*created: 8 objects +https://shop-pr-42\.preview\.example\.com +\$[0-9.]+ ' "PR 42 rendered with URL and cost"
+expect '^acme/shop#42 +labeled .*updated' "the label updates PR 42's preview"
+expect '^acme/shop#43 +closed .*removed: merged' "merging PR 43 removes its preview"
+test -f .run/previews/preview-shop-pr-42/objects.yaml || { echo "main job: PR 42's objects missing" >&2; exit 1; }
+test ! -e .run/previews/preview-shop-pr-43 || { echo "main job: PR 43's preview left behind" >&2; exit 1; }
+
 echo "== end-to-end suite (a real cluster)"
 if [ -n "${PREVIEWD_E2E_KUBECONFIG:-}" ]; then
   cargo build --locked -p previewd --bin previewd

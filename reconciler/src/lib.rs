@@ -10,6 +10,7 @@ pub mod cost;
 pub mod crd;
 pub mod github;
 pub mod leader;
+pub mod local;
 pub mod metrics;
 pub mod names;
 pub mod offline;

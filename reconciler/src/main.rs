@@ -29,6 +29,16 @@ enum Command {
         #[arg(long, env = "PREVIEWD_CONFIG", default_value = "/etc/previewd/config.yaml")]
         config: PathBuf,
     },
+    /// Work off the queue once, print a row per event, and exit. With KUBECONFIG set, writes
+    /// to that cluster (and reconciles each preview once); without, renders each preview into
+    /// `--out` (one directory per preview). Environment: PREVIEWD_QUEUE_URL, the standard AWS_*.
+    Consume {
+        #[arg(long, env = "PREVIEWD_CONFIG", default_value = "/etc/previewd/config.yaml")]
+        config: PathBuf,
+        /// Where previews are rendered without a cluster.
+        #[arg(long, default_value = ".run/previews")]
+        out: PathBuf,
+    },
     /// Print the PreviewEnvironment CustomResourceDefinition (YAML).
     Crd,
     /// Print, as multi-document YAML, every object the reconciler would apply for a queue message.
@@ -60,6 +70,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run { .. } => Ok(String::new()),
         Command::Cost { config } => cost_report(&config),
+        Command::Consume { config, out } => consume(&config, &out),
         Command::Crd => crd::crd_yaml().map_err(|e| e.to_string()),
         Command::Render { config, event } => offline::render_event(&config, &event).map_err(|e| e.to_string()),
         Command::Config { command: ConfigCommand::Check { file } } => Config::load(&file)
@@ -79,6 +90,27 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn consume(config: &std::path::Path, out: &std::path::Path) -> Result<String, String> {
+    let config = std::sync::Arc::new(Config::load(config).map_err(|e| e.to_string())?);
+    let queue_url = std::env::var("PREVIEWD_QUEUE_URL").map_err(|_| "PREVIEWD_QUEUE_URL is not set".to_owned())?;
+    let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
+    runtime.block_on(async {
+        let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        let sqs = aws_sdk_sqs::Client::new(&sdk);
+        let cluster = std::env::var("KUBECONFIG").is_ok_and(|v| !v.trim().is_empty());
+        let (rows, target) = if cluster {
+            let kube = kube::Client::try_default().await.map_err(|e| format!("Kubernetes: {e}"))?;
+            let rows = previewd::local::consume_to_cluster(config, sqs, &queue_url, kube).await;
+            (rows, "the cluster in KUBECONFIG".to_owned())
+        } else {
+            let rows = previewd::local::consume_to_folder(&config, &sqs, &queue_url, out).await;
+            (rows, format!("{} (no cluster configured: set KUBECONFIG to apply)", out.display()))
+        };
+        let rows = rows.map_err(|e| e.to_string())?;
+        Ok(format!("{}\n{} events handled; previews written to {target}\n", previewd::local::table(&rows), rows.len()))
+    })
 }
 
 fn cost_report(config: &std::path::Path) -> Result<String, String> {

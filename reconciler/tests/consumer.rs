@@ -59,23 +59,24 @@ impl Setup {
     }
 
     async fn queued(&self, url: &str) -> (i64, i64) {
-        let attrs = self
-            .stack
-            .sqs
-            .get_queue_attributes()
-            .queue_url(url)
-            .attribute_names(QueueAttributeName::All)
-            .send()
-            .await
-            .unwrap()
-            .attributes
-            .unwrap();
-        let n = |a: QueueAttributeName| attrs.get(&a).map_or(0, |v| v.parse().unwrap());
-        (
-            n(QueueAttributeName::ApproximateNumberOfMessages),
-            n(QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
-        )
+        queued(&self.stack, url).await
     }
+}
+
+/// (visible, in flight) messages on a queue.
+async fn queued(stack: &Stack, url: &str) -> (i64, i64) {
+    let attrs = stack
+        .sqs
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(QueueAttributeName::All)
+        .send()
+        .await
+        .unwrap()
+        .attributes
+        .unwrap();
+    let n = |a: QueueAttributeName| attrs.get(&a).map_or(0, |v| v.parse().unwrap());
+    (n(QueueAttributeName::ApproximateNumberOfMessages), n(QueueAttributeName::ApproximateNumberOfMessagesNotVisible))
 }
 
 fn later(mut event: PreviewEvent, minutes: i64, delivery: &str) -> PreviewEvent {
@@ -217,4 +218,67 @@ async fn malformed_messages_end_in_the_dead_letter_queue() {
     }
     assert!(s.poll().await.is_empty());
     assert_eq!(s.queued(&s.stack.dlq_url).await.0, 1);
+}
+
+/// `previewd consume` with KUBECONFIG: the binary works the queue off into a cluster (the
+/// in-memory API served over HTTP), reconciles each preview once, and exits.
+#[tokio::test]
+async fn consume_applies_the_queue_to_the_cluster_in_kubeconfig_and_exits() {
+    let stack = Stack::new("consume").await;
+    let fake = ClientBuilder::new()
+        .with_resource::<PreviewEnvironment>()
+        .with_status_subresource::<PreviewEnvironment>()
+        .with_resource::<previewd::argo::ApplicationSet>()
+        .with_resource::<previewd::argo::Application>()
+        .build()
+        .await
+        .unwrap();
+    let kube = support::cluster_scope_shim(fake);
+    let dir = std::env::temp_dir().join(format!("previewd-consume-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let kubeconfig = support::serve_over_http(kube.clone(), &dir).await;
+
+    let mut opened = event("opened.json");
+    opened.pull_request.updated_at = chrono::Utc::now();
+    opened.received_at = chrono::Utc::now();
+    let mut other = later(opened.clone(), 0, "other-pr");
+    other.pull_request.number = 43;
+    let mut merged = later(other.clone(), 1, "other-merged");
+    merged.action = PrAction::Closed;
+    merged.pull_request.state = PrState::Closed;
+    merged.pull_request.merged = true;
+    for e in [&opened, &other, &merged] {
+        stack.send_event(e).await;
+    }
+    let endpoint = previewd_testkit::endpoint();
+    let (queue_url, config) = (stack.queue_url.clone(), root().join("docs/examples/config.yaml"));
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_previewd"))
+            .args(["consume", "--config", config.to_str().unwrap()])
+            .env("KUBECONFIG", kubeconfig)
+            .env("PREVIEWD_QUEUE_URL", queue_url)
+            .env("AWS_ENDPOINT_URL", endpoint)
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("3 events handled; previews written to the cluster in KUBECONFIG"), "{stdout}");
+    let line = stdout.lines().find(|l| l.starts_with("acme/shop#42")).unwrap();
+    assert!(
+        line.contains("applied: preview-shop-pr-42") && line.contains("https://shop-pr-42.preview.example.com"),
+        "{line}"
+    );
+    assert!(line.contains('$'), "the reconcile wrote the cost: {line}");
+    assert!(stdout.lines().any(|l| l.starts_with("acme/shop#43") && l.contains("removed: merged")), "{stdout}");
+    // The cluster holds what the table says, and the queue is empty.
+    let pe = Api::<PreviewEnvironment>::all(kube.clone()).get(NAME).await.unwrap();
+    assert!(pe.status.unwrap().cost_estimate.is_some());
+    assert!(Api::<PreviewEnvironment>::all(kube).get_opt("preview-shop-pr-43").await.unwrap().is_none());
+    assert_eq!(queued(&stack, &stack.queue_url).await, (0, 0));
 }

@@ -1,0 +1,101 @@
+#!/usr/bin/env python3
+"""Send a signed pull-request lifecycle through the running webhook (the main job's input).
+
+PR #42 is opened, gets a new commit, then the `do-not-expire` label; PR #43 is opened, then
+merged. The commit delivery is sent twice, as GitHub's redelivery would, to show the dedupe.
+The messages stay on the queue for the reconciler (`previewd consume`).
+
+  lifecycle.py --url URL      (PREVIEWD_WEBHOOK_SECRET and the stack's environment set)
+"""
+import argparse
+import copy
+import datetime
+import json
+import pathlib
+import subprocess
+import sys
+import uuid
+
+HERE = pathlib.Path(__file__).resolve().parent
+ROOT = HERE.parent
+
+
+def stamp(t: datetime.datetime) -> str:
+    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--url", default="http://127.0.0.1:9000/lambda-url/webhook/")
+    parser.add_argument("--out", default=str(ROOT / ".run/lifecycle"))
+    parser.add_argument("--purge", action="store_true", help="empty the queue first (local demo queue only)")
+    args = parser.parse_args()
+    if args.purge:
+        import os
+
+        import boto3
+
+        sqs = boto3.client(
+            "sqs", endpoint_url=os.environ.get("AWS_ENDPOINT_URL"), region_name=os.environ.get("AWS_REGION", "us-east-1")
+        )
+        try:
+            sqs.purge_queue(QueueUrl=os.environ["PREVIEWD_QUEUE_URL"])
+        except sqs.exceptions.PurgeQueueInProgress:
+            pass  # purged less than 60 s ago: empty enough
+    sample = json.loads((HERE / "samples/pull_request.opened.json").read_text())
+    out = pathlib.Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
+
+    def step(number: int, action: str, minutes: int, change=None) -> dict:
+        p = copy.deepcopy(sample)
+        p["action"] = action
+        p["number"] = number
+        pr = p["pull_request"]
+        pr["number"] = number
+        pr["html_url"] = f"https://github.com/acme/shop/pull/{number}"
+        pr["head"]["ref"] = f"feature/pr-{number}"
+        pr["updated_at"] = stamp(t0 + datetime.timedelta(minutes=minutes))
+        if change:
+            change(p)
+        return p
+
+    def new_commit(p):
+        p["pull_request"]["head"]["sha"] = "0b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c"
+
+    def label(p):
+        p["pull_request"]["head"]["sha"] = "0b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c"
+        p["pull_request"]["labels"].append({"name": "do-not-expire"})
+        p["label"] = {"name": "do-not-expire"}
+
+    def merge(p):
+        pr = p["pull_request"]
+        pr["state"], pr["merged"] = "closed", True
+        pr["closed_at"] = pr["merged_at"] = pr["updated_at"]
+
+    commit_delivery = str(uuid.uuid4())
+    steps = [
+        ("PR #42 opened", step(42, "opened", 0), str(uuid.uuid4())),
+        ("PR #42 new commit", step(42, "synchronize", 1, new_commit), commit_delivery),
+        ("PR #42 new commit (GitHub redelivers it)", step(42, "synchronize", 1, new_commit), commit_delivery),
+        ("PR #42 labelled do-not-expire", step(42, "labeled", 2, label), str(uuid.uuid4())),
+        ("PR #43 opened", step(43, "opened", 3), str(uuid.uuid4())),
+        ("PR #43 merged", step(43, "closed", 4, merge), str(uuid.uuid4())),
+    ]
+    for i, (title, payload, delivery) in enumerate(steps):
+        path = out / f"{i + 1}-{payload['action']}-{payload['number']}.json"
+        path.write_text(json.dumps(payload, indent=2))
+        print(f"  {title:<42} ", end="", flush=True)
+        result = subprocess.run(
+            [sys.executable, str(HERE / "send-delivery.py"), "--url", args.url, "--payload", str(path),
+             "--delivery", delivery, "--no-receive"],
+            capture_output=True, text=True,
+        )
+        print(result.stdout.strip() or result.stderr.strip())
+        if result.returncode != 0:
+            return result.returncode
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
