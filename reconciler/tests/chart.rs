@@ -101,6 +101,7 @@ fn rendered_chart_validates_against_the_kubernetes_schemas() {
         "monitoring.dashboard.enabled=true",
         "tracing.otlpEndpoint=http://otel-collector.observability:4318",
         "ai.existingSecret=previewd-ai",
+        "aws.existingSecret=previewd-aws",
         "extraEnv[0].name=OTEL_RESOURCE_ATTRIBUTES",
         "extraEnv[0].value=deployment.environment=prod",
     ]);
@@ -124,6 +125,7 @@ fn rendered_chart_validates_against_the_kubernetes_schemas() {
     let env = deployment["spec"]["template"]["spec"]["containers"][0]["env"].to_string();
     assert!(env.contains("OTEL_EXPORTER_OTLP_ENDPOINT") && env.contains("OTEL_RESOURCE_ATTRIBUTES"), "{env}");
     assert!(env.contains("PREVIEWD_AI_API_KEY") && env.contains("previewd-ai"), "{env}");
+    assert!(env.contains("AWS_SECRET_ACCESS_KEY") && env.contains("previewd-aws"), "{env}");
 }
 
 /// Every object passes the Kubernetes 1.33 schemas (kubernetes-validate, strict).
