@@ -30,18 +30,6 @@ def main() -> int:
     parser.add_argument("--out", default=str(ROOT / ".run/lifecycle"))
     parser.add_argument("--purge", action="store_true", help="empty the queue first (local demo queue only)")
     args = parser.parse_args()
-    if args.purge:
-        import os
-
-        import boto3
-
-        sqs = boto3.client(
-            "sqs", endpoint_url=os.environ.get("AWS_ENDPOINT_URL"), region_name=os.environ.get("AWS_REGION", "us-east-1")
-        )
-        try:
-            sqs.purge_queue(QueueUrl=os.environ["PREVIEWD_QUEUE_URL"])
-        except sqs.exceptions.PurgeQueueInProgress:
-            pass  # purged less than 60 s ago: empty enough
     sample = json.loads((HERE / "samples/pull_request.opened.json").read_text())
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -86,11 +74,11 @@ def main() -> int:
         path = out / f"{i + 1}-{payload['action']}-{payload['number']}.json"
         path.write_text(json.dumps(payload, indent=2))
         print(f"  {title:<42} ", end="", flush=True)
-        result = subprocess.run(
-            [sys.executable, str(HERE / "send-delivery.py"), "--url", args.url, "--payload", str(path),
-             "--delivery", delivery, "--no-receive"],
-            capture_output=True, text=True,
-        )
+        command = [sys.executable, str(HERE / "send-delivery.py"), "--url", args.url, "--payload", str(path),
+                   "--delivery", delivery, "--no-receive"]
+        if args.purge and i == 0:
+            command.append("--purge")  # send-delivery.py empties the queue before the first one
+        result = subprocess.run(command, capture_output=True, text=True)
         print(result.stdout.strip() or result.stderr.strip())
         if result.returncode != 0:
             return result.returncode

@@ -150,16 +150,18 @@ pub async fn run(config_path: &Path) -> Result<(), RunError> {
     }
 
     // Consumers: stop taking new messages on shutdown; a batch already received is finished.
+    // One consumer (its path globs compiled once), cloned per task.
+    let mut consumer = Consumer::new(sqs.clone(), queue_url.clone(), client.clone(), Arc::clone(&config))
+        .with_metrics(metrics.clone());
+    if let Some(notifier) = &github {
+        consumer = consumer.with_github(Arc::clone(notifier));
+    }
+    if let Some(engine) = &ai {
+        consumer = consumer.with_ai(Arc::clone(engine));
+    }
     let mut consumer_tasks = Vec::new();
     for index in 0..consumers {
-        let mut consumer = Consumer::new(sqs.clone(), queue_url.clone(), client.clone(), Arc::clone(&config))
-            .with_metrics(metrics.clone());
-        if let Some(notifier) = &github {
-            consumer = consumer.with_github(Arc::clone(notifier));
-        }
-        if let Some(engine) = &ai {
-            consumer = consumer.with_ai(Arc::clone(engine));
-        }
+        let consumer = consumer.clone();
         let stopping = Arc::clone(&stopping);
         consumer_tasks.push(tokio::spawn(async move {
             while !stopping.load(Ordering::Relaxed) {

@@ -12,7 +12,6 @@ use std::time::Duration;
 
 use chrono::Utc;
 use kube::api::Api;
-use kube_fake_client::ClientBuilder;
 use previewd::ai::engine::{AiEngine, AiError};
 use previewd::ai::excerpt::ChangedFile;
 use previewd::config::{AiMode, Config};
@@ -171,25 +170,13 @@ async fn with_stand_ins(config: Config) -> (Consumer, FakeGitHub, kube::Client) 
         json!({"filename": "web/src/cart.tsx", "status": "modified", "patch": "@@ -1 +1 @@\n-total\n+cart.total()"}),
         json!({"filename": "yarn.lock", "status": "modified", "patch": "+left-pad@1.3.0"}),
     ];
-    let kube = support::cluster_scope_shim(
-        ClientBuilder::new()
-            .with_resource::<PreviewEnvironment>()
-            .with_status_subresource::<PreviewEnvironment>()
-            .build()
-            .await
-            .unwrap(),
-    );
+    let kube = support::fake_cluster().await;
     let config = Arc::new(config);
     let notifier = Arc::new(Notifier::new(Arc::new(github.client()), config.github.clone()));
     let engine = Arc::new(AiEngine::new(&config.ai, "").unwrap());
-    let sqs = aws_sdk_sqs::Client::from_conf(
-        aws_sdk_sqs::Config::builder()
-            .behavior_version(aws_sdk_sqs::config::BehaviorVersion::latest())
-            .region(aws_sdk_sqs::config::Region::new("us-east-1"))
-            .build(),
-    );
-    let consumer =
-        Consumer::new(sqs, "unused".into(), kube.clone(), Arc::clone(&config)).with_github(notifier).with_ai(engine);
+    let consumer = Consumer::new(support::unused_sqs(), "unused".into(), kube.clone(), Arc::clone(&config))
+        .with_github(notifier)
+        .with_ai(engine);
     (consumer, github, kube)
 }
 

@@ -225,15 +225,7 @@ async fn malformed_messages_end_in_the_dead_letter_queue() {
 #[tokio::test]
 async fn consume_applies_the_queue_to_the_cluster_in_kubeconfig_and_exits() {
     let stack = Stack::new("consume").await;
-    let fake = ClientBuilder::new()
-        .with_resource::<PreviewEnvironment>()
-        .with_status_subresource::<PreviewEnvironment>()
-        .with_resource::<previewd::argo::ApplicationSet>()
-        .with_resource::<previewd::argo::Application>()
-        .build()
-        .await
-        .unwrap();
-    let kube = support::cluster_scope_shim(fake);
+    let kube = support::fake_cluster().await;
     let dir = std::env::temp_dir().join(format!("previewd-consume-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let kubeconfig = support::serve_over_http(kube.clone(), &dir).await;

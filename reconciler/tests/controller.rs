@@ -13,7 +13,7 @@ use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
 use kube::api::{Api, PostParams};
 use kube::{Client, ResourceExt};
 use kube_fake_client::ClientBuilder;
-use previewd::argo::{Application, ApplicationSet, ApplicationSpec, ApplicationStatus, StatusField};
+use previewd::argo::ApplicationSet;
 use previewd::config::Config;
 use previewd::controller::{Context, Outcome, reconcile_at};
 use previewd::crd::{FINALIZER, Phase, PreviewEnvironment};
@@ -21,15 +21,7 @@ use previewd::policy::{Decision, decide};
 use support::{config, event};
 
 async fn client() -> Client {
-    let fake = ClientBuilder::new()
-        .with_resource::<PreviewEnvironment>()
-        .with_status_subresource::<PreviewEnvironment>()
-        .with_resource::<ApplicationSet>()
-        .with_resource::<Application>()
-        .build()
-        .await
-        .unwrap();
-    support::cluster_scope_shim(fake)
+    support::fake_cluster().await
 }
 
 /// Creates the PreviewEnvironment the consumer would for `event`, with activity at `active`.
@@ -115,16 +107,8 @@ async fn healthy_applications_make_the_preview_ready() {
     let ctx = context(&client, config);
     reconcile_at(&pe, &ctx, now).await.unwrap();
     // What Argo CD's ApplicationSet controller and application controller would produce.
-    let apps: Api<Application> = Api::namespaced(client.clone(), "argocd");
     for service in ["web", "api", "worker"] {
-        let mut app = Application::new(&format!("preview-shop-pr-42-{service}"), ApplicationSpec::default());
-        app.metadata.labels = Some([("preview.previewd.io/name".to_owned(), "preview-shop-pr-42".to_owned())].into());
-        app.status = Some(ApplicationStatus {
-            health: Some(StatusField { status: Some("Healthy".into()), ..Default::default() }),
-            sync: Some(StatusField { status: Some("Synced".into()), ..Default::default() }),
-            ..Default::default()
-        });
-        apps.create(&PostParams::default(), &app).await.unwrap();
+        support::healthy_application(&client, "preview-shop-pr-42", service).await;
     }
     let pe = fetch(&client, "preview-shop-pr-42").await;
     let outcome = reconcile_at(&pe, &ctx, now).await.unwrap();

@@ -14,13 +14,12 @@ use axum::response::Response;
 use chrono::{DateTime, Utc};
 use k8s_openapi::api::core::v1::Namespace;
 use kube::Client;
-use kube::api::{Api, PostParams};
-use kube_fake_client::ClientBuilder;
-use previewd::argo::{Application, ApplicationSet, ApplicationSpec, ApplicationStatus, StatusField};
+use kube::api::Api;
+use previewd::argo::ApplicationSet;
 use previewd::config::Config;
 use previewd::consumer::{Consumer, Outcome as Consumed};
 use previewd::controller::{Context, Outcome, reconcile_at};
-use previewd::crd::{Phase, PreviewEnvironment, REMOVAL_REASON, SelectedBy};
+use previewd::crd::{Phase, PreviewEnvironment, SelectedBy};
 use previewd::github::comment::MARKER;
 use previewd::github::notify::Notifier;
 use previewd::github::view;
@@ -31,18 +30,6 @@ use support::config;
 use support::github::FakeGitHub;
 
 const NAME: &str = "preview-shop-pr-42";
-
-async fn kube() -> Client {
-    let fake = ClientBuilder::new()
-        .with_resource::<PreviewEnvironment>()
-        .with_status_subresource::<PreviewEnvironment>()
-        .with_resource::<ApplicationSet>()
-        .with_resource::<Application>()
-        .build()
-        .await
-        .unwrap();
-    support::cluster_scope_shim(fake)
-}
 
 fn changed(paths: &[&str]) -> Vec<Value> {
     paths.iter().map(|p| json!({"sha": "x", "filename": p, "status": "modified"})).collect()
@@ -64,18 +51,11 @@ impl World {
 
     async fn with_config(config: Config) -> World {
         let github = FakeGitHub::start().await;
-        let kube = kube().await;
+        let kube = support::fake_cluster().await;
         let config = Arc::new(config);
         let notifier = Arc::new(Notifier::new(Arc::new(github.client()), config.github.clone()));
-        // The consumer's SQS side is not used here (events are handed to it directly).
-        let sqs = aws_sdk_sqs::Client::from_conf(
-            aws_sdk_sqs::Config::builder()
-                .behavior_version(aws_sdk_sqs::config::BehaviorVersion::latest())
-                .region(aws_sdk_sqs::config::Region::new("us-east-1"))
-                .build(),
-        );
-        let consumer =
-            Consumer::new(sqs, "unused".into(), kube.clone(), Arc::clone(&config)).with_github(Arc::clone(&notifier));
+        let consumer = Consumer::new(support::unused_sqs(), "unused".into(), kube.clone(), Arc::clone(&config))
+            .with_github(Arc::clone(&notifier));
         let ctx = Context::new(kube.clone(), Arc::clone(&config)).with_github(Arc::clone(&notifier));
         World { github, kube, config, notifier, consumer, ctx }
     }
@@ -92,26 +72,14 @@ impl World {
     /// What Argo CD would report once every service of the preview runs.
     async fn services_healthy(&self, name: &str) {
         let pe = self.preview(name).await.unwrap();
-        let apps: Api<Application> = Api::namespaced(self.kube.clone(), "argocd");
         for service in &pe.spec.services {
-            let mut app = Application::new(&format!("{name}-{service}"), ApplicationSpec::default());
-            app.metadata.labels = Some([("preview.previewd.io/name".to_owned(), name.to_owned())].into());
-            app.status = Some(ApplicationStatus {
-                health: Some(StatusField { status: Some("Healthy".into()), ..Default::default() }),
-                sync: Some(StatusField { status: Some("Synced".into()), ..Default::default() }),
-                ..Default::default()
-            });
-            apps.create(&PostParams::default(), &app).await.unwrap();
+            support::healthy_application(&self.kube, name, service).await;
         }
     }
 
     /// What the API server does on `kubectl delete` while the finalizer is there.
     async fn deleting(&self, name: &str, reason: Reason) -> PreviewEnvironment {
-        let mut pe = self.preview(name).await.unwrap();
-        pe.metadata.annotations.get_or_insert_default().insert(REMOVAL_REASON.into(), reason.as_str().into());
-        pe.metadata.deletion_timestamp =
-            Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now()));
-        pe
+        support::deleting(self.preview(name).await.unwrap(), reason.as_str())
     }
 
     /// POST and PATCH requests GitHub received so far.

@@ -12,13 +12,11 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use chrono::Utc;
-use kube::api::{Api, PostParams};
-use kube_fake_client::ClientBuilder;
+use kube::api::Api;
 use previewd::ai::engine::AiEngine;
-use previewd::argo::{Application, ApplicationSet, ApplicationSpec, ApplicationStatus, StatusField};
 use previewd::consumer::{Consumer, Outcome as Consumed};
 use previewd::controller::{Context, Outcome, reconcile, reconcile_at};
-use previewd::crd::{PreviewEnvironment, REMOVAL_REASON};
+use previewd::crd::PreviewEnvironment;
 use previewd::github::notify::Notifier;
 use previewd::metrics::Metrics;
 use previewd::serve::{Health, router};
@@ -99,16 +97,7 @@ async fn drive_a_preview(metrics: &Metrics) -> (String, String) {
     let stack = Stack::new("metrics").await;
     let github = FakeGitHub::start().await;
     github.lock().files = vec![json!({"filename": "web/a.ts", "status": "modified"})];
-    let kube = support::cluster_scope_shim(
-        ClientBuilder::new()
-            .with_resource::<PreviewEnvironment>()
-            .with_status_subresource::<PreviewEnvironment>()
-            .with_resource::<ApplicationSet>()
-            .with_resource::<Application>()
-            .build()
-            .await
-            .unwrap(),
-    );
+    let kube = support::fake_cluster().await;
     let config = Arc::new(support::config());
     let client = github.client().with_request_counter(metrics.github_requests.clone());
     let notifier = Arc::new(
@@ -137,23 +126,12 @@ async fn drive_a_preview(metrics: &Metrics) -> (String, String) {
 
     let api: Api<PreviewEnvironment> = Api::all(kube.clone());
     reconcile(Arc::new(api.get(NAME).await.unwrap()), Arc::clone(&ctx)).await.unwrap();
-    let apps: Api<Application> = Api::namespaced(kube.clone(), "argocd");
-    let mut app = Application::new(&format!("{NAME}-web"), ApplicationSpec::default());
-    app.metadata.labels = Some([("preview.previewd.io/name".to_owned(), NAME.to_owned())].into());
-    app.status = Some(ApplicationStatus {
-        health: Some(StatusField { status: Some("Healthy".into()), ..Default::default() }),
-        sync: Some(StatusField { status: Some("Synced".into()), ..Default::default() }),
-        ..Default::default()
-    });
-    apps.create(&PostParams::default(), &app).await.unwrap();
+    support::healthy_application(&kube, NAME, "web").await;
     reconcile(Arc::new(api.get(NAME).await.unwrap()), Arc::clone(&ctx)).await.unwrap();
     notifier.flush(false).await;
     let live = scrape(addr).await;
 
-    let mut deleting = api.get(NAME).await.unwrap();
-    deleting.metadata.annotations.get_or_insert_default().insert(REMOVAL_REASON.into(), "merged".into());
-    deleting.metadata.deletion_timestamp =
-        Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now()));
+    let deleting = support::deleting(api.get(NAME).await.unwrap(), "merged");
     reconcile_at(&deleting, &ctx, Utc::now()).await.unwrap();
     notifier.flush(false).await;
     assert_eq!(reconcile_at(&deleting, &ctx, Utc::now()).await.unwrap(), Outcome::Finalized);

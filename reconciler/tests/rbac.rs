@@ -12,12 +12,10 @@ use std::sync::Arc;
 
 use chrono::Utc;
 use k8s_openapi::api::coordination::v1::Lease;
-use kube::api::{Api, PostParams};
-use kube_fake_client::ClientBuilder;
-use previewd::argo::{Application, ApplicationSet, ApplicationSpec, ApplicationStatus, StatusField};
+use kube::api::Api;
 use previewd::consumer::{Consumer, Outcome as Consumed};
 use previewd::controller::{Context, reconcile_at};
-use previewd::crd::{PreviewEnvironment, REMOVAL_REASON};
+use previewd::crd::PreviewEnvironment;
 use previewd::github::notify::Notifier;
 use previewd::leader::LeaderElection;
 use serde_json::{Value, json};
@@ -28,30 +26,16 @@ const NAME: &str = "preview-shop-pr-42";
 
 /// Every access the reconciler needs, recorded from a preview's life.
 async fn recorded() -> BTreeSet<Access> {
-    let fake = ClientBuilder::new()
-        .with_resource::<PreviewEnvironment>()
-        .with_status_subresource::<PreviewEnvironment>()
-        .with_resource::<ApplicationSet>()
-        .with_resource::<Application>()
-        .build()
-        .await
-        .unwrap();
     // The recorder sits above the bridge, so it sees the paths production sends; the test's
     // own writes (standing in for Argo CD) go around it.
-    let unrecorded = support::cluster_scope_shim(fake);
+    let unrecorded = support::fake_cluster().await;
     let (kube, seen) = recording(unrecorded.clone());
     let github = FakeGitHub::start().await;
     github.lock().files = vec![json!({"filename": "web/a.ts", "status": "modified"})];
     let config = Arc::new(support::config());
     let notifier = Arc::new(Notifier::new(Arc::new(github.client()), config.github.clone()));
-    let sqs = aws_sdk_sqs::Client::from_conf(
-        aws_sdk_sqs::Config::builder()
-            .behavior_version(aws_sdk_sqs::config::BehaviorVersion::latest())
-            .region(aws_sdk_sqs::config::Region::new("us-east-1"))
-            .build(),
-    );
-    let consumer =
-        Consumer::new(sqs, "unused".into(), kube.clone(), Arc::clone(&config)).with_github(Arc::clone(&notifier));
+    let consumer = Consumer::new(support::unused_sqs(), "unused".into(), kube.clone(), Arc::clone(&config))
+        .with_github(Arc::clone(&notifier));
     let ctx = Context::new(kube.clone(), Arc::clone(&config)).with_github(Arc::clone(&notifier));
 
     let mut opened = support::event("opened.json");
@@ -61,23 +45,12 @@ async fn recorded() -> BTreeSet<Access> {
     let api: Api<PreviewEnvironment> = Api::all(kube.clone());
     reconcile_at(&api.get(NAME).await.unwrap(), &ctx, Utc::now()).await.unwrap();
     // Argo CD's Applications appear; the preview becomes ready (Events on the way).
-    let apps: Api<Application> = Api::namespaced(unrecorded, "argocd");
-    let mut app = Application::new(&format!("{NAME}-web"), ApplicationSpec::default());
-    app.metadata.labels = Some([("preview.previewd.io/name".to_owned(), NAME.to_owned())].into());
-    app.status = Some(ApplicationStatus {
-        health: Some(StatusField { status: Some("Healthy".into()), ..Default::default() }),
-        sync: Some(StatusField { status: Some("Synced".into()), ..Default::default() }),
-        ..Default::default()
-    });
-    apps.create(&PostParams::default(), &app).await.unwrap();
+    support::healthy_application(&unrecorded, NAME, "web").await;
     reconcile_at(&api.get(NAME).await.unwrap(), &ctx, Utc::now()).await.unwrap();
 
     // Expiry deletes it; deletion runs the finalizer's cleanup.
     let pe = api.get(NAME).await.unwrap();
-    let mut deleting = pe.clone();
-    deleting.metadata.annotations.get_or_insert_default().insert(REMOVAL_REASON.into(), "expired".into());
-    deleting.metadata.deletion_timestamp =
-        Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now()));
+    let deleting = support::deleting(pe.clone(), "expired");
     reconcile_at(&deleting, &ctx, Utc::now()).await.unwrap();
     notifier.flush(false).await;
     reconcile_at(&deleting, &ctx, Utc::now()).await.unwrap();

@@ -11,10 +11,8 @@ use std::sync::{Arc, Mutex};
 use axum::body::Bytes;
 use chrono::Utc;
 use kube::api::{Api, PostParams};
-use kube_fake_client::ClientBuilder;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
-use previewd::argo::{Application, ApplicationSet};
 use previewd::controller::{Context, reconcile_at};
 use previewd::crd::PreviewEnvironment;
 use previewd::policy::{Decision, decide};
@@ -81,16 +79,7 @@ async fn spans_reach_the_collector_with_the_delivery_id() {
     assert!(telemetry.exporting());
 
     // A reconcile (with the ApplicationSet created), and a PR's files read from GitHub.
-    let kube = support::cluster_scope_shim(
-        ClientBuilder::new()
-            .with_resource::<PreviewEnvironment>()
-            .with_status_subresource::<PreviewEnvironment>()
-            .with_resource::<ApplicationSet>()
-            .with_resource::<Application>()
-            .build()
-            .await
-            .unwrap(),
-    );
+    let kube = support::fake_cluster().await;
     let config = support::config();
     let mut event = support::event("opened.json");
     event.pull_request.updated_at = Utc::now();

@@ -3,7 +3,7 @@
 
 use serde::Deserialize;
 
-use crate::config::AiMode;
+use crate::config::{AiMode, RepositoryConfig};
 
 /// One service the model chose.
 #[derive(Debug, Clone, PartialEq)]
@@ -110,6 +110,19 @@ pub fn merge(
     let added: Vec<String> = services.iter().filter(|s| !static_services.contains(s)).cloned().collect();
     let removed: Vec<String> = static_services.iter().filter(|s| !services.contains(s)).cloned().collect();
     Merged { ai_decided: !added.is_empty() || !removed.is_empty(), services, added, removed }
+}
+
+/// [`merge`] in `repo`'s service order, its services without paths always coming along.
+pub fn merge_for(
+    repo: &RepositoryConfig,
+    static_services: &[String],
+    answer: &Answer,
+    mode: AiMode,
+    min_confidence: f64,
+) -> Merged {
+    let order: Vec<&str> = repo.services.iter().map(|s| s.name.as_str()).collect();
+    let always: Vec<&str> = repo.services.iter().filter(|s| s.paths.is_empty()).map(|s| s.name.as_str()).collect();
+    merge(static_services, answer, mode, min_confidence, &order, &always)
 }
 
 #[cfg(test)]

@@ -94,15 +94,11 @@ pub async fn score_with_ai(
 ) -> Result<Score, String> {
     let matcher = ServiceMatcher::new(&data.repository).map_err(|e| e.to_string())?;
     let repo = &data.repository;
-    let order: Vec<&str> = repo.services.iter().map(|s| s.name.as_str()).collect();
-    let always: Vec<&str> = repo.services.iter().filter(|s| s.paths.is_empty()).map(|s| s.name.as_str()).collect();
     let mut score = Score::default();
     for case in &data.cases {
         let static_choice = matcher.services_for(case.files.keys().map(String::as_str));
         let predicted = match engine.detect(repo, &case.changed()).await {
-            Ok(detection) => {
-                answer::merge(&static_choice, &detection.answer, mode, min_confidence, &order, &always).services
-            }
+            Ok(detection) => answer::merge_for(repo, &static_choice, &detection.answer, mode, min_confidence).services,
             Err(_) => {
                 score.fallbacks += 1;
                 static_choice

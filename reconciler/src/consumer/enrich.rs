@@ -143,11 +143,8 @@ async fn ask_ai(
     match engine.detect(repo, changed).await {
         Ok(detection) => {
             let answer = &detection.answer;
-            let order: Vec<&str> = repo.services.iter().map(|s| s.name.as_str()).collect();
-            let always: Vec<&str> =
-                repo.services.iter().filter(|s| s.paths.is_empty()).map(|s| s.name.as_str()).collect();
             let mode = if config.features.service_detection { config.mode } else { AiMode::StaticOnly };
-            let merged = answer::merge(static_services, answer, mode, config.min_confidence, &order, &always);
+            let merged = answer::merge_for(repo, static_services, answer, mode, config.min_confidence);
             verdict.cached = detection.cached;
             verdict.services = answer.services.iter().map(|p| format!("{} ({:.2})", p.name, p.confidence)).collect();
             verdict.tests = if config.features.test_selection { answer.tests.clone() } else { Vec::new() };

@@ -180,7 +180,7 @@ impl GitHubClient {
         body: Option<&serde_json::Value>,
         what: &'static str,
     ) -> Result<(HeaderMap, String), GitHubError> {
-        let result = self.send_inner(method, installation, url, body, what).await;
+        let result = self.send_uncounted(method, installation, url, body, what).await;
         if let Some(requests) = &self.requests {
             let outcome = match &result {
                 Ok(_) => "ok",
@@ -191,7 +191,8 @@ impl GitHubClient {
         result
     }
 
-    async fn send_inner(
+    /// [`Self::send`] without the counting.
+    async fn send_uncounted(
         &self,
         method: Method,
         installation: Option<u64>,
@@ -205,10 +206,12 @@ impl GitHubClient {
         let _permit =
             self.permits.acquire().await.map_err(|e| GitHubError::Transport { what, message: e.to_string() })?;
         loop {
+            // One place decides: a limit GitHub just reported (`observe`) shows up here too.
             if let Some(wait) = self.blocked_for() {
                 if wait > self.max_wait {
                     return Err(GitHubError::RateLimited(wait));
                 }
+                tracing::info!(wait_seconds = wait.as_secs(), what, "GitHub rate limit: waiting");
                 tokio::time::sleep(wait).await;
             }
             let response = match method {
@@ -219,11 +222,8 @@ impl GitHubClient {
             .map_err(|e| GitHubError::Transport { what, message: e.to_string() })?;
             let status = response.status();
             let headers = response.headers().clone();
-            if let Some(wait) = self.observe(status, &headers) {
-                if wait > self.max_wait {
-                    return Err(GitHubError::RateLimited(wait));
-                }
-                tracing::info!(wait_seconds = wait.as_secs(), what, "GitHub rate limit: waiting");
+            if self.observe(status, &headers).is_some() {
+                // GitHub did not act on it: send again once the limit allows.
                 continue;
             }
             let body = client

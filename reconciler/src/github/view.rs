@@ -38,17 +38,20 @@ pub fn live(config: &Config, pe: &PreviewEnvironment, status: &PreviewEnvironmen
         do_not_expire,
         ttl_prediction: spec.ttl_prediction.as_ref(),
     });
+    let url = status.url.clone().filter(|_| state == DeploymentState::Success);
+    for_preview(pe, DeploymentUpdate { state, url, description }, CommentUpdate { body, create: true })
+}
+
+/// The update about `pe`'s PR at its head commit.
+fn for_preview(pe: &PreviewEnvironment, deployment: DeploymentUpdate, comment: CommentUpdate) -> Update {
+    let spec = &pe.spec;
     Update {
         installation: spec.installation_id,
         repository: spec.repository.clone(),
         number: spec.pr_number,
         head_sha: spec.head_sha.clone(),
-        deployment: Some(DeploymentUpdate {
-            state,
-            url: status.url.clone().filter(|_| state == DeploymentState::Success),
-            description,
-        }),
-        comment: Some(CommentUpdate { body, create: true }),
+        deployment: Some(deployment),
+        comment: Some(comment),
     }
 }
 
@@ -56,20 +59,10 @@ pub fn live(config: &Config, pe: &PreviewEnvironment, status: &PreviewEnvironmen
 /// comment says when and why. `at` is the deletion time, so the update is the same on every
 /// retry.
 pub fn destroyed(config: &Config, pe: &PreviewEnvironment, reason: Option<Reason>, at: DateTime<Utc>) -> Update {
-    let spec = &pe.spec;
     let body = comment::render(&View::Destroyed { reason, at, labels: labels(config) });
-    Update {
-        installation: spec.installation_id,
-        repository: spec.repository.clone(),
-        number: spec.pr_number,
-        head_sha: spec.head_sha.clone(),
-        deployment: Some(DeploymentUpdate {
-            state: DeploymentState::Inactive,
-            url: None,
-            description: "Preview destroyed".to_owned(),
-        }),
-        comment: Some(CommentUpdate { body, create: false }),
-    }
+    let deployment =
+        DeploymentUpdate { state: DeploymentState::Inactive, url: None, description: "Preview destroyed".to_owned() };
+    for_preview(pe, deployment, CommentUpdate { body, create: false })
 }
 
 /// A PR that gets no preview: the comment says why (a new comment only where the author can

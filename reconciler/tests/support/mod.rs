@@ -257,3 +257,48 @@ pub fn recording(client: Client) -> (Client, Arc<Mutex<std::collections::BTreeSe
     });
     (Client::new(service, "default"), seen)
 }
+
+/// The in-memory API serving Previewd's and Argo CD's resources, behind the bridge above.
+pub async fn fake_cluster() -> Client {
+    let fake = kube_fake_client::ClientBuilder::new()
+        .with_resource::<previewd::crd::PreviewEnvironment>()
+        .with_status_subresource::<previewd::crd::PreviewEnvironment>()
+        .with_resource::<previewd::argo::ApplicationSet>()
+        .with_resource::<previewd::argo::Application>()
+        .build()
+        .await
+        .unwrap();
+    cluster_scope_shim(fake)
+}
+
+/// An SQS client for a consumer whose events are handed to it directly (never called).
+pub fn unused_sqs() -> aws_sdk_sqs::Client {
+    aws_sdk_sqs::Client::from_conf(
+        aws_sdk_sqs::Config::builder()
+            .behavior_version(aws_sdk_sqs::config::BehaviorVersion::latest())
+            .region(aws_sdk_sqs::config::Region::new("us-east-1"))
+            .build(),
+    )
+}
+
+/// What Argo CD reports once `service` of `preview` runs: a healthy, synced Application.
+pub async fn healthy_application(client: &Client, preview: &str, service: &str) {
+    use previewd::argo::{Application, ApplicationSpec, ApplicationStatus, StatusField};
+    let mut app = Application::new(&format!("{preview}-{service}"), ApplicationSpec::default());
+    app.metadata.labels = Some([("preview.previewd.io/name".to_owned(), preview.to_owned())].into());
+    app.status = Some(ApplicationStatus {
+        health: Some(StatusField { status: Some("Healthy".into()), ..Default::default() }),
+        sync: Some(StatusField { status: Some("Synced".into()), ..Default::default() }),
+        ..Default::default()
+    });
+    kube::Api::<Application>::namespaced(client.clone(), "argocd").create(&Default::default(), &app).await.unwrap();
+}
+
+/// `pe` as the API server shows it after a delete while the finalizer holds it, deleted for
+/// `reason` (the consumer's or the TTL's annotation).
+pub fn deleting(mut pe: previewd::crd::PreviewEnvironment, reason: &str) -> previewd::crd::PreviewEnvironment {
+    pe.metadata.annotations.get_or_insert_default().insert(previewd::crd::REMOVAL_REASON.into(), reason.into());
+    pe.metadata.deletion_timestamp =
+        Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now()));
+    pe
+}
