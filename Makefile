@@ -1,6 +1,6 @@
 # One entry point for people and CI. See README.md.
 SHELL := /bin/bash
-.PHONY: setup run test bench stack-up stack-down clean
+.PHONY: setup run test bench load fuzz coverage stack-up stack-down clean
 
 setup:  ## install the local stand-ins (moto, cargo-lambda, GitHub example payloads)
 	infra/setup.sh
@@ -13,6 +13,17 @@ test:   ## fmt, clippy and every test against the local stack
 
 bench:  ## benchmarks (the webhook latency one needs the local stack: make stack-up first)
 	set -a; [ -f .run/stack.env ] && . .run/stack.env; set +a; cargo bench -p previewd-webhook && cargo bench -p previewd --bench scale
+
+load:   ## deliveries/s and p50/p99 of the webhook over HTTP at a rising rate (docs/performance.md)
+	infra/load.sh
+
+fuzz:   ## coverage-guided fuzzing (cargo-fuzz, nightly): FUZZ_RUNS inputs per target (default 1,000,000)
+	infra/setup.sh && fuzz/seed.sh
+	cd fuzz && for t in webhook_delivery queue_message; do \
+	  cargo +nightly fuzz run -s none $$t corpus/$$t -- -runs=$${FUZZ_RUNS:-1000000} -max_len=65536 -timeout=10 || exit 1; done
+
+coverage: ## line coverage per crate (cargo-tarpaulin; needs the local stack: make stack-up first)
+	set -a; [ -f .run/stack.env ] && . .run/stack.env; set +a; cargo tarpaulin --workspace --engine llvm --skip-clean --out Stdout --exclude previewd-e2e
 
 stack-up:
 	infra/stack.sh up

@@ -5,6 +5,7 @@
 #                           kubernetes-validate (Kubernetes OpenAPI schemas) for rendered objects
 #   .tools/bin/helm         Helm 3.18, for linting and rendering the chart
 #   infra/npm/node_modules  @octokit/webhooks-examples (test payloads), @octokit/webhooks-methods
+#   .tools/cargo/bin        cargo-deny
 # Idempotent and quick when everything is already there.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -51,5 +52,10 @@ done
 # The Lambdas run on arm64 (Graviton); cargo-lambda cross-compiles with zig.
 if ! rustup target list --installed 2>/dev/null | grep -q '^aarch64-unknown-linux-gnu$'; then
   rustup target add aarch64-unknown-linux-gnu
+fi
+# cargo-deny (licenses, bans, sources, advisories), from crates.io, built once into .tools/cargo.
+if [ ! -x .tools/cargo/bin/cargo-deny ]; then
+  echo "setup: installing cargo-deny into .tools/cargo (first run: ~2 min)"
+  cargo install --quiet --locked --root .tools/cargo cargo-deny@0.20.2
 fi
 echo "setup: ok"

@@ -5,7 +5,7 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
-export PATH="$root/.venv/bin:$PATH"
+export PATH="$root/.venv/bin:$root/.tools/cargo/bin:$PATH"
 
 infra/setup.sh
 started_stack=0
@@ -25,6 +25,14 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy --all-targets -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== cargo deny (licenses, bans, sources, advisories)"
+cargo deny --log-level error check licenses bans sources
+# The RustSec database is a git repository on github.com; say so when it cannot be reached.
+if timeout 20 git ls-remote https://github.com/RustSec/advisory-db HEAD >/dev/null 2>&1; then
+  cargo deny --log-level error check advisories
+else
+  echo "cargo deny advisories: NOT CHECKED - the RustSec advisory database (github.com) is unreachable from here"
+fi
 echo "== cargo test"
 mkdir -p .run
 # Unit, integration and binary tests (the crates have no doc tests).

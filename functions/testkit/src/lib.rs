@@ -7,6 +7,10 @@
 #![forbid(unsafe_code)]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod fault;
+pub mod load;
+pub mod mutate;
+
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -83,6 +87,43 @@ fn unique_prefix(name: &str) -> String {
     format!("t{}-{}-{}-{}-", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed), nanos % 100_000, name)
 }
 
+/// An emulator process of a test's own, on a free port: for tests heavy enough that sharing the
+/// one emulator would serialise them behind each other (it is a single Python process).
+#[derive(Debug)]
+pub struct PrivateEmulator {
+    pub endpoint: String,
+    child: std::process::Child,
+}
+
+impl PrivateEmulator {
+    pub async fn start() -> PrivateEmulator {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let program = workspace_root().join(".venv/bin/moto_server");
+        let child = std::process::Command::new(&program)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{}: {e} (infra/setup.sh installs it)", program.display()));
+        // Owned at once, so the process is stopped (by Drop) on every path.
+        let emulator = PrivateEmulator { endpoint: format!("http://127.0.0.1:{port}"), child };
+        for _ in 0..300 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return emulator;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the private emulator did not start on port {port}");
+    }
+}
+
+impl Drop for PrivateEmulator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// One isolated set of the front's resources.
 #[derive(Debug, Clone)]
 pub struct Stack {
@@ -97,7 +138,13 @@ pub struct Stack {
 impl Stack {
     /// Creates a queue (+DLQ with redrive) and the table, named uniquely for this test.
     pub async fn new(name: &str) -> Stack {
-        let sdk = sdk_config(&endpoint()).await;
+        Stack::new_at(&endpoint(), name).await
+    }
+
+    /// As [`Stack::new`], on the emulator at `endpoint` (e.g. a private one from
+    /// [`PrivateEmulator`]).
+    pub async fn new_at(endpoint: &str, name: &str) -> Stack {
+        let sdk = sdk_config(endpoint).await;
         let sqs = aws_sdk_sqs::Client::new(&sdk);
         let ddb = aws_sdk_dynamodb::Client::new(&sdk);
         let spec = resource_spec();

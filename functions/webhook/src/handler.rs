@@ -12,7 +12,7 @@ use crate::body::json_payload;
 use crate::config::Config;
 use crate::emf;
 use crate::github::{EventKind, Parsed, parse_pull_request};
-use crate::ledger::{Claim, Ledger, RateDecision};
+use crate::ledger::{Claim, Ledger, Order, RateDecision};
 use crate::queue::EventQueue;
 use crate::reply::{Outcome, Reply};
 use crate::secrets::SecretSource;
@@ -111,6 +111,18 @@ pub fn prepare(config: &Config, secrets: &Secrets, d: &Delivery<'_>, now: DateTi
     (Prepared::Enqueue(event), dims)
 }
 
+/// Refuses an event older than the replay window (the dedupe retention): its delivery id may
+/// be forgotten by now, so a replay of it would otherwise be accepted again. GitHub redelivers
+/// for 3 days at most, and the retention is at least that.
+pub fn outside_replay_window(event: &PreviewEvent, config: &Config, now: DateTime<Utc>) -> Option<Reply> {
+    let window = chrono::Duration::from_std(config.dedupe_retention).unwrap_or(chrono::Duration::MAX);
+    let oldest = now.checked_sub_signed(window)?;
+    (event.pull_request.updated_at < oldest).then(|| {
+        let hours = config.dedupe_retention.as_secs() / 3600;
+        Reply::new(Outcome::Stale, format!("pull request updated_at is older than the {hours} h replay window"))
+    })
+}
+
 /// The webhook with its clients, built once per container.
 #[derive(Debug)]
 pub struct Webhook {
@@ -168,20 +180,31 @@ impl Webhook {
             Prepared::Respond(reply) => return (reply, dims),
             Prepared::Enqueue(event) => event,
         };
-        let mut reply = self.enqueue(&event, now.timestamp()).await;
+        let mut reply = match outside_replay_window(&event, &self.config, now) {
+            Some(reply) => reply,
+            None => self.enqueue(&event, now.timestamp()).await,
+        };
         reply.delivery = Some(event.delivery_id.clone());
         (reply, dims)
     }
 
     async fn enqueue(&self, event: &PreviewEvent, now: i64) -> Reply {
         let id = event.delivery_id.as_str();
-        // The two DynamoDB writes are independent: one round trip of latency for both.
-        let (claim, rate) = tokio::join!(self.ledger.claim(id, now), async {
-            match self.config.rate_limit_per_minute {
-                Some(limit) => self.ledger.hit_rate(&event.repository.full_name, limit, now).await.map(Some),
-                None => Ok(None),
-            }
-        });
+        let repository = event.repository.full_name.as_str();
+        let updated_ms = event.pull_request.updated_at.timestamp_millis();
+        // The three DynamoDB writes are independent: one round trip of latency for all.
+        let (claim, rate, order) = tokio::join!(
+            self.ledger.claim(id, now),
+            async {
+                match self.config.rate_limit_per_minute {
+                    Some(limit) => self.ledger.hit_rate(repository, limit, now).await.map(Some),
+                    None => Ok(None),
+                }
+            },
+            self.ledger.advance(repository, event.pull_request.number, updated_ms, now),
+        );
+        // Dedupe fails closed: without the ledger a delivery could be enqueued twice, and a
+        // 503 is safe (GitHub marks it failed; the redeliver function sends it again).
         let token = match claim {
             Ok(Claim::Claimed(token)) => token,
             Ok(Claim::Duplicate { in_progress }) => {
@@ -198,17 +221,30 @@ impl Webhook {
             }
         };
         let refusal = match rate {
-            Ok(None | Some(RateDecision::Allowed)) => None,
             Ok(Some(RateDecision::Limited { retry_after_seconds })) => {
                 let mut reply = Reply::new(Outcome::RateLimited, "repository is over its per-minute delivery limit");
                 reply.retry_after = Some(retry_after_seconds);
                 Some(reply)
             }
+            Ok(None | Some(RateDecision::Allowed)) => None,
+            // The rate limit fails open: it protects the cluster from floods, and refusing
+            // every delivery while its counter is unwritable would drop real work.
             Err(err) => {
-                tracing::error!(error = %err, "rate limit check failed");
-                Some(Reply::new(Outcome::Unavailable, "rate limiter unavailable; retry later"))
+                tracing::warn!(error = %err, "rate limit check failed; delivery let through");
+                None
             }
         };
+        let refusal = refusal.or_else(|| match order {
+            Ok(Order::Newest) => None,
+            Ok(Order::Superseded) => {
+                Some(Reply::new(Outcome::Stale, "a newer event for this pull request was already accepted"))
+            }
+            // Fails open too: the reconciler drops stale events against the preview it holds.
+            Err(err) => {
+                tracing::warn!(error = %err, "PR high-water mark unavailable; delivery let through");
+                None
+            }
+        });
         if let Some(reply) = refusal {
             self.release(id, &token).await;
             return reply;
@@ -315,6 +351,27 @@ mod tests {
             body: b"\xff\xfe",
         };
         assert_eq!(outcome(&c, &d), Ok(Outcome::Unauthorized));
+    }
+
+    #[test]
+    fn events_older_than_the_dedupe_retention_are_stale() {
+        let c = config("4000", "");
+        let sig = signed(PR.as_bytes());
+        let d = Delivery {
+            event: Some("pull_request"),
+            delivery_id: Some("d-1"),
+            signature: Some(&sig),
+            content_type: None,
+            body: PR.as_bytes(),
+        };
+        let event = outcome(&c, &d).expect_err("enqueued");
+        let updated = event.pull_request.updated_at;
+        // Retention is 96 h: the boundary is inclusive for the event, refused one second later.
+        let at_edge = updated + chrono::Duration::hours(96);
+        assert_eq!(outside_replay_window(&event, &c, at_edge), None);
+        let reply = outside_replay_window(&event, &c, at_edge + chrono::Duration::seconds(1));
+        assert!(matches!(&reply, Some(r) if r.outcome == Outcome::Stale && r.status() == 200), "{reply:?}");
+        assert_eq!(outside_replay_window(&event, &c, updated - chrono::Duration::days(400)), None);
     }
 
     proptest! {

@@ -1,5 +1,6 @@
-//! DynamoDB: the delivery ledger (dedupe on `X-GitHub-Delivery`) and per-repository rate
-//! windows, both in the one table (`pk` string key, `expires_at` TTL attribute).
+//! DynamoDB: the delivery ledger (dedupe on `X-GitHub-Delivery`), per-repository rate
+//! windows and per-PR high-water marks, all in the one table (`pk` string key, `expires_at`
+//! TTL attribute).
 //!
 //! A delivery is *claimed* (state `pending`, with a lease and a random token) before it is
 //! enqueued, *confirmed* (state `enqueued`) after SQS took it, and *released* (deleted) when
@@ -49,6 +50,16 @@ pub enum RateDecision {
     Limited { retry_after_seconds: u64 },
 }
 
+/// Whether a delivery is the newest GitHub has sent for its PR so far.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Order {
+    /// Not older than anything accepted for the PR (the high-water mark now covers it).
+    Newest,
+    /// An event with a later `updated_at` was already accepted for the PR: enqueueing this one
+    /// could undo it (e.g. an `opened` redelivered after the PR's `closed`).
+    Superseded,
+}
+
 const STATE_PENDING: &str = "pending";
 const STATE_ENQUEUED: &str = "enqueued";
 
@@ -60,6 +71,11 @@ pub fn delivery_key(delivery_id: &str) -> String {
 /// twice the limit through within one minute; documented in docs/webhook.md.)
 pub fn rate_key(repository: &str, window_start: i64) -> String {
     format!("rate#{}#{window_start}", repository.to_ascii_lowercase())
+}
+
+/// The high-water mark of one PR: the newest `updated_at` accepted for it.
+pub fn pr_key(repository: &str, number: u64) -> String {
+    format!("pr#{}#{number}", repository.to_ascii_lowercase())
 }
 
 fn s(value: impl Into<String>) -> AttributeValue {
@@ -185,6 +201,41 @@ impl Ledger {
     }
 }
 
+impl Ledger {
+    /// Moves the PR's high-water mark up to `updated_at` (epoch milliseconds), or reports that
+    /// a newer event was already accepted. Equal times pass: GitHub can stamp two events
+    /// (e.g. `opened` and `labeled`) with the same second, and a redelivery after a failed
+    /// enqueue carries the time the mark already holds.
+    pub async fn advance(
+        &self,
+        repository: &str,
+        number: u64,
+        updated_at_ms: i64,
+        now: i64,
+    ) -> Result<Order, LedgerError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(pr_key(repository, number)))
+            .update_expression("SET updated_ms = :u, expires_at = :exp")
+            .condition_expression("attribute_not_exists(updated_ms) OR updated_ms <= :u OR expires_at < :now")
+            .expression_attribute_values(":u", n(updated_at_ms))
+            .expression_attribute_values(":now", n(now))
+            // As long as a delivery id is remembered: older events are refused by age after it.
+            .expression_attribute_values(":exp", n(now.saturating_add(secs(self.retention))))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(Order::Newest),
+            Err(err) if err.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => {
+                Ok(Order::Superseded)
+            }
+            Err(err) => Err(ledger_error("UpdateItem (PR high-water mark)", &err)),
+        }
+    }
+}
+
 fn attr_str<'a>(item: &'a HashMap<String, AttributeValue>, name: &str) -> Option<&'a str> {
     item.get(name).and_then(|v| v.as_s().ok()).map(String::as_str)
 }
@@ -201,5 +252,6 @@ mod tests {
     fn keys_are_namespaced_and_case_folded() {
         assert_eq!(delivery_key("abc"), "delivery#abc");
         assert_eq!(rate_key("Acme/Shop", 120), "rate#acme/shop#120");
+        assert_eq!(pr_key("Acme/Shop", 7), "pr#acme/shop#7");
     }
 }

@@ -9,6 +9,9 @@ pub enum Outcome {
     Accepted,
     Pong,
     Duplicate,
+    /// A newer event for the same PR was already accepted, or the event is older than the
+    /// replay window.
+    Stale,
     Ignored,
     Malformed,
     Unauthorized,
@@ -21,7 +24,7 @@ impl Outcome {
     pub fn status(self) -> u16 {
         match self {
             Outcome::Accepted => 202,
-            Outcome::Pong | Outcome::Duplicate | Outcome::Ignored => 200,
+            Outcome::Pong | Outcome::Duplicate | Outcome::Stale | Outcome::Ignored => 200,
             Outcome::Malformed => 400,
             Outcome::Unauthorized => 401,
             Outcome::TooLarge => 413,
@@ -35,6 +38,7 @@ impl Outcome {
             Outcome::Accepted => "accepted",
             Outcome::Pong => "pong",
             Outcome::Duplicate => "duplicate",
+            Outcome::Stale => "stale",
             Outcome::Ignored => "ignored",
             Outcome::Malformed => "malformed",
             Outcome::Unauthorized => "unauthorized",

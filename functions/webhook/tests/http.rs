@@ -37,7 +37,18 @@ fn free_port() -> u16 {
 
 /// Starts cargo-lambda's runtime API emulator and the `webhook` binary; returns the invoke URL.
 async fn start_webhook(stack: &Stack, rate_limit: u32) -> (Processes, String) {
+    let (processes, url, _) = start_webhook_with(stack, rate_limit, &[]).await;
+    (processes, url)
+}
+
+/// As [`start_webhook`], with extra environment; also returns the path of the function's log.
+async fn start_webhook_with(
+    stack: &Stack,
+    rate_limit: u32,
+    extra_env: &[(&str, &str)],
+) -> (Processes, String, std::path::PathBuf) {
     let port = free_port();
+    let function_logs = std::env::temp_dir().join(format!("previewd-http-{port}-function.log"));
     let logs = std::env::temp_dir().join(format!("previewd-http-{port}.log"));
     // The project's own cargo-lambda (infra/setup.sh), else one on PATH.
     let venv_bin = support::workspace_root().join(".venv/bin");
@@ -66,11 +77,13 @@ async fn start_webhook(stack: &Stack, rate_limit: u32) -> (Processes, String) {
         .env("AWS_REGION", "us-east-1")
         .env("AWS_ACCESS_KEY_ID", "test")
         .env("AWS_SECRET_ACCESS_KEY", "test")
-        .stdout(Stdio::null())
+        .envs(extra_env.iter().copied())
+        .stdout(std::fs::File::create(&function_logs).unwrap())
+        .stderr(std::fs::File::create(function_logs.with_extension("stderr")).unwrap())
         .spawn()
         .unwrap();
     processes.0.push(function);
-    (processes, format!("{base}/lambda-url/_/"))
+    (processes, format!("{base}/lambda-url/_/"), function_logs)
 }
 
 async fn wait_for_port(port: u16, logs: &std::path::Path, emulator: &mut Child) {
@@ -255,4 +268,64 @@ fn api_gateway_events_with_base64_bodies_verify_and_parse() {
     assert_eq!(response.status(), 429);
     assert_eq!(response.headers()["retry-after"], "30");
     assert_eq!(response.headers()["content-type"], "application/json");
+}
+
+/// A canary secret never shows in a log line, an EMF line or an answer, whatever is sent:
+/// good, forged, signed with another secret, malformed, oversized (debug logging on).
+#[tokio::test]
+async fn the_webhook_secret_never_appears_in_logs_or_answers() {
+    let stack = Stack::new("canary").await;
+    let canary = format!("canary-{}", new_delivery_id());
+    let (processes, url, logs) = start_webhook_with(
+        &stack,
+        100,
+        &[("PREVIEWD_WEBHOOK_SECRET", &canary), ("PREVIEWD_MAX_BODY_BYTES", "20000"), ("RUST_LOG", "debug")],
+    )
+    .await;
+    let signed_with = |secret: &str, payload: &serde_json::Value| {
+        let mut signed = Signed::json("pull_request", &new_delivery_id(), payload);
+        signed.signature = previewd_webhook::signature::sign(secret.as_bytes(), &signed.body);
+        signed
+    };
+    let good = signed_with(&canary, &pr_payload("opened", "acme/web", 9));
+    let mut tampered = signed_with(&canary, &pr_payload("opened", "acme/web", 10));
+    tampered.body.extend_from_slice(b" ");
+    let other_secret = signed_with("not-the-secret", &pr_payload("opened", "acme/web", 11));
+    let mut malformed = signed_with(&canary, &pr_payload("opened", "acme/web", 12));
+    malformed.body = format!("{{\"action\": \"opened\", \"secret\": \"{canary}\"").into_bytes();
+    malformed.signature = previewd_webhook::signature::sign(canary.as_bytes(), &malformed.body);
+    let mut oversized = signed_with(&canary, &pr_payload("opened", "acme/web", 13));
+    oversized.body = vec![b' '; 30_000];
+    let mut answers = Vec::new();
+    for (signed, status) in [(&good, 202), (&tampered, 401), (&other_secret, 401), (&malformed, 400), (&oversized, 413)]
+    {
+        let answer = post(&url, signed).await;
+        assert_eq!(answer.status, status, "{}", answer.json);
+        answers.push(answer.json.to_string());
+    }
+    drop(processes);
+    let log =
+        std::fs::read_to_string(&logs).unwrap() + &std::fs::read_to_string(logs.with_extension("stderr")).unwrap();
+    assert!(log.matches("webhook request").count() >= 5, "the requests were logged: {log}");
+    assert!(!log.contains(&canary), "the secret leaked into the function's output");
+    for answer in answers {
+        assert!(!answer.contains(&canary), "the secret leaked into an answer: {answer}");
+    }
+}
+
+/// The load generator against the real webhook process, briefly: every delivery accepted at
+/// two modest rates (the figures in docs/performance.md come from `make load`).
+#[tokio::test]
+async fn a_short_load_run_is_accepted_without_errors() {
+    let stack = Stack::new("load").await;
+    let (_processes, url, _) = start_webhook_with(&stack, 0, &[("PREVIEWD_WEBHOOK_SECRET", "load-secret")]).await;
+    let mut sent = 0;
+    for rate in [10, 20] {
+        let stage = previewd_testkit::load::run_stage(&url, "load-secret", rate, Duration::from_secs(2)).await;
+        assert_eq!((stage.sent, stage.errors), (u64::from(rate) * 2, 0), "{stage:?}");
+        assert_eq!(stage.accepted, stage.sent, "{stage:?}");
+        assert!(stage.p50_ms > 0.0 && stage.p99_ms >= stage.p50_ms, "{stage:?}");
+        sent += stage.sent;
+    }
+    assert_eq!(stack.drain().await.len() as u64, sent, "every accepted delivery is on the queue");
 }

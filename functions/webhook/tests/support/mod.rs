@@ -67,7 +67,8 @@ pub fn pr_payload(action: &str, repo: &str, number: u64) -> Value {
             "title": "Add the cart service",
             "body": "x".repeat(8_000),
             "html_url": format!("https://github.com/{repo}/pull/{number}"),
-            "updated_at": "2026-11-26T10:00:00Z",
+            // Now: older events are refused as replays (outside the dedupe retention).
+            "updated_at": chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string(),
             "author_association": "MEMBER",
             "user": {"login": "octocat"},
             "labels": [{"name": "preview"}],
