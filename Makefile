@@ -22,8 +22,12 @@ fuzz:   ## coverage-guided fuzzing (cargo-fuzz, nightly): FUZZ_RUNS inputs per t
 	cd fuzz && for t in webhook_delivery queue_message; do \
 	  cargo +nightly fuzz run -s none $$t corpus/$$t -- -runs=$${FUZZ_RUNS:-1000000} -max_len=65536 -timeout=10 || exit 1; done
 
-coverage: ## line coverage per crate (cargo-tarpaulin; needs the local stack: make stack-up first)
-	set -a; [ -f .run/stack.env ] && . .run/stack.env; set +a; cargo tarpaulin --workspace --engine llvm --skip-clean --out Stdout --exclude previewd-e2e
+coverage: ## line coverage per file and crate (cargo-tarpaulin, llvm engine; needs the local stack: make stack-up first)
+	set -a; [ -f .run/stack.env ] && . .run/stack.env; set +a; PATH="$$PWD/.venv/bin:$$PATH" cargo tarpaulin --workspace \
+	  --engine llvm --exclude previewd-e2e --exclude previewd-testkit --exclude-files 'functions/testkit/*' \
+	  --exclude-files '*/tests/*' --exclude-files '*/benches/*' --exclude-files '*/examples/*' --exclude-files 'fuzz/*' \
+	  --exclude-files 'tests/*' --exclude-files 'target/*' --out Json --out Stdout --output-dir .run/coverage --timeout 900
+	python3 infra/coverage-by-crate.py .run/coverage/tarpaulin-report.json
 
 stack-up:
 	infra/stack.sh up

@@ -5,12 +5,30 @@
 //!
 //! Environment: `LOAD_URL` (default http://127.0.0.1:9100/lambda-url/webhook/),
 //! `PREVIEWD_WEBHOOK_SECRET`, `LOAD_RATES` (default 25,50,100,200,400,800), `LOAD_SECONDS`
-//! (per stage, default 10), and `PREVIEWD_QUEUE_URL` to purge the queue between stages.
+//! (per stage, default 10), and `PREVIEWD_QUEUE_URL` to empty the queue between stages.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::time::Duration;
 
 use previewd_testkit::load::{row, run_stage};
+
+async fn drain(sqs: &aws_sdk_sqs::Client, queue: &str) {
+    loop {
+        let out = sqs.receive_message().queue_url(queue).max_number_of_messages(10).send().await.unwrap();
+        let messages = out.messages.unwrap_or_default();
+        if messages.is_empty() {
+            return;
+        }
+        let entries = messages.iter().enumerate().filter_map(|(i, m)| {
+            aws_sdk_sqs::types::DeleteMessageBatchRequestEntry::builder()
+                .id(i.to_string())
+                .receipt_handle(m.receipt_handle().unwrap_or_default())
+                .build()
+                .ok()
+        });
+        sqs.delete_message_batch().queue_url(queue).set_entries(Some(entries.collect())).send().await.unwrap();
+    }
+}
 
 #[tokio::main]
 async fn main() {
@@ -29,7 +47,8 @@ async fn main() {
     for rate in rates {
         if let Some(queue) = &queue {
             // An emptied queue per stage: the emulator's cost grows with the queue's length.
-            sqs.purge_queue().queue_url(queue).send().await.unwrap();
+            // (PurgeQueue is allowed once a minute, so the queue is drained instead.)
+            drain(&sqs, queue).await;
         }
         let stage = run_stage(&url, &secret, rate, Duration::from_secs_f64(seconds)).await;
         println!("{}", row(&stage));

@@ -173,35 +173,6 @@ impl Ledger {
         }
     }
 
-    /// Counts one delivery for `repository` in the current minute, atomically refusing it once
-    /// the window holds `limit`.
-    pub async fn hit_rate(&self, repository: &str, limit: u32, now: i64) -> Result<RateDecision, LedgerError> {
-        let window_start = now - now.rem_euclid(60);
-        let window_end = window_start + 60;
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", s(rate_key(repository, window_start)))
-            .update_expression("ADD hits :one SET expires_at = :exp")
-            .condition_expression("attribute_not_exists(hits) OR hits < :limit")
-            .expression_attribute_values(":one", n(1))
-            .expression_attribute_values(":limit", n(i64::from(limit)))
-            // Kept one window past its end, for inspection; never read after that.
-            .expression_attribute_values(":exp", n(window_end + 60))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(RateDecision::Allowed),
-            Err(err) if err.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => {
-                Ok(RateDecision::Limited { retry_after_seconds: u64::try_from(window_end - now).unwrap_or(60).max(1) })
-            }
-            Err(err) => Err(ledger_error("UpdateItem (rate window)", &err)),
-        }
-    }
-}
-
-impl Ledger {
     /// Moves the PR's high-water mark up to `updated_at` (epoch milliseconds), or reports that
     /// a newer event was already accepted. Equal times pass: GitHub can stamp two events
     /// (e.g. `opened` and `labeled`) with the same second, and a redelivery after a failed
@@ -232,6 +203,33 @@ impl Ledger {
                 Ok(Order::Superseded)
             }
             Err(err) => Err(ledger_error("UpdateItem (PR high-water mark)", &err)),
+        }
+    }
+
+    /// Counts one delivery for `repository` in the current minute, atomically refusing it once
+    /// the window holds `limit`.
+    pub async fn hit_rate(&self, repository: &str, limit: u32, now: i64) -> Result<RateDecision, LedgerError> {
+        let window_start = now - now.rem_euclid(60);
+        let window_end = window_start + 60;
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(rate_key(repository, window_start)))
+            .update_expression("ADD hits :one SET expires_at = :exp")
+            .condition_expression("attribute_not_exists(hits) OR hits < :limit")
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":limit", n(i64::from(limit)))
+            // Kept one window past its end, for inspection; never read after that.
+            .expression_attribute_values(":exp", n(window_end + 60))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(RateDecision::Allowed),
+            Err(err) if err.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => {
+                Ok(RateDecision::Limited { retry_after_seconds: u64::try_from(window_end - now).unwrap_or(60).max(1) })
+            }
+            Err(err) => Err(ledger_error("UpdateItem (rate window)", &err)),
         }
     }
 }

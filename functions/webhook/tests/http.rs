@@ -19,12 +19,20 @@ use previewd_webhook::{Outcome, Prepared, lambda, prepare};
 use serde_json::{Value, json};
 use support::{SECRET, Signed, Stack, WebhookStack, new_delivery_id, pr_payload};
 
-/// Kills the child processes when the test ends, also on failure.
+/// Stops the child processes when the test ends, also on failure: the runtime API emulator
+/// first, so the function sees its runtime API go away and exits by itself (as it does when
+/// Lambda retires an environment), and is killed only if it does not within 5 s.
 struct Processes(Vec<Child>);
 
 impl Drop for Processes {
     fn drop(&mut self) {
-        for child in &mut self.0 {
+        for (i, child) in self.0.iter_mut().enumerate() {
+            if i > 0 {
+                let deadline = Instant::now() + Duration::from_secs(5);
+                while Instant::now() < deadline && matches!(child.try_wait(), Ok(None)) {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            }
             let _ = child.kill();
             let _ = child.wait();
         }

@@ -165,10 +165,10 @@ pub async fn serve_over_http(client: Client, dir: &std::path::Path) -> PathBuf {
             let bytes = body.collect().await.unwrap().to_bytes();
             let request = http::Request::from_parts(parts, Body::from(bytes.to_vec()));
             match client.send(request).await {
+                // Streamed, not collected: a watch answers with a body that never ends.
                 Ok(response) => {
                     let (parts, body) = response.into_parts();
-                    let bytes = body.collect().await.unwrap().to_bytes();
-                    axum::response::Response::from_parts(parts, axum::body::Body::from(bytes))
+                    axum::response::Response::from_parts(parts, axum::body::Body::new(body))
                 }
                 Err(err) => axum::response::Response::builder()
                     .status(502)
