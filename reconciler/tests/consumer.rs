@@ -6,7 +6,6 @@ mod support;
 
 use std::sync::Arc;
 
-use aws_sdk_sqs::types::QueueAttributeName;
 use chrono::Duration;
 use kube::Client;
 use kube::api::Api;
@@ -59,24 +58,8 @@ impl Setup {
     }
 
     async fn queued(&self, url: &str) -> (i64, i64) {
-        queued(&self.stack, url).await
+        self.stack.queued(url).await
     }
-}
-
-/// (visible, in flight) messages on a queue.
-async fn queued(stack: &Stack, url: &str) -> (i64, i64) {
-    let attrs = stack
-        .sqs
-        .get_queue_attributes()
-        .queue_url(url)
-        .attribute_names(QueueAttributeName::All)
-        .send()
-        .await
-        .unwrap()
-        .attributes
-        .unwrap();
-    let n = |a: QueueAttributeName| attrs.get(&a).map_or(0, |v| v.parse().unwrap());
-    (n(QueueAttributeName::ApproximateNumberOfMessages), n(QueueAttributeName::ApproximateNumberOfMessagesNotVisible))
 }
 
 fn later(mut event: PreviewEvent, minutes: i64, delivery: &str) -> PreviewEvent {
@@ -272,5 +255,5 @@ async fn consume_applies_the_queue_to_the_cluster_in_kubeconfig_and_exits() {
     let pe = Api::<PreviewEnvironment>::all(kube.clone()).get(NAME).await.unwrap();
     assert!(pe.status.unwrap().cost_estimate.is_some());
     assert!(Api::<PreviewEnvironment>::all(kube).get_opt("preview-shop-pr-43").await.unwrap().is_none());
-    assert_eq!(queued(&stack, &stack.queue_url).await, (0, 0));
+    assert_eq!(stack.queued(&stack.queue_url).await, (0, 0));
 }

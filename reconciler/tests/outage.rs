@@ -259,21 +259,6 @@ async fn deliver(stack: &Stack, lanes: &[Vec<Sent>]) -> Vec<Vec<Answer>> {
     answers
 }
 
-async fn queued(stack: &Stack, url: &str) -> (i64, i64) {
-    let attrs = stack
-        .sqs
-        .get_queue_attributes()
-        .queue_url(url)
-        .attribute_names(QueueAttributeName::All)
-        .send()
-        .await
-        .unwrap()
-        .attributes
-        .unwrap();
-    let n = |a: QueueAttributeName| attrs.get(&a).map_or(0, |v| v.parse().unwrap());
-    (n(QueueAttributeName::ApproximateNumberOfMessages), n(QueueAttributeName::ApproximateNumberOfMessagesNotVisible))
-}
-
 fn test_config() -> Arc<Config> {
     let mut config = support::config();
     config.argocd.application_sets_per_minute = 100_000;
@@ -295,7 +280,7 @@ async fn work_off(consumer: &Consumer, stack: &Stack) -> Vec<Outcome> {
         polls += 1;
         if batch.is_empty() {
             empty += 1;
-            if queued(stack, &stack.queue_url).await == (0, 0) {
+            if stack.queued(&stack.queue_url).await == (0, 0) {
                 println!("{polls} polls, {empty} empty");
                 return outcomes;
             }
@@ -378,7 +363,7 @@ async fn deliveries_during_outage(stack: Stack, seed: u64) -> Run {
     );
     println!("{sent} deliveries over {} PRs: {tally:?}", prs.len());
     assert_eq!(
-        queued(&stack, &stack.queue_url).await,
+        stack.queued(&stack.queue_url).await,
         (accepted as i64, 0),
         "every accepted delivery waits on the queue"
     );
@@ -401,7 +386,7 @@ async fn deliveries_during_an_outage_are_all_applied_once_in_order() {
     }
     assert!(!by_label.contains_key("failed") && !by_label.contains_key("malformed"), "{by_label:?}");
     println!("consumer outcomes: {by_label:?}");
-    assert_eq!(queued(&run.stack, &run.stack.dlq_url).await, (0, 0), "nothing dead-lettered");
+    assert_eq!(run.stack.queued(&run.stack.dlq_url).await, (0, 0), "nothing dead-lettered");
     let started = std::time::Instant::now();
     assert_final_state(&run.prs, &kube, &run.lanes).await;
     println!("checked in {:?}", started.elapsed());
@@ -433,7 +418,7 @@ async fn a_reconciler_killed_mid_way_loses_nothing() {
     // cluster write and the delete).
     let target = run.accepted as i64 * 2 / 3;
     loop {
-        let (visible, in_flight) = queued(&run.stack, &run.stack.queue_url).await;
+        let (visible, in_flight) = run.stack.queued(&run.stack.queue_url).await;
         if visible + in_flight <= target {
             break;
         }
@@ -441,12 +426,12 @@ async fn a_reconciler_killed_mid_way_loses_nothing() {
     }
     worker.abort();
     let _ = worker.await;
-    let (visible, in_flight) = queued(&run.stack, &run.stack.queue_url).await;
+    let (visible, in_flight) = run.stack.queued(&run.stack.queue_url).await;
     assert!(visible + in_flight > 0, "killed with work left");
     println!("killed with {visible} visible and {in_flight} in-flight messages");
 
     let outcomes = work_off(&consumer(&run.stack, &kube), &run.stack).await;
     assert!(outcomes.iter().all(|o| !matches!(o, Outcome::Failed { .. } | Outcome::Malformed { .. })), "{outcomes:?}");
-    assert_eq!(queued(&run.stack, &run.stack.dlq_url).await, (0, 0), "nothing dead-lettered");
+    assert_eq!(run.stack.queued(&run.stack.dlq_url).await, (0, 0), "nothing dead-lettered");
     assert_final_state(&run.prs, &kube, &run.lanes).await;
 }

@@ -241,6 +241,25 @@ impl Stack {
             .unwrap();
     }
 
+    /// (visible, in flight) messages on the queue at `url` (the queue or its DLQ).
+    pub async fn queued(&self, url: &str) -> (i64, i64) {
+        let attrs = self
+            .sqs
+            .get_queue_attributes()
+            .queue_url(url)
+            .attribute_names(QueueAttributeName::All)
+            .send()
+            .await
+            .unwrap()
+            .attributes
+            .unwrap();
+        let n = |a: QueueAttributeName| attrs.get(&a).map_or(0, |v| v.parse().unwrap());
+        (
+            n(QueueAttributeName::ApproximateNumberOfMessages),
+            n(QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
+        )
+    }
+
     /// Receives (and deletes) everything currently on the queue.
     pub async fn drain(&self) -> Vec<aws_sdk_sqs::types::Message> {
         let mut all = Vec::new();
