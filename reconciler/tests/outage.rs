@@ -22,6 +22,7 @@ use previewd::consumer::{Consumer, Outcome};
 use previewd::controller::{Context, reconcile_at};
 use previewd::crd::PreviewEnvironment;
 use previewd_testkit::Stack;
+use previewd_webhook::budget::Budget;
 use previewd_webhook::ledger::Ledger;
 use previewd_webhook::queue::EventQueue;
 use previewd_webhook::secrets::SecretSource;
@@ -223,7 +224,13 @@ fn webhook(stack: &Stack) -> Webhook {
     .unwrap();
     let ledger = Ledger::new(stack.ddb.clone(), stack.table.clone(), config.claim_lease, config.dedupe_retention);
     let secrets = SecretSource::Static(Arc::new(Secrets::parse(SECRET).unwrap()));
+    // moto's FIFO queue slows as it grows (seconds per call with a thousand messages queued and
+    // the other outage test beside it): the stages get room here; the deployed budget is
+    // tested in functions/webhook (template.rs, faults.rs).
+    let room = Duration::from_secs(30);
+    let budget = Budget { ledger: room, enqueue: room, settle: room, ..Budget::LAMBDA };
     Webhook::new(config, secrets, ledger, EventQueue::new(stack.sqs.clone(), stack.queue_url.clone()))
+        .with_budget(budget)
 }
 
 /// Sends every lane concurrently (each lane in order); returns the answers per lane.

@@ -9,6 +9,7 @@ use previewd_events::{PrAction, PreviewEvent};
 use tracing::Instrument;
 
 use crate::body::json_payload;
+use crate::budget::{Budget, within};
 use crate::config::Config;
 use crate::emf;
 use crate::github::{EventKind, Parsed, parse_pull_request};
@@ -130,11 +131,18 @@ pub struct Webhook {
     secrets: SecretSource,
     ledger: Ledger,
     queue: EventQueue,
+    budget: Budget,
 }
 
 impl Webhook {
     pub fn new(config: Config, secrets: SecretSource, ledger: Ledger, queue: EventQueue) -> Webhook {
-        Webhook { config, secrets, ledger, queue }
+        Webhook { config, secrets, ledger, queue, budget: Budget::LAMBDA }
+    }
+
+    /// Other bounds per stage than the deployed function's (e.g. for an emulator under load).
+    pub fn with_budget(mut self, budget: Budget) -> Webhook {
+        self.budget = budget;
+        self
     }
 
     /// Handles one request: logs it and writes its EMF line.
@@ -193,15 +201,16 @@ impl Webhook {
         let repository = event.repository.full_name.as_str();
         let updated_ms = event.pull_request.updated_at.timestamp_millis();
         // The three DynamoDB writes are independent: one round trip of latency for all.
+        // Each stage is bounded (`budget`), so GitHub gets an answer within its deadline.
         let (claim, rate, order) = tokio::join!(
-            self.ledger.claim(id, now),
-            async {
+            within(self.budget.ledger, self.ledger.claim(id, now)),
+            within(self.budget.ledger, async {
                 match self.config.rate_limit_per_minute {
                     Some(limit) => self.ledger.hit_rate(repository, limit, now).await.map(Some),
                     None => Ok(None),
                 }
-            },
-            self.ledger.advance(repository, event.pull_request.number, updated_ms, now),
+            }),
+            within(self.budget.ledger, self.ledger.advance(repository, event.pull_request.number, updated_ms, now)),
         );
         // Dedupe fails closed: without the ledger a delivery could be enqueued twice, and a
         // 503 is safe (GitHub marks it failed; the redeliver function sends it again).
@@ -249,9 +258,9 @@ impl Webhook {
             self.release(id, &token).await;
             return reply;
         }
-        match self.queue.send(event).await {
+        match within(self.budget.enqueue, self.queue.send(event)).await {
             Ok(message_id) => {
-                if let Err(err) = self.ledger.confirm(id, &token, now).await {
+                if let Err(err) = within(self.budget.settle, self.ledger.confirm(id, &token, now)).await {
                     // The message is on the queue; the claim still blocks duplicates for its
                     // lease and the reconciler applies a delivery idempotently after that.
                     tracing::warn!(error = %err, "could not confirm delivery");
@@ -269,7 +278,7 @@ impl Webhook {
     }
 
     async fn release(&self, id: &str, token: &crate::ledger::ClaimToken) {
-        if let Err(err) = self.ledger.release(id, token).await {
+        if let Err(err) = within(self.budget.settle, self.ledger.release(id, token)).await {
             // The lease ends the claim anyway; a redelivery after it is accepted.
             tracing::warn!(error = %err, "could not release claim");
         }

@@ -23,6 +23,12 @@ pub struct LedgerError {
     message: String,
 }
 
+impl From<crate::budget::OverBudget> for LedgerError {
+    fn from(over: crate::budget::OverBudget) -> Self {
+        LedgerError { operation: "request", message: over.to_string() }
+    }
+}
+
 fn ledger_error<E, R>(operation: &'static str, err: &SdkError<E, R>) -> LedgerError
 where
     E: std::error::Error + 'static,

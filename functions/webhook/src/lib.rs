@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 pub mod body;
+pub mod budget;
 pub mod config;
 pub mod emf;
 pub mod github;

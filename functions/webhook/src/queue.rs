@@ -9,6 +9,8 @@ pub enum QueueError {
     Send(String),
     #[error("encoding the queue message: {0}")]
     Encode(#[from] serde_json::Error),
+    #[error("SQS SendMessage: {0}")]
+    OverBudget(#[from] crate::budget::OverBudget),
 }
 
 #[derive(Debug, Clone)]

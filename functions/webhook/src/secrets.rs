@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use aws_sdk_secretsmanager::error::DisplayErrorContext;
 use tokio::sync::{Mutex, RwLock};
 
+use crate::budget;
 use crate::signature::{Secrets, SecretsError};
 
 #[derive(Debug, thiserror::Error)]
@@ -18,6 +19,8 @@ pub enum SecretSourceError {
     Fetch { arn: String, message: String },
     #[error("Secrets Manager secret {arn} has no SecretString (binary secrets are not supported)")]
     NotAString { arn: String },
+    #[error("reading the webhook secret: {0}")]
+    OverBudget(#[from] crate::budget::OverBudget),
 }
 
 #[derive(Debug)]
@@ -74,7 +77,8 @@ impl ManagedSecrets {
         let Ok(_flight) = self.refreshing.try_lock() else {
             return secrets;
         };
-        match fetch(&self.client, &self.arn).await {
+        // In the request's path: bounded, and on any failure the cached secret still verifies.
+        match budget::within(budget::Budget::LAMBDA.secret_refresh, fetch(&self.client, &self.arn)).await {
             Ok(fresh) => {
                 let fresh = Arc::new(fresh);
                 *self.cached.write().await = (Arc::clone(&fresh), Instant::now());
