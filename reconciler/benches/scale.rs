@@ -19,7 +19,7 @@ use std::time::Instant;
 use previewd::config::Config;
 use previewd::consumer::{Consumer, Outcome};
 use previewd::crd::PreviewEnvironment;
-use previewd::policy::{Decision, decide};
+use previewd::policy::{Decision, decide_offline};
 use previewd::render::render;
 use previewd_events::PreviewEvent;
 use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
@@ -50,7 +50,7 @@ fn previews(config: &Config, events: &[PreviewEvent]) -> Vec<PreviewEnvironment>
     events
         .iter()
         .map(|e| {
-            let Decision::Upsert(spec) = decide(e, config) else { panic!() };
+            let Decision::Upsert(spec) = decide_offline(e, config) else { panic!() };
             let mut pe = previewd::offline::preview_resource(config, *spec).unwrap();
             pe.metadata.uid = Some(format!("uid-{}", e.pull_request.number));
             pe

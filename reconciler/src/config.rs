@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::cidr;
 use crate::names;
 use crate::quantity;
 
@@ -78,9 +79,9 @@ pub struct IngressConfig {
     /// With `certManager` TLS: the ClusterIssuer.
     #[serde(default)]
     pub cluster_issuer: Option<String>,
-    /// With `wildcard` TLS: the wildcard certificate's Secret, when it is not the ingress
-    /// controller's default certificate. It must exist in every preview namespace (e.g. copied
-    /// there by a secret reflector); Previewd never reads Secrets.
+    /// Removed: a wildcard certificate's Secret in every preview namespace puts the private key
+    /// of every preview host within reach of each PR's code. Still parsed, so that a config
+    /// that sets it is refused with the fix rather than as an unknown field.
     #[serde(default)]
     pub wildcard_secret: Option<String>,
     #[serde(default)]
@@ -132,6 +133,8 @@ pub enum DnsMode {
 pub struct ArgoCdConfig {
     #[serde(default = "defaults::argocd_namespace")]
     pub namespace: String,
+    /// The AppProject every preview Application belongs to: the chart creates it, confined
+    /// to preview namespaces and the configured repositories. Never Argo CD's `default`.
     #[serde(default = "defaults::argocd_project")]
     pub project: String,
     /// The destination cluster of preview Applications.
@@ -191,8 +194,20 @@ pub struct QuotaConfig {
     pub memory: String,
     #[serde(default = "defaults::quota_storage")]
     pub storage: String,
+    /// Node-local scratch space (emptyDir, logs, writable layers): requests and limits.
+    #[serde(default = "defaults::quota_ephemeral_storage")]
+    pub ephemeral_storage: String,
     #[serde(default = "defaults::quota_pods")]
     pub pods: u32,
+    /// Object counts: each object costs the API server and etcd, whatever its size.
+    #[serde(default = "defaults::quota_services")]
+    pub services: u32,
+    #[serde(default = "defaults::quota_secrets")]
+    pub secrets: u32,
+    #[serde(default = "defaults::quota_config_maps")]
+    pub config_maps: u32,
+    #[serde(default = "defaults::quota_persistent_volume_claims")]
+    pub persistent_volume_claims: u32,
 }
 
 impl Default for QuotaConfig {
@@ -201,7 +216,12 @@ impl Default for QuotaConfig {
             cpu: defaults::quota_cpu(),
             memory: defaults::quota_memory(),
             storage: defaults::quota_storage(),
+            ephemeral_storage: defaults::quota_ephemeral_storage(),
             pods: defaults::quota_pods(),
+            services: defaults::quota_services(),
+            secrets: defaults::quota_secrets(),
+            config_maps: defaults::quota_config_maps(),
+            persistent_volume_claims: defaults::quota_persistent_volume_claims(),
         }
     }
 }
@@ -211,6 +231,10 @@ impl Default for QuotaConfig {
 pub struct Resources {
     pub cpu: String,
     pub memory: String,
+    /// Scratch space; required in a namespace whose quota limits it, so the LimitRange
+    /// (`containerDefaults`) supplies it to containers that do not ask.
+    #[serde(default)]
+    pub ephemeral_storage: Option<String>,
 }
 
 /// The LimitRange of each preview namespace: what a container gets when it asks for nothing.
@@ -229,6 +253,20 @@ impl Default for ContainerDefaults {
     }
 }
 
+impl ContainerDefaults {
+    /// The (request, limit) of scratch space a container gets when it asks for none. The quota
+    /// limits ephemeral storage, so a container without these would be refused; a config that
+    /// sets `requests`/`limits` without `ephemeralStorage` still gets the documented defaults.
+    pub fn ephemeral_storage(&self) -> (String, String) {
+        let pick =
+            |set: &Option<String>, default: Resources| set.clone().or(default.ephemeral_storage).unwrap_or_default();
+        (
+            pick(&self.requests.ephemeral_storage, defaults::default_requests()),
+            pick(&self.limits.ephemeral_storage, defaults::default_limits()),
+        )
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NetworkConfig {
@@ -238,11 +276,16 @@ pub struct NetworkConfig {
     /// Extra egress destinations (CIDRs), e.g. a shared staging database.
     #[serde(default)]
     pub egress_cidrs: Vec<String>,
+    /// Ranges cut out of every egress CIDR that contains them: by default the link-local
+    /// ranges of the cloud metadata endpoints (169.254.169.254, fd00:ec2::254). Add node
+    /// and control-plane ranges here when an egress CIDR covers them.
+    #[serde(default = "defaults::egress_except")]
+    pub egress_except: Vec<String>,
 }
 
 impl Default for NetworkConfig {
     fn default() -> Self {
-        NetworkConfig { allow_dns_egress: true, egress_cidrs: Vec::new() }
+        NetworkConfig { allow_dns_egress: true, egress_cidrs: Vec::new(), egress_except: defaults::egress_except() }
     }
 }
 
@@ -632,7 +675,7 @@ mod defaults {
         "argocd".into()
     }
     pub(super) fn argocd_project() -> String {
-        "default".into()
+        "previews".into()
     }
     pub(super) fn destination_server() -> String {
         "https://kubernetes.default.svc".into()
@@ -661,14 +704,34 @@ mod defaults {
     pub(super) fn quota_storage() -> String {
         "20Gi".into()
     }
+    pub(super) fn quota_ephemeral_storage() -> String {
+        "10Gi".into()
+    }
     pub(super) fn quota_pods() -> u32 {
         30
     }
+    pub(super) fn quota_services() -> u32 {
+        20
+    }
+    pub(super) fn quota_secrets() -> u32 {
+        50
+    }
+    pub(super) fn quota_config_maps() -> u32 {
+        50
+    }
+    pub(super) fn quota_persistent_volume_claims() -> u32 {
+        10
+    }
     pub(super) fn default_requests() -> Resources {
-        Resources { cpu: "100m".into(), memory: "256Mi".into() }
+        Resources { cpu: "100m".into(), memory: "256Mi".into(), ephemeral_storage: Some("100Mi".into()) }
     }
     pub(super) fn default_limits() -> Resources {
-        Resources { cpu: "500m".into(), memory: "512Mi".into() }
+        Resources { cpu: "500m".into(), memory: "512Mi".into(), ephemeral_storage: Some("1Gi".into()) }
+    }
+    /// IPv4 and IPv6 link-local (169.254.169.254 on AWS, GCP, Azure; fe80::/10), and AWS's
+    /// IPv6 metadata address, which is not link-local.
+    pub(super) fn egress_except() -> Vec<String> {
+        vec!["169.254.0.0/16".into(), "fe80::/10".into(), "fd00:ec2::254/128".into()]
     }
     pub(super) fn yes() -> bool {
         true
@@ -740,14 +803,39 @@ impl Config {
             return Err(invalid("previewZone", format!("{:?} is not a DNS name", self.preview_zone())));
         }
         let prefix = &self.namespace_prefix;
-        if prefix.len() > 20
-            || !(prefix.is_empty()
-                || names::sanitize_label(prefix.trim_end_matches('-')) == prefix.trim_end_matches('-'))
+        let stem = prefix.trim_end_matches('-');
+        if stem.is_empty()
+            || prefix.len() > 20
+            || names::sanitize_label(stem) != stem
+            || !stem.starts_with(|c: char| c.is_ascii_lowercase())
         {
-            return Err(invalid("namespacePrefix", "lower-case letters, digits and '-', at most 20 characters"));
+            return Err(invalid(
+                "namespacePrefix",
+                "1-20 lower-case letters, digits and '-', starting with a letter: the Argo CD project and \
+                 the admission policy confine previews and Previewd to namespaces with this prefix",
+            ));
         }
         if self.ingress.tls == TlsMode::CertManager && self.ingress.cluster_issuer.as_deref().unwrap_or("").is_empty() {
             return Err(invalid("ingress.clusterIssuer", "required with ingress.tls: certManager"));
+        }
+        if self.ingress.wildcard_secret.is_some() {
+            return Err(invalid(
+                "ingress.wildcardSecret",
+                "no longer supported: the wildcard key would sit in every preview namespace, readable by \
+                 each PR's code. Remove it and make the wildcard certificate the ingress controller's \
+                 default certificate, or use `tls: certManager` (docs/configuration.md#tls)",
+            ));
+        }
+        let project = self.argocd.project.trim();
+        if project.is_empty() || project == "default" {
+            return Err(invalid(
+                "argocd.project",
+                format!(
+                    "{project:?} would let a PR's chart deploy cluster-wide objects into any namespace (Argo CD's \
+                     `default` project allows every destination and kind). Set it to the AppProject the chart \
+                     creates (chart value argocd.appProject.name, by default `previews`; docs/security.md)"
+                ),
+            ));
         }
         let ttl = &self.ttl;
         if ttl.idle.is_zero() || ttl.idle > ttl.do_not_expire || ttl.do_not_expire > ttl.max {
@@ -799,18 +887,36 @@ impl Config {
         ] {
             quantity::cpu_cores(value).map_err(|e| invalid(field, e))?;
         }
+        let (scratch_request, scratch_limit) = self.container_defaults.ephemeral_storage();
         for (field, value) in [
             ("quota.memory", &self.quota.memory),
             ("quota.storage", &self.quota.storage),
+            ("quota.ephemeralStorage", &self.quota.ephemeral_storage),
             ("containerDefaults.requests.memory", &self.container_defaults.requests.memory),
             ("containerDefaults.limits.memory", &self.container_defaults.limits.memory),
+            ("containerDefaults.requests.ephemeralStorage", &scratch_request),
+            ("containerDefaults.limits.ephemeralStorage", &scratch_limit),
         ] {
             quantity::bytes(value).map_err(|e| invalid(field, e))?;
         }
-        for (i, cidr) in self.network.egress_cidrs.iter().enumerate() {
-            if !names::is_cidr(cidr) {
-                return Err(invalid(format!("network.egressCidrs[{i}]"), format!("{cidr:?} is not a CIDR")));
+        let q = &self.quota;
+        for (field, count) in [
+            ("quota.pods", q.pods),
+            ("quota.services", q.services),
+            ("quota.secrets", q.secrets),
+            ("quota.configMaps", q.config_maps),
+            ("quota.persistentVolumeClaims", q.persistent_volume_claims),
+        ] {
+            if count == 0 {
+                return Err(invalid(field, "must be at least 1 (a preview needs one of each)"));
             }
+        }
+        for (i, cidr) in self.network.egress_except.iter().enumerate() {
+            cidr::parse(cidr).map_err(|e| invalid(format!("network.egressExcept[{i}]"), e))?;
+        }
+        for (i, cidr) in self.network.egress_cidrs.iter().enumerate() {
+            cidr::exceptions_within(cidr, &self.network.egress_except)
+                .map_err(|e| invalid(format!("network.egressCidrs[{i}]"), e))?;
         }
         let p = &self.pricing;
         for (field, v) in [
@@ -878,11 +984,14 @@ impl Config {
                     return Err(invalid(at("chartPath"), "a relative path inside the repository"));
                 }
                 let r = &service.resources;
-                quantity::cpu_cores(&r.requests.cpu).map_err(|e| invalid(at("resources.requests.cpu"), e))?;
-                quantity::bytes(&r.requests.memory).map_err(|e| invalid(at("resources.requests.memory"), e))?;
-                if let Some(limits) = &r.limits {
-                    quantity::cpu_cores(&limits.cpu).map_err(|e| invalid(at("resources.limits.cpu"), e))?;
-                    quantity::bytes(&limits.memory).map_err(|e| invalid(at("resources.limits.memory"), e))?;
+                for (kind, resources) in [("requests", Some(&r.requests)), ("limits", r.limits.as_ref())] {
+                    let Some(resources) = resources else { continue };
+                    let field = |f: &str| at(&format!("resources.{kind}.{f}"));
+                    quantity::cpu_cores(&resources.cpu).map_err(|e| invalid(field("cpu"), e))?;
+                    quantity::bytes(&resources.memory).map_err(|e| invalid(field("memory"), e))?;
+                    if let Some(scratch) = &resources.ephemeral_storage {
+                        quantity::bytes(scratch).map_err(|e| invalid(field("ephemeralStorage"), e))?;
+                    }
                 }
                 if let Some(storage) = &r.storage {
                     quantity::bytes(storage).map_err(|e| invalid(at("resources.storage"), e))?;
@@ -951,6 +1060,40 @@ repositories:
         assert!(e.contains("services[0].name"), "{e}");
         let e = error(&MINIMAL.replace("chartPath: deploy/web", "chartPath: ../etc"));
         assert!(e.contains("chartPath"), "{e}");
+    }
+
+    #[test]
+    fn settings_that_open_the_trust_boundary_are_refused() {
+        let e = error(&format!("{MINIMAL}argocd: {{project: default}}\n"));
+        assert!(e.contains("argocd.project") && e.contains("argocd.appProject.name"), "{e}");
+        let e = error(&format!("{MINIMAL}ingress: {{wildcardSecret: preview-wildcard-tls}}\n"));
+        assert!(e.contains("ingress.wildcardSecret") && e.contains("default certificate"), "{e}");
+        let e = error(&format!("{MINIMAL}namespacePrefix: ''\n"));
+        assert!(e.contains("namespacePrefix"), "{e}");
+        let e = error(&format!("{MINIMAL}network: {{egressCidrs: [169.254.169.254/32]}}\n"));
+        assert!(e.contains("network.egressCidrs[0]") && e.contains("169.254.0.0/16"), "{e}");
+        let e = error(&format!("{MINIMAL}network: {{egressExcept: [nowhere]}}\n"));
+        assert!(e.contains("network.egressExcept[0]"), "{e}");
+        let e = error(&format!("{MINIMAL}quota: {{secrets: 0}}\n"));
+        assert!(e.contains("quota.secrets"), "{e}");
+        let e = error(&format!("{MINIMAL}quota: {{ephemeralStorage: lots}}\n"));
+        assert!(e.contains("quota.ephemeralStorage"), "{e}");
+    }
+
+    #[test]
+    fn the_defaults_close_the_boundary() {
+        let c = Config::from_yaml(MINIMAL).unwrap();
+        assert_eq!(c.argocd.project, "previews");
+        assert_eq!(c.network.egress_except, ["169.254.0.0/16", "fe80::/10", "fd00:ec2::254/128"]);
+        assert_eq!(c.container_defaults.ephemeral_storage(), ("100Mi".to_owned(), "1Gi".to_owned()));
+        // Defaults set without ephemeral storage still get it (the quota requires it).
+        let partial = format!("{MINIMAL}containerDefaults: {{requests: {{cpu: 50m, memory: 64Mi}}}}\n");
+        let c = Config::from_yaml(&partial).unwrap();
+        assert_eq!(c.container_defaults.ephemeral_storage(), ("100Mi".to_owned(), "1Gi".to_owned()));
+        assert_eq!(
+            (c.quota.services, c.quota.secrets, c.quota.config_maps, c.quota.persistent_volume_claims),
+            (20, 50, 50, 10)
+        );
     }
 
     #[test]

@@ -58,9 +58,14 @@ pub struct PreviewEnvironmentSpec {
     /// The PR comes from a fork (untrusted code).
     #[serde(default)]
     pub fork: bool,
-    /// For a fork: the user with write access to the repository who added the opt-in label.
+    /// For a fork: the maintainer's approval, bound to the commit it was given for
+    /// (`headSha`, while no newer commit is approved).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub fork_approved_by: Option<String>,
+    pub fork_approval: Option<ForkApproval>,
+    /// For a fork: a newer head commit that waits for a maintainer's approval. The preview
+    /// keeps running `headSha` meanwhile.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub awaiting_approval: Option<AwaitingApproval>,
     pub author: String,
     /// GitHub App installation, for GitHub API calls about this PR.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -74,6 +79,26 @@ pub struct PreviewEnvironmentSpec {
     pub ttl_prediction: Option<TtlPrediction>,
     /// The event this spec was last written from; older events are stale.
     pub last_event: EventRef,
+}
+
+/// A maintainer's approval of a fork's code: the opt-in label, added by someone with push
+/// access, approves the head commit of that `labeled` event and nothing pushed after it.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ForkApproval {
+    /// The GitHub login that added the label.
+    pub by: String,
+    /// The commit approved.
+    pub sha: String,
+}
+
+/// A fork's head commit that no maintainer has approved yet.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AwaitingApproval {
+    pub sha: String,
+    /// When it was pushed (the PR's `updated_at` in that event).
+    pub since: DateTime<Utc>,
 }
 
 /// How the services of a preview were chosen.

@@ -3,6 +3,7 @@
 
 pub mod ai;
 pub mod argo;
+pub mod cidr;
 pub mod config;
 pub mod consumer;
 pub mod controller;

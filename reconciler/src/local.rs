@@ -17,7 +17,7 @@ use crate::controller::{Context, reconcile_at};
 use crate::crd::{PreviewEnvironment, SelectedBy, ServiceSelection};
 use crate::names;
 use crate::offline::{OfflineError, preview_resource};
-use crate::policy::{Decision, decide, is_stale};
+use crate::policy::{Decision, assumed_approval, decide, is_stale};
 use crate::render::{render, to_yaml};
 
 #[derive(Debug, thiserror::Error)]
@@ -144,7 +144,8 @@ pub fn apply_to_folder(config: &Config, event: &PreviewEvent, out: &Path) -> Res
     if existing.as_ref().is_some_and(|e| is_stale(event, &e.spec.last_event)) {
         return Ok(row(event, "stale: dropped".to_owned()));
     }
-    match decide(event, config) {
+    let previous = existing.as_ref().map(|e| &e.spec);
+    match decide(event, config, previous, assumed_approval(event, config)) {
         Decision::Ignore { reason } => Ok(row(event, format!("ignored: {}", reason.as_str()))),
         Decision::Remove { reason } => {
             let had = dir.exists();

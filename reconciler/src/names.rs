@@ -67,15 +67,6 @@ pub fn is_dns_name(s: &str) -> bool {
     s.len() <= 253 && s.split('.').count() >= 2 && s.split('.').all(is_dns_label)
 }
 
-pub fn is_cidr(s: &str) -> bool {
-    let Some((ip, bits)) = s.split_once('/') else { return false };
-    match ip.parse::<std::net::IpAddr>() {
-        Ok(std::net::IpAddr::V4(_)) => bits.parse::<u8>().is_ok_and(|b| b <= 32),
-        Ok(std::net::IpAddr::V6(_)) => bits.parse::<u8>().is_ok_and(|b| b <= 128),
-        Err(_) => false,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -96,12 +87,6 @@ mod tests {
         assert!(a.len() <= MAX_LABEL && b.len() <= MAX_LABEL);
         assert_ne!(a, b);
         assert!(is_dns_label(&a), "{a}");
-    }
-
-    #[test]
-    fn cidrs() {
-        assert!(is_cidr("10.0.0.0/8") && is_cidr("fd00::/8"));
-        assert!(!is_cidr("10.0.0.0") && !is_cidr("10.0.0.0/33") && !is_cidr("host/8"));
     }
 
     proptest! {

@@ -8,7 +8,7 @@ use previewd_events::PreviewEvent;
 
 use crate::config::Config;
 use crate::crd::{PreviewEnvironment, PreviewEnvironmentStatus};
-use crate::policy::{Decision, decide};
+use crate::policy::{Decision, decide_offline};
 use crate::render::{Preview, render, to_yaml};
 use crate::ttl;
 
@@ -60,7 +60,7 @@ pub fn render_event(config_path: &Path, event_path: &Path) -> Result<String, Off
     let text = std::fs::read_to_string(event_path)
         .map_err(|e| OfflineError::Read { path: path.clone(), message: e.to_string() })?;
     let event = PreviewEvent::from_json(&text).map_err(|e| OfflineError::Event { path, message: e.to_string() })?;
-    match decide(&event, &config) {
+    match decide_offline(&event, &config) {
         Decision::Upsert(spec) => {
             let resource = preview_resource(&config, *spec)?;
             let mut objects = vec![serde_json::to_value(&resource).unwrap_or_default()];

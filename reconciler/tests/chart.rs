@@ -41,12 +41,22 @@ fn template() -> Vec<Value> {
     template_with(&[])
 }
 
+/// The example configuration, as values.
+fn example_config() -> Value {
+    serde_norway::from_str(&std::fs::read_to_string(root().join("docs/examples/config.yaml")).unwrap()).unwrap()
+}
+
 /// `helm template` with the example configuration and extra `--set` values.
 fn template_with(sets: &[&str]) -> Vec<Value> {
-    let example = std::fs::read_to_string(root().join("docs/examples/config.yaml")).unwrap();
-    let values: Value = serde_norway::from_str(&example).unwrap();
-    let file = std::env::temp_dir().join(format!("previewd-values-{}.yaml", std::process::id()));
-    std::fs::write(&file, serde_norway::to_string(&serde_json::json!({"config": values})).unwrap()).unwrap();
+    template_config(&example_config(), sets)
+}
+
+/// `helm template` with `config` and extra `--set` values.
+fn template_config(config: &Value, sets: &[&str]) -> Vec<Value> {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let file = std::env::temp_dir().join(format!("previewd-values-{}-{n}.yaml", std::process::id()));
+    std::fs::write(&file, serde_norway::to_string(&serde_json::json!({"config": config})).unwrap()).unwrap();
     let out = helm(
         &["template", "pd", "charts/previewd", "--namespace", "previewd", "--set", QUEUE, "-f", file.to_str().unwrap()]
             .into_iter()
@@ -87,6 +97,9 @@ fn rendered_chart_validates_against_the_kubernetes_schemas() {
         "Deployment",
         "Service",
         "PodDisruptionBudget",
+        "AppProject",
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicyBinding",
     ] {
         assert!(kinds.contains(&kind), "{kind} missing from {kinds:?}");
     }
@@ -128,8 +141,11 @@ fn rendered_chart_validates_against_the_kubernetes_schemas() {
     assert!(env.contains("AWS_SECRET_ACCESS_KEY") && env.contains("previewd-aws"), "{env}");
 }
 
-/// Every object passes the Kubernetes 1.33 schemas (kubernetes-validate, strict).
+/// Every object passes the Kubernetes 1.33 schemas (kubernetes-validate, strict). Argo CD's
+/// kinds have no schema there: the AppProject is validated against Argo CD's own CRD in
+/// `the_argo_project_confines_previews`.
 fn validate(objects: &[Value]) {
+    let objects: Vec<&Value> = objects.iter().filter(|o| o["apiVersion"] != "argoproj.io/v1alpha1").collect();
     let yaml: String = objects.iter().map(|o| format!("---\n{}", serde_norway::to_string(o).unwrap())).collect();
     let mut child = Command::new(root().join(".venv/bin/kubernetes-validate"))
         .args(["-k", "1.33.0", "--strict", "-"])
@@ -233,4 +249,129 @@ fn the_image_matches_what_the_chart_runs() {
         dockerfile.contains(&format!("FROM rust:{msrv}-")),
         "the build image is the workspace's rust-version {msrv}"
     );
+}
+
+fn crd_schema(file: &str) -> Value {
+    let path = root().join("../shared/fixtures/argocd").join(file);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let crd: Value = serde_norway::from_str(&text).unwrap();
+    let version = crd["spec"]["versions"].as_array().unwrap().iter().find(|v| v["name"] == "v1alpha1").unwrap();
+    version["schema"]["openAPIV3Schema"].clone()
+}
+
+fn group_kinds(list: &Value) -> Vec<(String, String)> {
+    list.as_array()
+        .into_iter()
+        .flatten()
+        .map(|gk| (gk["group"].as_str().unwrap().to_owned(), gk["kind"].as_str().unwrap().to_owned()))
+        .collect()
+}
+
+/// Argo CD's destination namespace glob (`preview-*`), as Argo CD matches it.
+fn glob_matches(glob: &str, name: &str) -> bool {
+    globset::Glob::new(glob).unwrap().compile_matcher().is_match(name)
+}
+
+#[test]
+fn the_argo_project_confines_previews() {
+    for config_values in [example_config(), {
+        // Defaults only: the chart's defaults must agree with the reconciler's.
+        let mut minimal = example_config();
+        let map = minimal.as_object_mut().unwrap();
+        map.remove("namespacePrefix");
+        map.remove("argocd");
+        for repo in map["repositories"].as_array_mut().unwrap() {
+            repo.as_object_mut().unwrap().remove("repoUrl");
+        }
+        minimal
+    }] {
+        let objects = template_config(&config_values, &[]);
+        let project = objects.iter().find(|o| o["kind"] == "AppProject").expect("the chart creates the AppProject");
+        let config_map = objects.iter().find(|o| o["kind"] == "ConfigMap").unwrap();
+        let config = Config::from_yaml(config_map["data"]["config.yaml"].as_str().unwrap()).unwrap();
+
+        // The project is the one every preview names, in Argo CD's namespace, and valid for Argo CD.
+        assert_eq!(project["metadata"]["name"], "previews");
+        assert_eq!(config.argocd.project, "previews");
+        assert_eq!(project["metadata"]["namespace"], config.argocd.namespace.as_str());
+        let validator = jsonschema::validator_for(&crd_schema("appproject-crd.yaml")).unwrap();
+        let errors: Vec<String> =
+            validator.iter_errors(project).map(|e| format!("{e} at {}", e.instance_path())).collect();
+        assert!(errors.is_empty(), "{errors:#?}");
+
+        // Destinations: only preview namespaces on the configured server.
+        let spec = &project["spec"];
+        let destinations = spec["destinations"].as_array().unwrap();
+        assert_eq!(destinations.len(), 1, "{destinations:?}");
+        assert_eq!(destinations[0]["server"], config.argocd.destination_server.as_str());
+        let glob = destinations[0]["namespace"].as_str().unwrap();
+        assert_eq!(glob, format!("{}*", config.namespace_prefix));
+        for foreign in ["default", "kube-system", "argocd", "previewd", "shop-prod"] {
+            assert!(!glob_matches(glob, foreign), "{glob} admits {foreign}");
+        }
+        // Source repositories: exactly the configured ones.
+        let mut repos: Vec<&str> =
+            spec["sourceRepos"].as_array().unwrap().iter().map(|r| r.as_str().unwrap()).collect();
+        let mut configured: Vec<String> = config.repositories.iter().map(|r| r.repo_url()).collect();
+        repos.sort_unstable();
+        configured.sort_unstable();
+        assert_eq!(repos, configured);
+        assert!(!repos.contains(&"*"));
+        // No cluster-scoped kinds; none of Previewd's isolation objects, nor what reaches past them.
+        assert_eq!(spec["clusterResourceWhitelist"], serde_json::json!([]));
+        assert!(group_kinds(&spec["clusterResourceBlacklist"]).contains(&("*".into(), "*".into())));
+        let blacklist = group_kinds(&spec["namespaceResourceBlacklist"]);
+        for (group, kind) in [
+            ("networking.k8s.io", "NetworkPolicy"),
+            ("", "ResourceQuota"),
+            ("", "LimitRange"),
+            ("networking.k8s.io", "Ingress"),
+            ("gateway.networking.k8s.io", "*"),
+            ("", "Endpoints"),
+            ("discovery.k8s.io", "EndpointSlice"),
+            ("rbac.authorization.k8s.io", "*"),
+            ("argoproj.io", "*"),
+            ("cert-manager.io", "*"),
+        ] {
+            assert!(blacklist.contains(&(group.into(), kind.into())), "{group}/{kind} not blacklisted: {blacklist:?}");
+        }
+
+        // Every example event's ApplicationSet names this project and stays inside it.
+        let app_set_validator = jsonschema::validator_for(&crd_schema("applicationset-crd.yaml")).unwrap();
+        let mut rendered = 0;
+        for entry in std::fs::read_dir(root().join("docs/examples/events")).unwrap() {
+            let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+            let event = previewd_events::PreviewEvent::from_json(&text).unwrap();
+            let previewd::policy::Decision::Upsert(spec) = previewd::policy::decide_offline(&event, &config) else {
+                continue;
+            };
+            let resource = previewd::offline::preview_resource(&config, *spec).unwrap();
+            let objects = previewd::render::render(&config, &resource).unwrap();
+            let app_set = objects.iter().find(|o| o["kind"] == "ApplicationSet").unwrap();
+            assert!(app_set_validator.is_valid(app_set));
+            let template = &app_set["spec"]["template"]["spec"];
+            assert_eq!(template["project"], project["metadata"]["name"]);
+            assert!(repos.contains(&template["source"]["repoURL"].as_str().unwrap()), "{template}");
+            assert_eq!(template["destination"]["server"], destinations[0]["server"]);
+            let namespace = template["destination"]["namespace"].as_str().unwrap();
+            assert!(glob_matches(glob, namespace), "{namespace} outside {glob}");
+            rendered += 1;
+        }
+        assert!(rendered >= 3, "only {rendered} example events rendered");
+    }
+}
+
+#[test]
+fn the_chart_refuses_a_project_that_is_not_its_own() {
+    let mut config = example_config();
+    config["argocd"]["project"] = Value::from("default");
+    let objects_or_error = {
+        let file = std::env::temp_dir().join(format!("previewd-values-default-{}.yaml", std::process::id()));
+        std::fs::write(&file, serde_norway::to_string(&serde_json::json!({"config": config})).unwrap()).unwrap();
+        helm(&["template", "pd", "charts/previewd", "--set", QUEUE, "-f", file.to_str().unwrap()])
+    };
+    assert!(!objects_or_error.status.success());
+    assert!(text(&objects_or_error).contains("config.argocd.project (default) differs"), "{}", text(&objects_or_error));
+    let out = helm(&["template", "pd", "charts/previewd", "--set", QUEUE, "--set", "argocd.appProject.name=default"]);
+    assert!(!out.status.success() && text(&out).contains("schema"), "{}", text(&out));
 }

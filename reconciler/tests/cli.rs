@@ -116,7 +116,8 @@ async fn cost_prints_every_preview_and_the_totals_from_the_cluster() {
     let config = support::config();
     let api: Api<previewd::crd::PreviewEnvironment> = Api::all(client.clone());
     for name in ["opened.json", "fork-labeled.json"] {
-        let previewd::policy::Decision::Upsert(spec) = previewd::policy::decide(&support::event(name), &config) else {
+        let previewd::policy::Decision::Upsert(spec) = previewd::policy::decide_offline(&support::event(name), &config)
+        else {
             panic!("{name}")
         };
         let pe = previewd::offline::preview_resource(&config, *spec).unwrap();

@@ -33,15 +33,16 @@ struct Setup {
     stack: Stack,
     kube: Client,
     consumer: Consumer,
+    config: Arc<Config>,
 }
 
 async fn setup(name: &str, fail_patches: bool) -> Setup {
     let stack = Stack::new(name).await;
     let kube = kube(fail_patches).await;
     let config = Arc::new(Config::load(&root().join("docs/examples/config.yaml")).unwrap());
-    let mut consumer = Consumer::new(stack.sqs.clone(), stack.queue_url.clone(), kube.clone(), config);
+    let mut consumer = Consumer::new(stack.sqs.clone(), stack.queue_url.clone(), kube.clone(), Arc::clone(&config));
     consumer.wait_seconds = 0;
-    Setup { stack, kube, consumer }
+    Setup { stack, kube, consumer, config }
 }
 
 impl Setup {
@@ -256,4 +257,33 @@ async fn consume_applies_the_queue_to_the_cluster_in_kubeconfig_and_exits() {
     assert!(pe.status.unwrap().cost_estimate.is_some());
     assert!(Api::<PreviewEnvironment>::all(kube).get_opt("preview-shop-pr-43").await.unwrap().is_none());
     assert_eq!(stack.queued(&stack.queue_url).await, (0, 0));
+}
+
+#[tokio::test]
+async fn a_maintainers_approval_in_a_burst_is_not_superseded() {
+    let mut s = setup("approval-burst", false).await;
+    let github = support::github::FakeGitHub::start().await;
+    {
+        let mut gh = github.lock();
+        gh.files = vec![serde_json::json!({"filename": "web/a.ts", "status": "modified"})];
+        gh.permissions.insert("maintainer".into(), "write".into());
+    }
+    let notifier =
+        Arc::new(previewd::github::notify::Notifier::new(Arc::new(github.client()), s.config.github.clone()));
+    s.consumer = s.consumer.clone().with_github(notifier);
+    // The maintainer labels commit x, then the author pushes y: both in one receive.
+    let approved = event("fork-labeled.json");
+    let mut pushed = later(approved.clone(), 1, "d-push");
+    pushed.action = PrAction::Synchronize;
+    pushed.label = None;
+    pushed.sender = "contributor".into();
+    pushed.pull_request.head_sha = "1111111111111111111111111111111111111111".into();
+    s.send(&approved).await;
+    s.send(&pushed).await;
+    let name = "preview-shop-pr-77";
+    assert_eq!(s.poll().await, vec![Outcome::Applied { name: name.into() }, Outcome::Applied { name: name.into() }]);
+    let spec = s.preview(name).await.unwrap().spec;
+    assert_eq!(spec.head_sha, approved.pull_request.head_sha, "x, approved, runs");
+    assert_eq!(spec.awaiting_approval.map(|a| a.sha), Some(pushed.pull_request.head_sha), "y waits");
+    assert_eq!(s.queued(&s.stack.queue_url).await, (0, 0));
 }

@@ -17,7 +17,7 @@ use previewd::argo::ApplicationSet;
 use previewd::config::Config;
 use previewd::controller::{Context, Outcome, reconcile_at};
 use previewd::crd::{FINALIZER, Phase, PreviewEnvironment};
-use previewd::policy::{Decision, decide};
+use previewd::policy::{Decision, decide_offline};
 use support::{config, event};
 
 async fn client() -> Client {
@@ -28,7 +28,7 @@ async fn client() -> Client {
 async fn create(client: &Client, config: &Config, event_name: &str, active: DateTime<Utc>) -> PreviewEnvironment {
     let mut event = event(event_name);
     event.pull_request.updated_at = active;
-    let Decision::Upsert(spec) = decide(&event, config) else { panic!("expected an upsert") };
+    let Decision::Upsert(spec) = decide_offline(&event, config) else { panic!("expected an upsert") };
     let mut pe = previewd::offline::preview_resource(config, *spec).unwrap();
     pe.status = None;
     let api: Api<PreviewEnvironment> = Api::all(client.clone());
@@ -158,7 +158,7 @@ async fn deletion_runs_the_finalizer() {
     let now = Utc::now();
     let mut event = event("opened.json");
     event.pull_request.updated_at = now;
-    let Decision::Upsert(spec) = decide(&event, &config) else { panic!() };
+    let Decision::Upsert(spec) = decide_offline(&event, &config) else { panic!() };
     let mut pe = previewd::offline::preview_resource(&config, *spec).unwrap();
     pe.status = None;
     pe.metadata.finalizers = Some(vec![FINALIZER.to_owned()]);

@@ -21,7 +21,7 @@ use previewd::argo::ApplicationSet;
 use previewd::consumer::{Consumer, Outcome as ConsumerOutcome};
 use previewd::controller::{Context, Outcome, reconcile_at};
 use previewd::crd::{FINALIZER, PreviewEnvironment};
-use previewd::policy::{Decision, decide};
+use previewd::policy::{Decision, decide_offline};
 use support::{config, event};
 
 /// (HTTP method, path fragment, status): requests matching it fail with that status.
@@ -85,7 +85,7 @@ async fn create(client: &Client) -> PreviewEnvironment {
     let config = config();
     let mut e = event("opened.json");
     e.pull_request.updated_at = Utc::now();
-    let Decision::Upsert(spec) = decide(&e, &config) else { panic!("expected an upsert") };
+    let Decision::Upsert(spec) = decide_offline(&e, &config) else { panic!("expected an upsert") };
     let mut pe = previewd::offline::preview_resource(&config, *spec).unwrap();
     pe.status = None;
     Api::<PreviewEnvironment>::all(client.clone()).create(&PostParams::default(), &pe).await.unwrap()

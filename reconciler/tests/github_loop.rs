@@ -345,59 +345,169 @@ async fn fork_opt_in_counts_only_from_people_with_write_access() {
         assert!(comments[0].body.contains("someone with write access"), "{}", comments[0].body);
     }
 
-    // A maintainer adds it: deployed, and the approval is recorded.
+    // A maintainer adds it: deployed, and the approval is recorded with the commit.
     let mut approved = later(self_labelled, 1, "maintainer-label");
     approved.sender = "maintainer".into();
     assert_eq!(w.consumer.handle_event(&approved).await, Consumed::Applied { name: name.into() });
-    assert_eq!(w.preview(name).await.unwrap().spec.fork_approved_by.as_deref(), Some("maintainer"));
+    let approval = w.preview(name).await.unwrap().spec.fork_approval.unwrap();
+    assert_eq!((approval.by.as_str(), approval.sha.as_str()), ("maintainer", approved.pull_request.head_sha.as_str()));
 
-    // The contributor pushes again: the approval holds while the label stays.
-    let permission_checks = w.github.lock().count("GET", "/permission");
-    let mut pushed = later(approved, 1, "push");
+    // GitHub down while a fork label is checked: the message is kept for later (fail closed).
+    w.github.lock().outage = Some(503);
+    let mut other = later(approved, 1, "other");
+    other.pull_request.number = 79;
+    assert!(matches!(w.consumer.handle_event(&other).await, Consumed::Failed { .. }));
+    assert!(w.preview("preview-shop-pr-79").await.is_none());
+}
+
+/// The ApplicationSet's revision: what Argo CD deploys.
+async fn deployed_revision(w: &World, name: &str) -> String {
+    let set = Api::<ApplicationSet>::namespaced(w.kube.clone(), "argocd").get(name).await.unwrap();
+    let value = serde_json::to_value(set).unwrap();
+    value["spec"]["template"]["spec"]["source"]["targetRevision"].as_str().unwrap().to_owned()
+}
+
+fn push(e: &PreviewEvent, seconds: i64, sha: &str, delivery: &str) -> PreviewEvent {
+    let mut pushed = later(e.clone(), seconds, delivery);
     pushed.action = PrAction::Synchronize;
     pushed.label = None;
     pushed.sender = "contributor".into();
-    pushed.pull_request.head_sha = "1111111111111111111111111111111111111111".into();
-    assert_eq!(w.consumer.handle_event(&pushed).await, Consumed::Applied { name: name.into() });
-    assert_eq!(w.github.lock().count("GET", "/permission"), permission_checks);
+    pushed.pull_request.head_sha = sha.into();
+    pushed
+}
+
+fn labelled_by(e: &PreviewEvent, seconds: i64, who: &str, delivery: &str) -> PreviewEvent {
+    let mut labelled = later(e.clone(), seconds, delivery);
+    labelled.action = PrAction::Labeled;
+    labelled.label = Some("preview-fork".into());
+    labelled.pull_request.labels = vec!["preview-fork".into()];
+    labelled.sender = who.into();
+    labelled
 }
 
 #[tokio::test]
-async fn a_fork_label_is_traced_to_whoever_added_it() {
+async fn a_fork_push_after_approval_waits_for_a_new_approval() {
+    let w = World::new().await;
+    {
+        let mut gh = w.github.lock();
+        gh.files = changed(&["web/a.ts"]);
+        gh.permissions.insert("maintainer".into(), "write".into());
+        gh.permissions.insert("contributor".into(), "read".into());
+    }
+    let name = "preview-shop-pr-77";
+    let (x, y, z) = (
+        "de9f2c7fd25e1b3afad3e85a0bd17d9b100db4b3",
+        "1111111111111111111111111111111111111111",
+        "2222222222222222222222222222222222222222",
+    );
+    // A maintainer labels the fork at commit x: x deploys.
+    let approved = event("fork-labeled.json");
+    assert_eq!(approved.pull_request.head_sha, x);
+    assert_eq!(w.consumer.handle_event(&approved).await, Consumed::Applied { name: name.into() });
+    let now = Utc::now();
+    w.reconcile(name, now).await;
+    w.services_healthy(name).await;
+    w.reconcile(name, now).await;
+    w.notifier.flush(false).await;
+    assert_eq!(deployed_revision(&w, name).await, x);
+    assert_eq!(w.github.lock().status_states(), [["success"]]);
+
+    // The author pushes y: nothing of y runs, the preview keeps x, and the PR says why.
+    let checks = w.github.lock().count("GET", "/permission");
+    let pushed = push(&approved, 60, y, "push-y");
+    assert_eq!(w.consumer.handle_event(&pushed).await, Consumed::Applied { name: name.into() });
+    let spec = w.preview(name).await.unwrap().spec;
+    assert_eq!((spec.head_sha.as_str(), spec.awaiting_approval.as_ref().map(|a| a.sha.as_str())), (x, Some(y)));
+    assert_eq!(spec.fork_approval.as_ref().map(|a| a.sha.as_str()), Some(x));
+    w.reconcile(name, now).await;
+    w.notifier.flush(false).await;
+    assert_eq!(deployed_revision(&w, name).await, x, "the unapproved commit is not deployed");
+    assert_eq!(w.github.lock().count("GET", "/permission"), checks, "a push approves nothing: nobody is asked");
+    {
+        let gh = w.github.lock();
+        let shas: Vec<&str> = gh.deployments.iter().map(|d| d.sha.as_str()).collect();
+        assert_eq!(shas, [x, y]);
+        assert_eq!(gh.status_states(), [vec!["success"], vec!["pending"]]);
+        assert!(gh.deployments[1].statuses[0]["description"].as_str().unwrap().contains("approve"));
+        let comments = gh.comments_on(77);
+        assert_eq!(comments.len(), 1);
+        let body = &comments[0].body;
+        assert!(body.contains("Commit 1111111 comes from a fork and waits for a maintainer's approval"), "{body}");
+        assert!(body.contains("still runs the approved commit de9f2c7"), "{body}");
+    }
+
+    // The author (no push access) labels it themselves: still waiting.
+    let self_approved = labelled_by(&pushed, 10, "contributor", "self-label");
+    assert_eq!(w.consumer.handle_event(&self_approved).await, Consumed::Applied { name: name.into() });
+    assert_eq!(w.preview(name).await.unwrap().spec.head_sha, x);
+
+    // The maintainer removes and adds the label again: that approves y, and y deploys.
+    let mut unlabelled = later(self_approved, 10, "unlabel");
+    unlabelled.action = PrAction::Unlabeled;
+    unlabelled.pull_request.labels = vec![];
+    unlabelled.sender = "maintainer".into();
+    assert_eq!(w.consumer.handle_event(&unlabelled).await, Consumed::Applied { name: name.into() });
+    assert_eq!(w.preview(name).await.unwrap().spec.head_sha, x, "removing the label to add it again keeps x");
+    let reapproved = labelled_by(&unlabelled, 10, "maintainer", "relabel");
+    assert_eq!(w.consumer.handle_event(&reapproved).await, Consumed::Applied { name: name.into() });
+    let spec = w.preview(name).await.unwrap().spec;
+    assert_eq!((spec.head_sha.as_str(), spec.awaiting_approval), (y, None));
+    assert_eq!(spec.fork_approval.map(|a| (a.by, a.sha)), Some(("maintainer".into(), y.into())));
+    w.reconcile(name, now).await;
+    w.notifier.flush(false).await;
+    assert_eq!(deployed_revision(&w, name).await, y);
+    let states = w.github.lock().status_states();
+    assert_eq!(states[1][0], "pending");
+    assert_ne!(states[1].last().map(String::as_str), Some("pending"), "y's own deployment moved on: {states:?}");
+
+    // The preview expires; the label stays on the PR. A later push still waits for approval.
+    assert_eq!(w.reconcile(name, now + chrono::Duration::days(8)).await, Outcome::Expired);
+    assert!(w.preview(name).await.is_none(), "expired and deleted");
+    let mut after_expiry = push(&reapproved, 60, z, "push-z");
+    after_expiry.pull_request.labels = vec!["preview-fork".into()];
+    assert_eq!(
+        w.consumer.handle_event(&after_expiry).await,
+        Consumed::Removed { name: name.into(), reason: Reason::ForkCommitUnapproved }
+    );
+    assert!(w.preview(name).await.is_none(), "no preview of an unapproved commit");
+    w.notifier.flush(false).await;
+    let body = w.github.lock().comments_on(77)[0].body.clone();
+    assert!(body.contains("no maintainer has approved its latest commit"), "{body}");
+    // Approved again: z deploys.
+    let approved_z = labelled_by(&after_expiry, 10, "maintainer", "label-z");
+    assert_eq!(w.consumer.handle_event(&approved_z).await, Consumed::Applied { name: name.into() });
+    assert_eq!(w.preview(name).await.unwrap().spec.head_sha, z);
+}
+
+#[tokio::test]
+async fn a_label_on_the_pr_approves_no_commit_by_itself() {
     let w = World::new().await;
     {
         let mut gh = w.github.lock();
         gh.files = changed(&["web/a.ts"]);
         gh.permissions.insert("maintainer".into(), "admin".into());
-        gh.permissions.insert("contributor".into(), "read".into());
-        gh.issue_events = vec![
-            json!({"id": 1, "event": "labeled", "actor": {"login": "maintainer"}, "label": {"name": "preview-fork"}}),
-            json!({"id": 2, "event": "unlabeled", "actor": {"login": "maintainer"}, "label": {"name": "preview-fork"}}),
-            json!({"id": 3, "event": "labeled", "actor": {"login": "contributor"}, "label": {"name": "preview-fork"}}),
-        ];
     }
-    // An event that carries the label but was not its `labeled` event (here: a push).
+    // An event that carries the label but is not its `labeled` event (here: a push) cannot
+    // say which commit the label was added for, so it approves none.
     let mut pushed = event("fork-labeled.json");
     pushed.action = PrAction::Synchronize;
+    pushed.label = None;
     pushed.sender = "contributor".into();
     let name = "preview-shop-pr-77";
     assert_eq!(
         w.consumer.handle_event(&pushed).await,
-        Consumed::Removed { name: name.into(), reason: Reason::ForkLabelUntrusted },
-        "the label now on the PR was added by the contributor"
+        Consumed::Removed { name: name.into(), reason: Reason::ForkCommitUnapproved }
     );
-    w.github.lock().issue_events.push(
-        json!({"id": 4, "event": "labeled", "actor": {"login": "maintainer"}, "label": {"name": "preview-fork"}}),
+    assert_eq!(w.github.lock().count("GET", "/permission"), 0);
+    // A label added for another fork label name approves nothing either.
+    let mut other_label = later(pushed, 1, "other-label");
+    other_label.action = PrAction::Labeled;
+    other_label.label = Some("do-not-expire".into());
+    other_label.sender = "maintainer".into();
+    assert_eq!(
+        w.consumer.handle_event(&other_label).await,
+        Consumed::Removed { name: name.into(), reason: Reason::ForkCommitUnapproved }
     );
-    let again = later(pushed, 1, "again");
-    assert_eq!(w.consumer.handle_event(&again).await, Consumed::Applied { name: name.into() });
-
-    // GitHub down while a fork is checked: the message is kept for later (fail closed).
-    w.github.lock().outage = Some(503);
-    let mut other = later(again, 1, "other");
-    other.pull_request.number = 79;
-    assert!(matches!(w.consumer.handle_event(&other).await, Consumed::Failed { .. }));
-    assert!(w.preview("preview-shop-pr-79").await.is_none());
 }
 
 #[tokio::test]
@@ -466,7 +576,8 @@ async fn an_optional_commit_status_follows_the_deployment() {
 fn a_destroyed_update_is_the_same_on_every_retry() {
     let config = config();
     let pe = previewd::offline::preview_resource(&config, {
-        let previewd::policy::Decision::Upsert(spec) = previewd::policy::decide(&event("opened.json"), &config) else {
+        let previewd::policy::Decision::Upsert(spec) = previewd::policy::decide_offline(&event("opened.json"), &config)
+        else {
             panic!()
         };
         *spec

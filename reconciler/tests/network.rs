@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
 use previewd::config::Config;
-use previewd::policy::{Decision, decide};
+use previewd::policy::{Decision, decide_offline};
 use previewd::render::render;
 use serde_json::Value;
 use support::{config, event};
@@ -140,7 +140,7 @@ fn cluster(config: &Config) -> (Cluster, [String; 3]) {
     for (file, number) in [("opened.json", 42), ("opened.json", 43), ("synchronize-long-name.json", 7)] {
         let mut e = event(file);
         e.pull_request.number = number;
-        let Decision::Upsert(spec) = decide(&e, config) else { panic!("{file}: expected an upsert") };
+        let Decision::Upsert(spec) = decide_offline(&e, config) else { panic!("{file}: expected an upsert") };
         let pe = previewd::offline::preview_resource(config, *spec).unwrap();
         let objects = render(config, &pe).unwrap();
         let ns = objects.iter().find(|o| o["kind"] == "Namespace").unwrap();
@@ -197,4 +197,16 @@ fn without_dns_egress_a_preview_reaches_only_itself() {
     assert!(!cluster.can_reach(&pa, &dns, (53, "UDP")));
     assert!(!cluster.can_reach(&pa, &pb, HTTP));
     assert!(cluster.can_reach(&pa, &pa2, HTTP));
+}
+
+#[test]
+fn a_wide_egress_cidr_keeps_the_metadata_endpoint_out() {
+    let mut config = config();
+    config.network.egress_cidrs = vec!["0.0.0.0/0".into()];
+    let (cluster, [a, _, _]) = cluster(&config);
+    let pa = pod(&a, &[], "10.1.0.5");
+    let metadata = pod("outside", &[], "169.254.169.254");
+    let internet = pod("outside", &[], "93.184.216.34");
+    assert!(cluster.can_reach(&pa, &internet, (443, "TCP")), "the CIDR is open");
+    assert!(!cluster.can_reach(&pa, &metadata, (80, "TCP")), "but never the cloud metadata endpoint");
 }

@@ -8,69 +8,18 @@ mod support;
 
 use std::collections::BTreeSet;
 use std::process::Command;
-use std::sync::Arc;
 
-use chrono::Utc;
-use k8s_openapi::api::coordination::v1::Lease;
-use kube::api::Api;
-use previewd::consumer::{Consumer, Outcome as Consumed};
-use previewd::controller::{Context, reconcile_at};
-use previewd::crd::PreviewEnvironment;
-use previewd::github::notify::Notifier;
-use previewd::leader::LeaderElection;
-use serde_json::{Value, json};
-use support::github::FakeGitHub;
-use support::{Access, access_of, recording, root};
-
-const NAME: &str = "preview-shop-pr-42";
+use serde_json::Value;
+use support::{Access, access_of, accesses, recording, root};
 
 /// Every access the reconciler needs, recorded from a preview's life.
 async fn recorded() -> BTreeSet<Access> {
     // The recorder sits above the bridge, so it sees the paths production sends; the test's
     // own writes (standing in for Argo CD) go around it.
     let unrecorded = support::fake_cluster().await;
-    let (kube, seen) = recording(unrecorded.clone());
-    let github = FakeGitHub::start().await;
-    github.lock().files = vec![json!({"filename": "web/a.ts", "status": "modified"})];
-    let config = Arc::new(support::config());
-    let notifier = Arc::new(Notifier::new(Arc::new(github.client()), config.github.clone()));
-    let consumer = Consumer::new(support::unused_sqs(), "unused".into(), kube.clone(), Arc::clone(&config))
-        .with_github(Arc::clone(&notifier));
-    let ctx = Context::new(kube.clone(), Arc::clone(&config)).with_github(Arc::clone(&notifier));
-
-    let mut opened = support::event("opened.json");
-    opened.pull_request.updated_at = Utc::now();
-    opened.received_at = Utc::now();
-    assert_eq!(consumer.handle_event(&opened).await, Consumed::Applied { name: NAME.into() });
-    let api: Api<PreviewEnvironment> = Api::all(kube.clone());
-    reconcile_at(&api.get(NAME).await.unwrap(), &ctx, Utc::now()).await.unwrap();
-    // Argo CD's Applications appear; the preview becomes ready (Events on the way).
-    support::healthy_application(&unrecorded, NAME, "web").await;
-    reconcile_at(&api.get(NAME).await.unwrap(), &ctx, Utc::now()).await.unwrap();
-
-    // Expiry deletes it; deletion runs the finalizer's cleanup.
-    let pe = api.get(NAME).await.unwrap();
-    let deleting = support::deleting(pe.clone(), "expired");
-    reconcile_at(&deleting, &ctx, Utc::now()).await.unwrap();
-    notifier.flush(false).await;
-    reconcile_at(&deleting, &ctx, Utc::now()).await.unwrap();
-    reconcile_at(&pe, &ctx, Utc::now() + chrono::Duration::days(8)).await.unwrap();
-
-    // A PR closed: the consumer deletes.
-    let mut reopened = opened.clone();
-    reopened.delivery_id = "again".into();
-    consumer.handle_event(&reopened).await;
-    let mut closed = support::event("closed-merged.json");
-    closed.pull_request.updated_at = Utc::now() + chrono::Duration::seconds(5);
-    closed.received_at = Utc::now() + chrono::Duration::seconds(5);
-    assert!(matches!(consumer.handle_event(&closed).await, Consumed::Removed { .. }));
-
-    // Leader election on the Lease.
-    let lease = LeaderElection::new(Api::<Lease>::namespaced(kube.clone(), "previewd"), "previewd-leader", "pod-a");
-    assert!(lease.try_acquire_or_renew(k8s_openapi::jiff::Timestamp::now()).await.unwrap());
-    assert!(lease.try_acquire_or_renew(k8s_openapi::jiff::Timestamp::now()).await.unwrap());
-
-    let mut all = seen.lock().unwrap().clone();
+    let (kube, calls) = recording(unrecorded.clone());
+    support::a_preview_life(kube, unrecorded).await;
+    let mut all = accesses(&calls.lock().unwrap());
     // What kube-runtime's Controller does in `previewd run`: list and watch the previews.
     for verb in ["list", "watch"] {
         all.insert(("preview.previewd.io".into(), "previewenvironments".into(), verb.into()));

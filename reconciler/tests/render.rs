@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use chrono::{DateTime, Utc};
 use previewd::config::Config;
 use previewd::crd::PreviewEnvironment;
-use previewd::policy::{Decision, Reason, decide};
+use previewd::policy::{Decision, Reason, decide_offline};
 use previewd::render::{render, to_yaml};
 use previewd_events::PreviewEvent;
 use serde_json::Value;
@@ -18,15 +18,22 @@ use support::{config, event, root};
 
 /// The PreviewEnvironment as it exists in the cluster (with a uid, so owner references render).
 fn resource(config: &Config, event: &PreviewEvent) -> PreviewEnvironment {
-    let Decision::Upsert(spec) = decide(event, config) else { panic!("expected an upsert") };
+    let Decision::Upsert(spec) = decide_offline(event, config) else { panic!("expected an upsert") };
     let mut resource = previewd::offline::preview_resource(config, *spec).unwrap();
     resource.metadata.uid = Some("0b5f8f8e-5a4e-4c1e-9d43-2f7c2a1f0001".to_owned());
     resource
 }
 
 fn rendered(name: &str) -> Vec<Value> {
-    let config = config();
-    render(&config, &resource(&config, &event(name))).unwrap()
+    rendered_with(&config(), name)
+}
+
+fn rendered_with(config: &Config, name: &str) -> Vec<Value> {
+    render(config, &resource(config, &event(name))).unwrap()
+}
+
+fn kind<'a>(objects: &'a [Value], kind: &str) -> Vec<&'a Value> {
+    objects.iter().filter(|o| o["kind"] == kind).collect()
 }
 
 #[test]
@@ -52,24 +59,27 @@ fn fork_with_opt_in_label_snapshot() {
 #[test]
 fn policy_removes_or_ignores() {
     let config = config();
-    assert_eq!(decide(&event("fork-unlabeled.json"), &config), Decision::Remove { reason: Reason::ForkAwaitingLabel });
-    assert_eq!(decide(&event("closed-merged.json"), &config), Decision::Remove { reason: Reason::Merged });
+    assert_eq!(
+        decide_offline(&event("fork-unlabeled.json"), &config),
+        Decision::Remove { reason: Reason::ForkAwaitingLabel }
+    );
+    assert_eq!(decide_offline(&event("closed-merged.json"), &config), Decision::Remove { reason: Reason::Merged });
     let mut other = event("opened.json");
     other.repository.full_name = "someone/else".into();
-    assert_eq!(decide(&other, &config), Decision::Ignore { reason: Reason::RepositoryNotConfigured });
+    assert_eq!(decide_offline(&other, &config), Decision::Ignore { reason: Reason::RepositoryNotConfigured });
     let mut draft = event("opened.json");
     draft.pull_request.draft = true;
-    assert_eq!(decide(&draft, &config), Decision::Remove { reason: Reason::Draft });
+    assert_eq!(decide_offline(&draft, &config), Decision::Remove { reason: Reason::Draft });
     let mut opted_out = event("opened.json");
     opted_out.pull_request.labels.push("No-Preview".into());
-    assert_eq!(decide(&opted_out, &config), Decision::Remove { reason: Reason::OptedOut });
+    assert_eq!(decide_offline(&opted_out, &config), Decision::Remove { reason: Reason::OptedOut });
 }
 
 #[test]
 fn stale_events_are_recognised() {
     let config = config();
     let newer = event("opened.json");
-    let Decision::Upsert(spec) = decide(&newer, &config) else { panic!() };
+    let Decision::Upsert(spec) = decide_offline(&newer, &config) else { panic!() };
     let mut older = newer.clone();
     older.pull_request.updated_at = "2026-11-26T09:00:00Z".parse::<DateTime<Utc>>().unwrap();
     assert!(previewd::policy::is_stale(&older, &spec.last_event));
@@ -117,8 +127,15 @@ fn application_sets_validate_against_the_argo_cd_crd() {
 fn core_objects_validate_against_the_kubernetes_schemas() {
     let validate = root().join(".venv/bin/kubernetes-validate");
     assert!(validate.exists(), "{} missing: run infra/setup.sh", validate.display());
-    for name in ["opened.json", "synchronize-long-name.json", "fork-labeled.json"] {
-        let core: Vec<Value> = rendered(name).into_iter().filter(|o| o["kind"] != "ApplicationSet").collect();
+    // Every option that changes the core objects, on: egress CIDRs with exceptions, cert-manager.
+    let mut all_on = config();
+    all_on.network.egress_cidrs = vec!["0.0.0.0/0".into(), "::/0".into(), "10.20.0.0/16".into()];
+    all_on.ingress.tls = previewd::config::TlsMode::CertManager;
+    all_on.ingress.cluster_issuer = Some("letsencrypt".into());
+    let cases = [("opened.json", config()), ("synchronize-long-name.json", config()), ("fork-labeled.json", all_on)];
+    for (name, config) in cases {
+        let core: Vec<Value> =
+            rendered_with(&config, name).into_iter().filter(|o| o["kind"] != "ApplicationSet").collect();
         let mut child = Command::new(&validate)
             .args(["-k", "1.33.0", "--strict", "-"])
             .stdin(Stdio::piped())
@@ -132,4 +149,71 @@ fn core_objects_validate_against_the_kubernetes_schemas() {
         assert!(out.status.success(), "{name}: {text}");
         assert_eq!(text.matches("INFO").count(), core.len(), "{name}: every object validated: {text}");
     }
+}
+
+#[test]
+fn every_egress_ip_block_excludes_the_metadata_ranges() {
+    let mut config = config();
+    config.network.egress_cidrs = vec!["0.0.0.0/0".into(), "::/0".into(), "10.20.0.0/16".into(), "fd00::/8".into()];
+    let objects = rendered_with(&config, "opened.json");
+    let blocks: Vec<&Value> = kind(&objects, "NetworkPolicy")
+        .into_iter()
+        .flat_map(|p| p["spec"]["egress"].as_array().into_iter().flatten())
+        .flat_map(|rule| rule["to"].as_array().into_iter().flatten())
+        .filter_map(|peer| peer.get("ipBlock"))
+        .collect();
+    let except = |cidr: &str| {
+        let block = blocks.iter().find(|b| b["cidr"] == cidr).unwrap_or_else(|| panic!("{cidr}: {blocks:?}"));
+        block["except"].as_array().map(|e| e.iter().map(|v| v.as_str().unwrap().to_owned()).collect::<Vec<_>>())
+    };
+    assert_eq!(except("0.0.0.0/0"), Some(vec!["169.254.0.0/16".to_owned()]));
+    assert_eq!(except("::/0"), Some(vec!["fe80::/10".to_owned(), "fd00:ec2::254/128".to_owned()]));
+    assert_eq!(except("fd00::/8"), Some(vec!["fd00:ec2::254/128".to_owned()]));
+    assert_eq!(except("10.20.0.0/16"), None, "no exception lies inside it");
+    // Operators add their node ranges the same way.
+    config.network.egress_except.push("10.20.0.0/24".into());
+    let objects = rendered_with(&config, "opened.json");
+    assert!(serde_json::to_string(&kind(&objects, "NetworkPolicy")).unwrap().contains("10.20.0.0/24"));
+}
+
+#[test]
+fn the_quota_bounds_disk_and_object_counts() {
+    let objects = rendered("opened.json");
+    let quota = &kind(&objects, "ResourceQuota")[0]["spec"]["hard"];
+    for (key, value) in [
+        ("requests.ephemeral-storage", "10Gi"),
+        ("limits.ephemeral-storage", "10Gi"),
+        ("pods", "30"),
+        ("services", "20"),
+        ("secrets", "50"),
+        ("configmaps", "50"),
+        ("persistentvolumeclaims", "10"),
+        ("services.loadbalancers", "0"),
+        ("services.nodeports", "0"),
+    ] {
+        assert_eq!(quota[key], value, "{key}: {quota}");
+    }
+    // Containers that set no scratch space get some, or the quota would refuse their pods.
+    let limits = &kind(&objects, "LimitRange")[0]["spec"]["limits"][0];
+    assert_eq!(
+        (limits["defaultRequest"]["ephemeral-storage"].as_str(), limits["default"]["ephemeral-storage"].as_str()),
+        (Some("100Mi"), Some("1Gi"))
+    );
+}
+
+#[test]
+fn no_preview_namespace_holds_a_certificate_key_but_its_own() {
+    // Wildcard TLS: the ingress controller's default certificate; the Ingress names no Secret.
+    let objects = rendered("opened.json");
+    let tls = &kind(&objects, "Ingress")[0]["spec"]["tls"][0];
+    assert_eq!(tls["hosts"][0], "shop-pr-42.preview.example.com");
+    assert!(tls.get("secretName").is_none(), "{tls}");
+    // cert-manager: a certificate for the preview's own host, issued into its namespace.
+    let mut config = config();
+    config.ingress.tls = previewd::config::TlsMode::CertManager;
+    config.ingress.cluster_issuer = Some("letsencrypt".into());
+    let objects = rendered_with(&config, "opened.json");
+    let ingress = kind(&objects, "Ingress")[0];
+    assert_eq!(ingress["spec"]["tls"][0]["secretName"], "preview-tls");
+    assert_eq!(ingress["spec"]["tls"][0]["hosts"], serde_json::json!(["shop-pr-42.preview.example.com"]));
 }

@@ -15,7 +15,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
 use previewd::controller::{Context, reconcile_at};
 use previewd::crd::PreviewEnvironment;
-use previewd::policy::{Decision, decide};
+use previewd::policy::{Decision, decide_offline};
 use prost::Message;
 use support::github::FakeGitHub;
 
@@ -83,7 +83,7 @@ async fn spans_reach_the_collector_with_the_delivery_id() {
     let config = support::config();
     let mut event = support::event("opened.json");
     event.pull_request.updated_at = Utc::now();
-    let Decision::Upsert(spec) = decide(&event, &config) else { panic!() };
+    let Decision::Upsert(spec) = decide_offline(&event, &config) else { panic!() };
     let mut pe = previewd::offline::preview_resource(&config, *spec).unwrap();
     pe.status = None;
     let pe = Api::<PreviewEnvironment>::all(kube.clone()).create(&PostParams::default(), &pe).await.unwrap();

@@ -21,3 +21,27 @@ app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- end -}}
+
+{{/*
+The reconciler configuration as mounted: `.Values.config`, with `argocd.project` set to the
+AppProject the chart creates (a different explicit value is refused, so the two cannot drift).
+*/}}
+{{- define "previewd.config" -}}
+{{- $config := deepCopy .Values.config -}}
+{{- $argocd := dict -}}
+{{- if hasKey $config "argocd" -}}{{- $argocd = get $config "argocd" -}}{{- end -}}
+{{- if .Values.argocd.appProject.create -}}
+{{- $set := get $argocd "project" -}}
+{{- if and $set (ne $set .Values.argocd.appProject.name) -}}
+{{- fail (printf "config.argocd.project (%s) differs from argocd.appProject.name (%s): previews must use the project the chart creates" $set .Values.argocd.appProject.name) -}}
+{{- end -}}
+{{- $_ := set $argocd "project" .Values.argocd.appProject.name -}}
+{{- end -}}
+{{- $_ := set $config "argocd" $argocd -}}
+{{- toYaml $config -}}
+{{- end -}}
+
+{{/* Previewd's service account, as the API server names it in admission requests. */}}
+{{- define "previewd.serviceAccountUser" -}}
+{{- printf "system:serviceaccount:%s:%s" .Release.Namespace (include "previewd.fullname" .) -}}
+{{- end -}}

@@ -1,43 +1,30 @@
-//! What GitHub and the AI add to a spec before it is written: who opted a fork in, which
-//! services the changed files (and the AI) choose, and a predicted TTL for quiet PRs.
+//! What GitHub and the AI add to a spec before it is written: whether a fork label was added
+//! by a maintainer, which services the changed files (and the AI) choose, and a predicted TTL
+//! for quiet PRs.
 
-use previewd_events::{PrAction, PreviewEvent};
+use previewd_events::PreviewEvent;
 
 use super::Consumer;
 use crate::ai::{self, answer, engine::AiEngine, excerpt::ChangedFile};
 use crate::config::{AiMode, RepositoryConfig};
 use crate::crd::{AiVerdict, PreviewEnvironment, PreviewEnvironmentSpec, SelectedBy, ServiceSelection, TtlPrediction};
 use crate::github::client::GitHubError;
+use crate::policy::Approval;
 
 impl Consumer {
-    /// Who opted this fork PR in, if it was someone with write access to the repository: the
-    /// sender of a `labeled` event for the fork label, else whoever last added that label
-    /// (from the PR's issue events). An approval holds while the label stays on the PR.
-    pub(super) async fn fork_approval(
-        &self,
-        event: &PreviewEvent,
-        existing: Option<&PreviewEnvironment>,
-    ) -> Result<Option<String>, GitHubError> {
-        if let Some(by) = existing.and_then(|e| e.spec.fork_approved_by.clone()) {
-            return Ok(Some(by));
-        }
+    /// What a fork label just added approves: the head commit of this `labeled` event, if its
+    /// sender has push access to the repository (asked of GitHub). Without GitHub credentials
+    /// nobody can be checked, so nothing is approved.
+    pub(super) async fn verify_approval(&self, event: &PreviewEvent) -> Result<Approval, GitHubError> {
         let Some(notifier) = &self.github else {
             tracing::warn!(pr = event.pull_request.number, "fork label cannot be verified without GitHub credentials");
-            return Ok(None);
+            return Ok(Approval::Untrusted);
         };
-        let github = notifier.github();
-        let (installation, repo, label) =
-            (event.installation_id, event.repository.full_name.as_str(), self.config.policy.fork_label.as_str());
-        let labeler = match &event.label {
-            Some(added) if event.action == PrAction::Labeled && added.eq_ignore_ascii_case(label) => {
-                Some(event.sender.clone())
-            }
-            _ => github.label_added_by(installation, repo, event.pull_request.number, label).await?,
-        };
-        let Some(labeler) = labeler else { return Ok(None) };
-        let allowed = github.can_push(installation, repo, &labeler).await?;
-        tracing::info!(pr = event.pull_request.number, %labeler, allowed, "fork opt-in label checked");
-        Ok(allowed.then_some(labeler))
+        let (installation, repo, labeler) =
+            (event.installation_id, event.repository.full_name.as_str(), event.sender.as_str());
+        let allowed = notifier.github().can_push(installation, repo, labeler).await?;
+        tracing::info!(pr = event.pull_request.number, %labeler, allowed, sha = %event.pull_request.head_sha, "fork approval checked");
+        Ok(if allowed { Approval::Verified(labeler.to_owned()) } else { Approval::Untrusted })
     }
 
     /// Narrows `spec.services` to those the PR's changed files touch: the path globs, merged

@@ -16,14 +16,14 @@ use tracing::Instrument;
 mod enrich;
 
 use crate::ai::engine::AiEngine;
-use crate::config::{Config, ForkPolicy};
+use crate::config::Config;
 use crate::crd::{PreviewEnvironment, REMOVAL_REASON};
 use crate::github::detect::ServiceMatcher;
 use crate::github::notify::Notifier;
 use crate::github::view;
 use crate::metrics::Metrics;
 use crate::names;
-use crate::policy::{self, Decision, Reason};
+use crate::policy::{self, Approval, Decision, Reason};
 
 /// The field manager of PreviewEnvironment specs (the controller owns their status).
 pub const FIELD_MANAGER: &str = "previewd-consumer";
@@ -202,18 +202,36 @@ impl Consumer {
                 let lag = (chrono::Utc::now() - newest.received_at).num_milliseconds().max(0) as f64 / 1000.0;
                 m.queue_lag.observe(lag);
             }
-            // Everything logged while handling the event carries its delivery id.
-            let span = tracing::info_span!("event", delivery_id = %newest.delivery_id);
-            let outcome = self.handle_event(newest).instrument(span.clone()).await;
-            span.in_scope(|| tracing::info!(outcome = outcome.label(), action = %newest.action, "queue event"));
-            let done = !matches!(outcome, Outcome::Failed { .. });
-            outcomes.extend(std::iter::repeat_n(Outcome::Superseded, events.len() - 1));
-            outcomes.push(outcome);
+            // The newest event wins, but a maintainer's approval earlier in the burst is not
+            // superseded: it approves the commit it was given for, so it is handled first.
+            let approval =
+                events[..events.len() - 1].iter().rposition(|(e, _)| policy::offers_approval(e, &self.config));
+            let mut handled = Vec::new();
+            for (event, _) in approval.map(|i| &events[i]).into_iter().chain(events.last()) {
+                let outcome = self.handle_traced(event).await;
+                let failed = matches!(outcome, Outcome::Failed { .. });
+                handled.push(outcome);
+                if failed {
+                    break;
+                }
+            }
+            let done = !handled.iter().any(|o| matches!(o, Outcome::Failed { .. }));
+            outcomes.extend(std::iter::repeat_n(Outcome::Superseded, events.len() - handled.len()));
+            outcomes.extend(handled);
             if done {
                 self.delete(events.iter().map(|(_, receipt)| receipt.as_str())).await?;
             }
         }
         Ok(outcomes)
+    }
+
+    /// [`Consumer::handle_event`] inside the event's span: everything logged while handling it
+    /// carries its delivery id.
+    async fn handle_traced(&self, event: &PreviewEvent) -> Outcome {
+        let span = tracing::info_span!("event", delivery_id = %event.delivery_id);
+        let outcome = self.handle_event(event).instrument(span.clone()).await;
+        span.in_scope(|| tracing::info!(outcome = outcome.label(), action = %event.action, "queue event"));
+        outcome
     }
 
     async fn delete<'a>(&self, receipts: impl Iterator<Item = &'a str>) -> Result<(), ConsumerError> {
@@ -239,40 +257,42 @@ impl Consumer {
     /// Applies one event to the cluster.
     pub async fn handle_event(&self, event: &PreviewEvent) -> Outcome {
         let api: Api<PreviewEnvironment> = Api::all(self.kube.clone());
-        let repo = self.config.repository(&event.repository.full_name);
-        let name =
-            repo.map(|r| names::preview_name(&self.config.namespace_prefix, &r.slug(), event.pull_request.number));
-        let decision = policy::decide(event, &self.config);
-        let (Some(repo), Some(name)) = (repo, name) else {
+        let Some(repo) = self.config.repository(&event.repository.full_name) else {
             return Outcome::Ignored { reason: Reason::RepositoryNotConfigured };
         };
-        if let Decision::Ignore { reason } = decision {
-            return Outcome::Ignored { reason };
-        }
+        let name = names::preview_name(&self.config.namespace_prefix, &repo.slug(), event.pull_request.number);
         let existing = match api.get_opt(&name).await {
             Ok(Some(existing)) if policy::is_stale(event, &existing.spec.last_event) => return Outcome::Stale,
             Ok(existing) => existing,
             Err(err) => return Outcome::Failed { error: err.to_string() },
         };
-        let mut spec = match decision {
+        let deleting = existing.as_ref().is_some_and(|e| e.metadata.deletion_timestamp.is_some());
+        let approval = if policy::offers_approval(event, &self.config) {
+            match self.verify_approval(event).await {
+                Ok(approval) => approval,
+                // Fail closed: an unverified fork stays undeployed, and the message comes back.
+                Err(err) => return Outcome::Failed { error: format!("checking the fork label: {err}") },
+            }
+        } else {
+            Approval::None
+        };
+        // A preview being torn down approves nothing any more.
+        let previous = existing.as_ref().filter(|_| !deleting).map(|e| &e.spec);
+        let mut spec = match policy::decide(event, &self.config, previous, approval) {
             Decision::Upsert(spec) => *spec,
             Decision::Remove { reason } => return self.remove(&api, name, existing, event, reason).await,
             Decision::Ignore { reason } => return Outcome::Ignored { reason },
         };
-        if existing.as_ref().is_some_and(|e| e.metadata.deletion_timestamp.is_some()) {
+        if deleting {
             // The previous preview is still being torn down: keep the message for a retry
             // rather than write into an object that is about to disappear.
             return Outcome::Failed { error: format!("{name} is still being deleted; retrying later") };
         }
-        if spec.fork && self.config.policy.forks == ForkPolicy::RequireLabel {
-            match self.fork_approval(event, existing.as_ref()).await {
-                Ok(Some(by)) => spec.fork_approved_by = Some(by),
-                Ok(None) => return self.remove(&api, name, existing, event, Reason::ForkLabelUntrusted).await,
-                // Fail closed: an unverified fork stays undeployed, and the message comes back.
-                Err(err) => return Outcome::Failed { error: format!("checking the fork label: {err}") },
-            }
+        // A fork's unapproved push keeps the approved commit, and with it the services chosen
+        // for that commit (the PR's files now describe the unapproved head).
+        if spec.awaiting_approval.is_none() {
+            self.select_services(repo, event, existing.as_ref(), &mut spec).await;
         }
-        self.select_services(repo, event, existing.as_ref(), &mut spec).await;
         self.predict_ttl(event, &mut spec).await;
         if spec.services.is_empty() {
             return self.remove(&api, name, existing, event, Reason::NoServicesAffected).await;

@@ -10,6 +10,8 @@ use super::client::{GitHubClient, GitHubError, Method};
 /// A deployment's state, as GitHub spells it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum DeploymentState {
+    /// Waiting for something outside Previewd (a maintainer's approval of a fork's commit).
+    Pending,
     Queued,
     InProgress,
     Success,
@@ -20,6 +22,7 @@ pub enum DeploymentState {
 impl DeploymentState {
     pub fn as_str(self) -> &'static str {
         match self {
+            DeploymentState::Pending => "pending",
             DeploymentState::Queued => "queued",
             DeploymentState::InProgress => "in_progress",
             DeploymentState::Success => "success",
@@ -30,6 +33,7 @@ impl DeploymentState {
 
     fn parse(state: &str) -> Option<DeploymentState> {
         [
+            DeploymentState::Pending,
             DeploymentState::Queued,
             DeploymentState::InProgress,
             DeploymentState::Success,
@@ -43,7 +47,7 @@ impl DeploymentState {
     /// The closest commit status (`pending`, `success`, `failure`, `error`).
     pub fn commit_state(self) -> &'static str {
         match self {
-            DeploymentState::Queued | DeploymentState::InProgress => "pending",
+            DeploymentState::Pending | DeploymentState::Queued | DeploymentState::InProgress => "pending",
             DeploymentState::Success => "success",
             DeploymentState::Failure => "failure",
             // A destroyed preview is not a failed check.
@@ -86,20 +90,6 @@ struct Id {
 #[derive(Deserialize)]
 struct StatusState {
     state: String,
-}
-
-#[derive(Deserialize)]
-struct IssueEvent {
-    event: String,
-    #[serde(default)]
-    actor: Option<User>,
-    #[serde(default)]
-    label: Option<LabelName>,
-}
-
-#[derive(Deserialize)]
-struct LabelName {
-    name: String,
 }
 
 #[derive(Deserialize)]
@@ -245,24 +235,6 @@ impl GitHubClient {
         let url = format!("/repos/{repository}/issues/comments/{comment}");
         let _: Id = self.write_json(Method::Patch, installation, &url, &json!({"body": body}), "edit comment").await?;
         Ok(())
-    }
-
-    /// Who most recently added `label` to the PR (from its issue events).
-    pub async fn label_added_by(
-        &self,
-        installation: Option<u64>,
-        repository: &str,
-        number: u64,
-        label: &str,
-    ) -> Result<Option<String>, GitHubError> {
-        let first = format!("/repos/{repository}/issues/{number}/events?per_page=100");
-        let events: Vec<IssueEvent> = self.get_all(installation, first, MAX_PAGES, "list issue events").await?;
-        Ok(events
-            .into_iter()
-            .rev()
-            .find(|e| e.event == "labeled" && e.label.as_ref().is_some_and(|l| l.name.eq_ignore_ascii_case(label)))
-            .and_then(|e| e.actor)
-            .map(|actor| actor.login))
     }
 
     /// Whether `user` may push to the repository (write, maintain or admin). Someone who is

@@ -19,6 +19,9 @@ pub enum View<'a> {
     Live {
         status: &'a PreviewEnvironmentStatus,
         head_sha: &'a str,
+        /// A fork's newer head commit that waits for a maintainer's approval.
+        awaiting_approval: Option<&'a str>,
+        labels: Labels<'a>,
         do_not_expire_label: &'a str,
         do_not_expire: bool,
         ttl_prediction: Option<&'a TtlPrediction>,
@@ -50,7 +53,8 @@ pub fn find(comments: Vec<IssueComment>, bot_only: bool) -> Option<IssueComment>
     })
 }
 
-fn short(sha: &str) -> &str {
+/// A commit's short form, as GitHub shows it.
+pub fn short(sha: &str) -> &str {
     sha.get(..7).unwrap_or(sha)
 }
 
@@ -109,6 +113,11 @@ fn why_not(reason: Reason, labels: &Labels<'_>) -> String {
             "This pull request comes from a fork. The `{fork_label}` label deploys it only when someone \
              with write access to the repository adds it."
         ),
+        Reason::ForkCommitUnapproved => format!(
+            "This pull request comes from a fork, and no maintainer has approved its latest commit: an \
+             approval covers the commit it was given for, not later pushes. A maintainer can remove and \
+             add the `{fork_label}` label again to deploy it."
+        ),
         Reason::ForkDenied => "Pull requests from forks get no preview in this repository.".to_owned(),
         Reason::Draft => "Draft pull requests get no preview. Mark it ready for review to get one.".to_owned(),
         Reason::OptedOut => format!("The `{opt_out_label}` label is set. Remove it to get a preview."),
@@ -129,6 +138,7 @@ pub fn explains(reason: Reason) -> bool {
         reason,
         Reason::ForkAwaitingLabel
             | Reason::ForkLabelUntrusted
+            | Reason::ForkCommitUnapproved
             | Reason::ForkDenied
             | Reason::Draft
             | Reason::NoServicesAffected
@@ -139,7 +149,15 @@ pub fn explains(reason: Reason) -> bool {
 pub fn render(view: &View<'_>) -> String {
     let mut out = format!("{MARKER}\n");
     match view {
-        View::Live { status, head_sha, do_not_expire_label, do_not_expire, ttl_prediction } => {
+        View::Live {
+            status,
+            head_sha,
+            awaiting_approval,
+            labels,
+            do_not_expire_label,
+            do_not_expire,
+            ttl_prediction,
+        } => {
             let heading = match status.phase {
                 Some(Phase::Ready) => "🟢 Preview ready",
                 Some(Phase::Failed) => "🔴 Preview failed",
@@ -147,6 +165,17 @@ pub fn render(view: &View<'_>) -> String {
                 _ => "🟡 Preview deploying",
             };
             let _ = writeln!(out, "### {heading}\n");
+            if let Some(waiting) = awaiting_approval {
+                let _ = writeln!(
+                    out,
+                    "> ⏸️ Commit {} comes from a fork and waits for a maintainer's approval; the preview \
+                     still runs the approved commit {}. A maintainer can remove and add the `{}` label again \
+                     to deploy it.\n",
+                    short(waiting),
+                    short(head_sha),
+                    labels.fork
+                );
+            }
             if let Some(url) = &status.url {
                 let _ = writeln!(out, "**{url}**\n");
             }
@@ -240,6 +269,8 @@ mod tests {
         let body = render(&View::Live {
             status: &s,
             head_sha: "ec26c3e57ca3",
+            awaiting_approval: None,
+            labels: Labels { fork: "preview-fork", opt_out: "no-preview" },
             do_not_expire_label: "do-not-expire",
             do_not_expire: false,
             ttl_prediction: None,
@@ -278,6 +309,8 @@ mod tests {
         let body = render(&View::Live {
             status: &s,
             head_sha: "ec26c3e57ca3",
+            awaiting_approval: None,
+            labels: Labels { fork: "preview-fork", opt_out: "no-preview" },
             do_not_expire_label: "do-not-expire",
             do_not_expire: false,
             ttl_prediction: Some(&prediction),
@@ -293,6 +326,8 @@ mod tests {
         let labelled = render(&View::Live {
             status: &s,
             head_sha: "ec26c3e57ca3",
+            awaiting_approval: None,
+            labels: Labels { fork: "preview-fork", opt_out: "no-preview" },
             do_not_expire_label: "do-not-expire",
             do_not_expire: true,
             ttl_prediction: Some(&prediction),

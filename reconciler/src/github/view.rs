@@ -34,22 +34,41 @@ pub fn live(config: &Config, pe: &PreviewEnvironment, status: &PreviewEnvironmen
     let body = comment::render(&View::Live {
         status,
         head_sha: &spec.head_sha,
+        awaiting_approval: spec.awaiting_approval.as_ref().map(|a| a.sha.as_str()),
+        labels: labels(config),
         do_not_expire_label: &config.policy.do_not_expire_label,
         do_not_expire,
         ttl_prediction: spec.ttl_prediction.as_ref(),
     });
+    let comment = CommentUpdate { body, create: true };
+    if let Some(waiting) = &spec.awaiting_approval {
+        // The PR's head is the unapproved commit: its deployment waits, while the approved
+        // commit's deployment keeps its state (and "View deployment" its URL).
+        let description = format!(
+            "Waiting for a maintainer to approve this commit (add the `{}` label again); the preview runs {}",
+            config.policy.fork_label,
+            comment::short(&spec.head_sha)
+        );
+        let deployment = DeploymentUpdate { state: DeploymentState::Pending, url: None, description };
+        return for_commit(pe, &waiting.sha, deployment, comment);
+    }
     let url = status.url.clone().filter(|_| state == DeploymentState::Success);
-    for_preview(pe, DeploymentUpdate { state, url, description }, CommentUpdate { body, create: true })
+    for_preview(pe, DeploymentUpdate { state, url, description }, comment)
 }
 
 /// The update about `pe`'s PR at its head commit.
 fn for_preview(pe: &PreviewEnvironment, deployment: DeploymentUpdate, comment: CommentUpdate) -> Update {
+    for_commit(pe, &pe.spec.head_sha, deployment, comment)
+}
+
+/// The update about `pe`'s PR, with the deployment of commit `sha`.
+fn for_commit(pe: &PreviewEnvironment, sha: &str, deployment: DeploymentUpdate, comment: CommentUpdate) -> Update {
     let spec = &pe.spec;
     Update {
         installation: spec.installation_id,
         repository: spec.repository.clone(),
         number: spec.pr_number,
-        head_sha: spec.head_sha.clone(),
+        head_sha: sha.to_owned(),
         deployment: Some(deployment),
         comment: Some(comment),
     }

@@ -70,9 +70,16 @@ pub(super) fn application_set(p: &Preview<'_>) -> Value {
 /// values are applied last and win.
 fn helm_values(p: &Preview<'_>, service: &crate::config::ServiceConfig) -> Value {
     let r = &service.resources;
-    let mut resources = json!({"requests": {"cpu": r.requests.cpu, "memory": r.requests.memory}});
+    let as_helm = |set: &crate::config::Resources| {
+        let mut out = json!({"cpu": set.cpu, "memory": set.memory});
+        if let Some(scratch) = &set.ephemeral_storage {
+            out["ephemeral-storage"] = json!(scratch);
+        }
+        out
+    };
+    let mut resources = json!({"requests": as_helm(&r.requests)});
     if let Some(limits) = &r.limits {
-        resources["limits"] = json!({"cpu": limits.cpu, "memory": limits.memory});
+        resources["limits"] = as_helm(limits);
     }
     let mut values = json!({
         "replicaCount": r.replicas,

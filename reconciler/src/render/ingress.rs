@@ -38,8 +38,9 @@ pub(super) fn ingress(p: &Preview<'_>) -> Option<Ingress> {
     let annotations = meta.annotations.get_or_insert_with(BTreeMap::new);
     annotations.extend(ingress_config.annotations.clone());
     let secret_name = match ingress_config.tls {
-        // Without a named secret the ingress controller's default certificate (the wildcard) serves it.
-        TlsMode::Wildcard => ingress_config.wildcard_secret.clone(),
+        // No secret: the ingress controller's default certificate (the wildcard) serves the
+        // host, and its key never enters a namespace that runs PR code.
+        TlsMode::Wildcard => None,
         TlsMode::CertManager => {
             if let Some(issuer) = &ingress_config.cluster_issuer {
                 annotations.insert("cert-manager.io/cluster-issuer".to_owned(), issuer.clone());

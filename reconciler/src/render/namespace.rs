@@ -26,13 +26,22 @@ fn q(s: &str) -> Quantity {
 
 pub(super) fn resource_quota(p: &Preview<'_>) -> ResourceQuota {
     let quota = &p.config.quota;
+    let count = |n: u32| q(&n.to_string());
     let hard = BTreeMap::from([
         ("requests.cpu".to_owned(), q(&quota.cpu)),
         ("limits.cpu".to_owned(), q(&quota.cpu)),
         ("requests.memory".to_owned(), q(&quota.memory)),
         ("limits.memory".to_owned(), q(&quota.memory)),
         ("requests.storage".to_owned(), q(&quota.storage)),
-        ("pods".to_owned(), q(&quota.pods.to_string())),
+        // A node's disk is shared: without these, one preview's emptyDir or logs can fill it.
+        ("requests.ephemeral-storage".to_owned(), q(&quota.ephemeral_storage)),
+        ("limits.ephemeral-storage".to_owned(), q(&quota.ephemeral_storage)),
+        // Every object costs the API server and etcd, whatever it holds.
+        ("pods".to_owned(), count(quota.pods)),
+        ("services".to_owned(), count(quota.services)),
+        ("secrets".to_owned(), count(quota.secrets)),
+        ("configmaps".to_owned(), count(quota.config_maps)),
+        ("persistentvolumeclaims".to_owned(), count(quota.persistent_volume_claims)),
         // LoadBalancers and NodePorts would bypass the ingress and cost money per preview.
         ("services.loadbalancers".to_owned(), q("0")),
         ("services.nodeports".to_owned(), q("0")),
@@ -46,14 +55,22 @@ pub(super) fn resource_quota(p: &Preview<'_>) -> ResourceQuota {
 
 pub(super) fn limit_range(p: &Preview<'_>) -> LimitRange {
     let d = &p.config.container_defaults;
-    let pair = |cpu: &str, memory: &str| BTreeMap::from([("cpu".to_owned(), q(cpu)), ("memory".to_owned(), q(memory))]);
+    // The quota limits each of these, so a container that sets none must get all of them.
+    let (scratch_request, scratch_limit) = d.ephemeral_storage();
+    let set = |cpu: &str, memory: &str, scratch: &str| {
+        BTreeMap::from([
+            ("cpu".to_owned(), q(cpu)),
+            ("memory".to_owned(), q(memory)),
+            ("ephemeral-storage".to_owned(), q(scratch)),
+        ])
+    };
     LimitRange {
         metadata: p.meta("preview-defaults", Some(&p.name)),
         spec: Some(LimitRangeSpec {
             limits: vec![LimitRangeItem {
                 type_: "Container".to_owned(),
-                default_request: Some(pair(&d.requests.cpu, &d.requests.memory)),
-                default: Some(pair(&d.limits.cpu, &d.limits.memory)),
+                default_request: Some(set(&d.requests.cpu, &d.requests.memory, &scratch_request)),
+                default: Some(set(&d.limits.cpu, &d.limits.memory, &scratch_limit)),
                 ..LimitRangeItem::default()
             }],
         }),

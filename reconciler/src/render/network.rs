@@ -1,5 +1,6 @@
 //! Network isolation: deny everything, then admit the ingress controller and traffic inside
-//! the preview, and let pods resolve names (configurable) and reach configured CIDRs.
+//! the preview, and let pods resolve names (configurable) and reach configured CIDRs, minus the
+//! cloud metadata ranges and whatever else `network.egressExcept` lists.
 
 use std::collections::BTreeMap;
 
@@ -11,6 +12,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::Preview;
+use crate::cidr;
 
 fn namespace_named(name: &str) -> LabelSelector {
     LabelSelector {
@@ -67,16 +69,23 @@ pub(super) fn network_policies(p: &Preview<'_>) -> Vec<NetworkPolicy> {
             ports: Some(vec![dns_port("UDP"), dns_port("TCP")]),
         });
     }
-    if !p.config.network.egress_cidrs.is_empty() {
+    let network = &p.config.network;
+    if !network.egress_cidrs.is_empty() {
         egress.push(NetworkPolicyEgressRule {
             to: Some(
-                p.config
-                    .network
+                network
                     .egress_cidrs
                     .iter()
-                    .map(|cidr| NetworkPolicyPeer {
-                        ip_block: Some(IPBlock { cidr: cidr.clone(), except: None }),
-                        ..NetworkPolicyPeer::default()
+                    .map(|cidr| {
+                        // Validated at load: a CIDR inside an exception never gets here.
+                        let except = cidr::exceptions_within(cidr, &network.egress_except).unwrap_or_default();
+                        NetworkPolicyPeer {
+                            ip_block: Some(IPBlock {
+                                cidr: cidr.clone(),
+                                except: (!except.is_empty()).then_some(except),
+                            }),
+                            ..NetworkPolicyPeer::default()
+                        }
                     })
                     .collect(),
             ),

@@ -51,8 +51,6 @@ pub struct GitHubState {
     pub permissions: HashMap<String, String>,
     /// `GET /repos/{repo}/pulls/{n}` (404 when unset).
     pub pull: Option<Value>,
-    /// The issue events of every PR, oldest first.
-    pub issue_events: Vec<Value>,
     pub deployments: Vec<Deployment>,
     pub comments: Vec<Comment>,
     pub commit_statuses: Vec<(String, Value)>,
@@ -249,7 +247,6 @@ async fn handle(State((state, base)): State<(Shared, String)>, request: Request)
                 None => not_found(),
             }
         }
-        (&Method::GET, ["issues", _, "events"]) => page(s.issue_events.clone(), &base, &path, &q),
         (&Method::GET, ["deployments"]) => {
             let found: Vec<Value> = s
                 .deployments

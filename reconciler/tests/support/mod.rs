@@ -11,6 +11,11 @@
 //!   server-side apply of a single manager (the applied object replaces the previous one, uid
 //!   and creation time kept, resourceVersion bumped on change).
 //!
+//! - its server-side apply merges the applied object into the live one, so a field the
+//!   manager stops applying stays; the API server removes such a field when no other manager
+//!   owns it. For the PreviewEnvironment spec (one manager, the consumer), the bridge removes
+//!   the spec fields an apply leaves out before passing the apply on.
+//!
 //! Everything else passes straight through.
 #![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -121,6 +126,41 @@ async fn serve_namespace(
     }
 }
 
+fn is_apply(request: &http::Request<Body>) -> bool {
+    request.method() == http::Method::PATCH
+        && request
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes().starts_with(b"application/apply-patch"))
+}
+
+/// What the API server does for a spec with a single manager: fields the new apply leaves out
+/// are removed (here with a merge patch that sets them to null, before the apply).
+async fn drop_unapplied_spec_fields(inner: &Client, uri: &http::Uri, applied: &[u8]) -> Result<(), BoxError> {
+    let path = uri.path().to_owned();
+    let get = http::Request::get(&path).body(Body::empty())?;
+    let response = inner.send(get).await?;
+    if !response.status().is_success() {
+        return Ok(()); // created by this apply
+    }
+    let live: Value = serde_json::from_slice(&response.into_body().collect().await?.to_bytes())?;
+    let applied: Value = serde_json::from_slice(applied)?;
+    let (Some(live_spec), Some(applied_spec)) = (live["spec"].as_object(), applied["spec"].as_object()) else {
+        return Ok(());
+    };
+    let dropped: serde_json::Map<String, Value> =
+        live_spec.keys().filter(|k| !applied_spec.contains_key(*k)).map(|k| (k.clone(), Value::Null)).collect();
+    if dropped.is_empty() {
+        return Ok(());
+    }
+    let patch = serde_json::json!({"spec": dropped});
+    let request = http::Request::patch(&path)
+        .header(http::header::CONTENT_TYPE, "application/merge-patch+json")
+        .body(Body::from(serde_json::to_vec(&patch)?))?;
+    inner.send(request).await?;
+    Ok(())
+}
+
 pub fn cluster_scope_shim(inner: Client) -> Client {
     let namespaces: Namespaces = Arc::default();
     let service = tower::service_fn(move |mut request: http::Request<Body>| {
@@ -136,6 +176,12 @@ pub fn cluster_scope_shim(inner: Client) -> Client {
             let path_and_query = request.uri().path_and_query().map(|p| p.as_str().to_owned()).unwrap_or_default();
             if let Some(rest) = path_and_query.strip_prefix(PREFIX) {
                 *request.uri_mut() = format!("{MAPPED}{rest}").parse()?;
+                if is_apply(&request) && !rest.trim_start_matches('/').contains('/') {
+                    let (parts, body) = request.into_parts();
+                    let bytes = body.collect().await?.to_bytes();
+                    drop_unapplied_spec_fields(&inner, &parts.uri, &bytes).await?;
+                    request = http::Request::from_parts(parts, Body::from(bytes.to_vec()));
+                }
             }
             let response = inner.send(request).await?;
             let (parts, body) = response.into_parts();
@@ -227,35 +273,157 @@ pub fn access_of(method: &str, path: &str, query: &str) -> Option<Access> {
     Some((group, resource, verb.to_owned()))
 }
 
-/// `client`, recording the RBAC access of every request it sends.
-pub fn recording(client: Client) -> (Client, Arc<Mutex<std::collections::BTreeSet<Access>>>) {
-    let seen: Arc<Mutex<std::collections::BTreeSet<Access>>> = Arc::default();
+/// One request the code under test sent, with what an admission webhook or policy would see.
+#[derive(Debug, Clone)]
+pub struct Call {
+    pub method: String,
+    pub path: String,
+    pub query: String,
+    /// Server-side apply (which creates the object when it does not exist yet).
+    pub apply: bool,
+    /// The request body (JSON), when there is one.
+    pub body: Option<Value>,
+    /// For a write to an existing object: the object before the request.
+    pub before: Option<Value>,
+    /// For a write: the object the API server answered with.
+    pub answer: Option<Value>,
+    /// For a write in a namespace: that Namespace, as it was before the request.
+    pub namespace: Option<Value>,
+}
+
+impl Call {
+    /// The RBAC accesses the request needs (server-side apply is also authorized as `create`).
+    pub fn accesses(&self) -> Vec<Access> {
+        let Some(access) = access_of(&self.method, &self.path, &self.query) else { return Vec::new() };
+        let mut all = vec![access.clone()];
+        if self.apply {
+            all.push((access.0, access.1, "create".to_owned()));
+        }
+        all
+    }
+}
+
+/// Every RBAC access of `calls`.
+pub fn accesses(calls: &[Call]) -> std::collections::BTreeSet<Access> {
+    calls.iter().flat_map(Call::accesses).collect()
+}
+
+async fn get_json(client: &Client, path: &str) -> Option<Value> {
+    let request = http::Request::get(path).body(Body::empty()).ok()?;
+    let response = client.send(request).await.ok()?;
+    if !response.status().is_success() {
+        return None;
+    }
+    serde_json::from_slice(&response.into_body().collect().await.ok()?.to_bytes()).ok()
+}
+
+/// The namespace a request path is in, if any (`/api/v1/namespaces/{ns}/...`).
+pub fn namespace_of(path: &str) -> Option<&str> {
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    match segments.as_slice() {
+        ["api", _, "namespaces", ns, _, ..] | ["apis", _, _, "namespaces", ns, _, ..] => Some(ns),
+        _ => None,
+    }
+}
+
+/// `client`, recording every request it sends (see [`Call`]).
+pub fn recording(client: Client) -> (Client, Arc<Mutex<Vec<Call>>>) {
+    let seen: Arc<Mutex<Vec<Call>>> = Arc::default();
     let record = Arc::clone(&seen);
     let service = tower::service_fn(move |request: http::Request<Body>| {
         let inner = client.clone();
         let record = Arc::clone(&record);
         async move {
-            let uri = request.uri();
-            if let Some(access) = access_of(request.method().as_str(), uri.path(), uri.query().unwrap_or("")) {
-                // Server-side apply may create the object: the API server authorizes that
-                // as `create` too.
-                let apply = request
-                    .headers()
-                    .get(http::header::CONTENT_TYPE)
-                    .is_some_and(|v| v.as_bytes().starts_with(b"application/apply-patch"));
-                let mut record = record.lock().unwrap();
-                if apply {
-                    record.insert((access.0.clone(), access.1.clone(), "create".to_owned()));
-                }
-                record.insert(access);
-            }
-            let response = inner.send(request).await?;
+            let (parts, body) = request.into_parts();
+            let bytes = body.collect().await?.to_bytes();
+            let (method, path) = (parts.method.as_str().to_owned(), parts.uri.path().to_owned());
+            let write = matches!(method.as_str(), "POST" | "PUT" | "PATCH" | "DELETE");
+            let apply = parts
+                .headers
+                .get(http::header::CONTENT_TYPE)
+                .is_some_and(|v| v.as_bytes().starts_with(b"application/apply-patch"));
+            let before = if write && method != "POST" { get_json(&inner, &path).await } else { None };
+            let namespace = match namespace_of(&path) {
+                Some(ns) if write => get_json(&inner, &format!("/api/v1/namespaces/{ns}")).await,
+                _ => None,
+            };
+            let mut call = Call {
+                method,
+                path,
+                query: parts.uri.query().unwrap_or("").to_owned(),
+                apply,
+                body: serde_json::from_slice(&bytes).ok(),
+                before,
+                answer: None,
+                namespace,
+            };
+            let response = inner.send(http::Request::from_parts(parts, Body::from(bytes.to_vec()))).await?;
             let (parts, body) = response.into_parts();
             let bytes = body.collect().await?.to_bytes();
+            if write && parts.status.is_success() {
+                call.answer = serde_json::from_slice(&bytes).ok();
+            }
+            record.lock().unwrap().push(call);
             Ok::<_, BoxError>(http::Response::from_parts(parts, Full::new(bytes)))
         }
     });
     (Client::new(service, "default"), seen)
+}
+
+/// A preview's whole life through `kube` (recorded, say): the consumer, the controller, Events,
+/// the finalizer's cleanup after expiry, a merged PR, and leader election on the Lease.
+/// `unrecorded` is the same cluster around the recorder: the test's own writes (standing in for
+/// Argo CD) go through it.
+pub async fn a_preview_life(kube: Client, unrecorded: Client) {
+    use chrono::Utc;
+    use previewd::consumer::{Consumer, Outcome as Consumed};
+    use previewd::controller::{Context, reconcile_at};
+    use previewd::crd::PreviewEnvironment;
+
+    const NAME: &str = "preview-shop-pr-42";
+    let github = github::FakeGitHub::start().await;
+    github.lock().files = vec![serde_json::json!({"filename": "web/a.ts", "status": "modified"})];
+    let config = Arc::new(config());
+    let notifier = Arc::new(previewd::github::notify::Notifier::new(Arc::new(github.client()), config.github.clone()));
+    let consumer = Consumer::new(unused_sqs(), "unused".into(), kube.clone(), Arc::clone(&config))
+        .with_github(Arc::clone(&notifier));
+    let ctx = Context::new(kube.clone(), Arc::clone(&config)).with_github(Arc::clone(&notifier));
+
+    let mut opened = event("opened.json");
+    opened.pull_request.updated_at = Utc::now();
+    opened.received_at = Utc::now();
+    assert_eq!(consumer.handle_event(&opened).await, Consumed::Applied { name: NAME.into() });
+    let api: kube::Api<PreviewEnvironment> = kube::Api::all(kube.clone());
+    reconcile_at(&api.get(NAME).await.unwrap(), &ctx, Utc::now()).await.unwrap();
+    // Argo CD's Applications appear; the preview becomes ready (Events on the way).
+    healthy_application(&unrecorded, NAME, "web").await;
+    reconcile_at(&api.get(NAME).await.unwrap(), &ctx, Utc::now()).await.unwrap();
+
+    // Expiry deletes it; deletion runs the finalizer's cleanup.
+    let pe = api.get(NAME).await.unwrap();
+    let being_deleted = deleting(pe.clone(), "expired");
+    reconcile_at(&being_deleted, &ctx, Utc::now()).await.unwrap();
+    notifier.flush(false).await;
+    reconcile_at(&being_deleted, &ctx, Utc::now()).await.unwrap();
+    reconcile_at(&pe, &ctx, Utc::now() + chrono::Duration::days(8)).await.unwrap();
+
+    // A PR closed: the consumer deletes.
+    let mut reopened = opened.clone();
+    reopened.delivery_id = "again".into();
+    consumer.handle_event(&reopened).await;
+    let mut closed = event("closed-merged.json");
+    closed.pull_request.updated_at = Utc::now() + chrono::Duration::seconds(5);
+    closed.received_at = Utc::now() + chrono::Duration::seconds(5);
+    assert!(matches!(consumer.handle_event(&closed).await, Consumed::Removed { .. }));
+
+    // Leader election on the Lease.
+    let lease = previewd::leader::LeaderElection::new(
+        kube::Api::<k8s_openapi::api::coordination::v1::Lease>::namespaced(kube.clone(), "previewd"),
+        "previewd-leader",
+        "pod-a",
+    );
+    assert!(lease.try_acquire_or_renew(k8s_openapi::jiff::Timestamp::now()).await.unwrap());
+    assert!(lease.try_acquire_or_renew(k8s_openapi::jiff::Timestamp::now()).await.unwrap());
 }
 
 /// The in-memory API serving Previewd's and Argo CD's resources, behind the bridge above.
