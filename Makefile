@@ -1,6 +1,6 @@
 # One entry point for people and CI. See README.md.
 SHELL := /bin/bash
-.PHONY: setup run test bench load fuzz coverage stack-up stack-down clean
+.PHONY: setup run test bench load fuzz coverage generated stack-up stack-down clean
 
 setup:  ## install the local stand-ins (moto, cargo-lambda, GitHub example payloads)
 	infra/setup.sh
@@ -28,6 +28,9 @@ coverage: ## line coverage per file and crate (cargo-tarpaulin, llvm engine; nee
 	  --exclude-files '*/tests/*' --exclude-files '*/benches/*' --exclude-files '*/examples/*' --exclude-files 'fuzz/*' \
 	  --exclude-files 'tests/*' --exclude-files 'target/*' --out Json --out Stdout --output-dir .run/coverage --timeout 900
 	python3 infra/coverage-by-crate.py .run/coverage/tarpaulin-report.json
+
+generated: ## regenerate the chart's CRD and config schema from the Rust types (tests check they match)
+	infra/generate.sh
 
 stack-up:
 	infra/stack.sh up

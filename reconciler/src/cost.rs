@@ -10,12 +10,9 @@ use chrono::{DateTime, Utc};
 
 use crate::config::{Config, Pricing, ServiceConfig};
 use crate::crd::{CostEstimate, PreviewEnvironment};
-use crate::quantity;
 
 /// Hours in a month as cloud providers bill them (365 × 24 / 12).
 pub const HOURS_PER_MONTH: f64 = 730.0;
-
-const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
 
 /// What a preview requests, summed over its services and their replicas.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -27,20 +24,19 @@ pub struct Usage {
 }
 
 impl Usage {
-    /// The requests of `services` (validated at config load, so parse errors do not occur in
-    /// practice; they are reported rather than priced as zero).
-    pub fn of<'a>(services: impl IntoIterator<Item = &'a ServiceConfig>) -> Result<Usage, String> {
+    /// The requests of `services` (their quantities were parsed at config load).
+    pub fn of<'a>(services: impl IntoIterator<Item = &'a ServiceConfig>) -> Usage {
         let mut usage = Usage::default();
         for service in services {
             let r = &service.resources;
             let replicas = f64::from(r.replicas);
-            usage.cpu_cores += quantity::cpu_cores(&r.requests.cpu)? * replicas;
-            usage.memory_gib += quantity::bytes(&r.requests.memory)? / GIB * replicas;
+            usage.cpu_cores += r.requests.cpu.cores() * replicas;
+            usage.memory_gib += r.requests.memory.gib() * replicas;
             if let Some(storage) = &r.storage {
-                usage.storage_gib += quantity::bytes(storage)? / GIB;
+                usage.storage_gib += storage.gib();
             }
         }
-        Ok(usage)
+        usage
     }
 }
 
@@ -93,9 +89,9 @@ pub fn for_services<'a>(
     services: impl IntoIterator<Item = &'a ServiceConfig>,
     created_at: DateTime<Utc>,
     now: DateTime<Utc>,
-) -> Result<CostEstimate, String> {
+) -> CostEstimate {
     let _span = tracing::info_span!("cost.calculate").entered();
-    Ok(estimate(Usage::of(services)?, &config.pricing, config.spot.enabled, created_at, now))
+    estimate(Usage::of(services), &config.pricing, config.spot.enabled, created_at, now)
 }
 
 /// One preview's line in the organisation's books.
@@ -145,7 +141,7 @@ pub fn report(config: &Config, previews: &[PreviewEnvironment], now: DateTime<Ut
         let hourly_usd = status.and_then(|s| s.cost_estimate.as_ref()).map(|c| c.hourly_usd).or_else(|| {
             let repo = repo?;
             let services: Vec<&ServiceConfig> = pe.spec.services.iter().filter_map(|s| repo.service(s)).collect();
-            Usage::of(services).ok().map(|u| hourly(u, &config.pricing, config.spot.enabled))
+            Some(hourly(Usage::of(services), &config.pricing, config.spot.enabled))
         });
         let hourly_usd = hourly_usd.unwrap_or(0.0);
         let hours = (now - created).num_seconds().max(0) as f64 / 3600.0;
@@ -233,15 +229,15 @@ mod tests {
     fn usage_sums_requests_times_replicas() {
         let config = Config::from_yaml(include_str!("../../docs/examples/config.yaml")).unwrap();
         let repo = config.repository("acme/shop").unwrap();
-        let usage = Usage::of(&repo.services).unwrap();
+        let usage = Usage::of(&repo.services);
         let expected_cpu: f64 = repo
             .services
             .iter()
-            .map(|s| quantity::cpu_cores(&s.resources.requests.cpu).unwrap() * f64::from(s.resources.replicas))
+            .map(|s| s.resources.requests.cpu.cores() * f64::from(s.resources.replicas))
             .sum();
         assert!((usage.cpu_cores - expected_cpu).abs() < 1e-9);
         assert!(usage.memory_gib > 0.0);
-        assert_eq!(Usage::of([]).unwrap(), Usage::default());
+        assert_eq!(Usage::of([]), Usage::default());
     }
 
     #[test]
@@ -295,7 +291,7 @@ mod tests {
         assert!(lines[0].starts_with("PREVIEW") && lines[0].contains("ACCRUED"), "{text}");
         assert!(lines[1].starts_with("preview-shop-pr-1") && lines[1].ends_with("  730.00      2.00"), "{text}");
         // No estimate in the status yet: priced from the spec's services.
-        let web = Usage::of(config.repository("acme/shop").unwrap().service("web")).unwrap();
+        let web = Usage::of(config.repository("acme/shop").unwrap().service("web"));
         let web_hourly = hourly(web, &config.pricing, true);
         assert!(lines[2].contains(&format!("{web_hourly:.4}")), "{text}");
         assert!(text.contains("By team:\n  checkout"), "{text}");

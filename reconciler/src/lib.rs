@@ -3,7 +3,6 @@
 
 pub mod ai;
 pub mod argo;
-pub mod cidr;
 pub mod config;
 pub mod consumer;
 pub mod controller;
@@ -16,7 +15,6 @@ pub mod metrics;
 pub mod names;
 pub mod offline;
 pub mod policy;
-pub mod quantity;
 pub mod render;
 pub mod run;
 pub mod serve;

@@ -60,6 +60,9 @@ enum Command {
 enum ConfigCommand {
     /// Validate a configuration file; errors name the field.
     Check { file: PathBuf },
+    /// Print the configuration's JSON Schema (the chart embeds it under `config` in
+    /// values.schema.json: `make generated`).
+    Schema,
 }
 
 fn main() -> ExitCode {
@@ -75,6 +78,9 @@ fn main() -> ExitCode {
         Command::Render { config, event } => offline::render_event(&config, &event).map_err(|e| e.to_string()),
         Command::Config { command: ConfigCommand::Check { file } } => Config::load(&file)
             .map(|c| format!("{}: ok ({} repositories)\n", file.display(), c.repositories.len()))
+            .map_err(|e| e.to_string()),
+        Command::Config { command: ConfigCommand::Schema } => serde_json::to_string_pretty(&Config::schema())
+            .map(|json| format!("{json}\n"))
             .map_err(|e| e.to_string()),
     };
     match result {

@@ -36,7 +36,7 @@ pub fn preview_resource(
     let (name, url) = (preview.name.clone(), preview.url());
     let do_not_expire = resource.spec.labels.iter().any(|l| l.eq_ignore_ascii_case(&config.policy.do_not_expire_label));
     let created = Utc::now();
-    let cost = crate::cost::for_services(config, preview.services.iter().copied(), created, created).ok();
+    let cost = Some(crate::cost::for_services(config, preview.services.iter().copied(), created, created));
     resource.metadata = ObjectMeta { name: Some(name.clone()), ..ObjectMeta::default() };
     resource.status = Some(PreviewEnvironmentStatus {
         cost_estimate: cost,

@@ -7,36 +7,10 @@
 
 mod support;
 
-use std::process::Command;
-
 use serde_json::{Value, json};
-use support::{Call, access_of, recording, root};
+use support::{Call, access_of, recording};
 
 const PREVIEWD: &str = "system:serviceaccount:previewd:pd-previewd";
-
-/// `helm template` of the chart with the example configuration.
-fn chart() -> Vec<Value> {
-    let root = root();
-    let example: Value =
-        serde_norway::from_str(&std::fs::read_to_string(root.join("docs/examples/config.yaml")).unwrap()).unwrap();
-    let values = std::env::temp_dir().join(format!("previewd-admission-{}.yaml", std::process::id()));
-    std::fs::write(&values, serde_norway::to_string(&json!({"config": example})).unwrap()).unwrap();
-    let home = root.join(".tools/helm");
-    let out = Command::new(root.join(".tools/bin/helm"))
-        .args(["template", "pd", "charts/previewd", "--namespace", "previewd"])
-        .args(["--set", "queue.url=https://sqs.example/q.fifo", "-f", values.to_str().unwrap()])
-        .env("HELM_CACHE_HOME", home.join("cache"))
-        .env("HELM_CONFIG_HOME", home.join("config"))
-        .env("HELM_DATA_HOME", home.join("data"))
-        .current_dir(&root)
-        .output()
-        .expect("helm (infra/setup.sh)");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    serde_norway::Deserializer::from_str(&String::from_utf8(out.stdout).unwrap())
-        .map(|doc| serde::Deserialize::deserialize(doc).unwrap())
-        .filter(|v: &Value| !v.is_null())
-        .collect()
-}
 
 /// What a ValidatingAdmissionPolicy sees of one request.
 #[derive(Debug, Clone)]
@@ -151,7 +125,7 @@ fn admission_of(call: &Call) -> Option<Admission> {
 }
 
 fn policies() -> (Value, Value) {
-    let objects = chart();
+    let objects = support::chart::template(&[]);
     let find = |suffix: &str| {
         objects
             .iter()

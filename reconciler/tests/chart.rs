@@ -3,83 +3,33 @@
 //! accepts. Uses the project's helm (`infra/setup.sh` puts it in `.tools/bin`).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+mod support;
+
+use std::process::{Command, Stdio};
 
 use kube::CustomResourceExt;
 use previewd::config::Config;
 use previewd::crd::PreviewEnvironment;
 use serde_json::Value;
+use support::chart::{self, QUEUE, example_config, helm, template_config, text, values_file};
+use support::root;
 
-const QUEUE: &str = "queue.url=https://sqs.us-east-1.amazonaws.com/123456789012/previewd-events.fifo";
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn helm(args: &[&str]) -> Output {
-    let root = root();
-    let helm = root.join(".tools/bin/helm");
-    assert!(helm.exists(), "{} missing: run infra/setup.sh", helm.display());
-    let home = root.join(".tools/helm");
-    Command::new(helm)
-        .args(args)
-        .current_dir(&root)
-        .env("HELM_CACHE_HOME", home.join("cache"))
-        .env("HELM_CONFIG_HOME", home.join("config"))
-        .env("HELM_DATA_HOME", home.join("data"))
-        .output()
-        .unwrap()
-}
-
-fn text(out: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
-}
-
-/// `helm template` with the example configuration as `config`.
+/// `helm template` with the example configuration.
 fn template() -> Vec<Value> {
-    template_with(&[])
-}
-
-/// The example configuration, as values.
-fn example_config() -> Value {
-    serde_norway::from_str(&std::fs::read_to_string(root().join("docs/examples/config.yaml")).unwrap()).unwrap()
-}
-
-/// `helm template` with the example configuration and extra `--set` values.
-fn template_with(sets: &[&str]) -> Vec<Value> {
-    template_config(&example_config(), sets)
-}
-
-/// `helm template` with `config` and extra `--set` values.
-fn template_config(config: &Value, sets: &[&str]) -> Vec<Value> {
-    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let file = std::env::temp_dir().join(format!("previewd-values-{}-{n}.yaml", std::process::id()));
-    std::fs::write(&file, serde_norway::to_string(&serde_json::json!({"config": config})).unwrap()).unwrap();
-    let out = helm(
-        &["template", "pd", "charts/previewd", "--namespace", "previewd", "--set", QUEUE, "-f", file.to_str().unwrap()]
-            .into_iter()
-            .chain(sets.iter().flat_map(|s| ["--set", s]))
-            .collect::<Vec<_>>(),
-    );
-    assert!(out.status.success(), "{}", text(&out));
-    let yaml = String::from_utf8(out.stdout).unwrap();
-    serde_norway::Deserializer::from_str(&yaml)
-        .map(|doc| serde::Deserialize::deserialize(doc).unwrap())
-        .filter(|v: &Value| !v.is_null())
-        .collect()
+    chart::template(&[])
 }
 
 #[test]
 fn chart_lints() {
-    let out = helm(&["lint", "charts/previewd", "--strict", "--set", QUEUE]);
+    let values = values_file(&example_config());
+    let out = helm(&["lint", "charts/previewd", "--strict", "--set", QUEUE, "-f", values.to_str().unwrap()]);
     assert!(out.status.success(), "{}", text(&out));
 }
 
 #[test]
 fn queue_url_is_required() {
-    let out = helm(&["template", "pd", "charts/previewd"]);
+    let values = values_file(&example_config());
+    let out = helm(&["template", "pd", "charts/previewd", "-f", values.to_str().unwrap()]);
     assert!(!out.status.success());
     assert!(text(&out).contains("queue.url is required"), "{}", text(&out));
 }
@@ -106,7 +56,7 @@ fn rendered_chart_validates_against_the_kubernetes_schemas() {
     validate(&objects);
     // And with every option on. The Prometheus Operator's kinds have no schema here: their
     // contents are checked in tests/monitoring.rs (PromQL parsed, metrics exported).
-    let all_on = template_with(&[
+    let all_on = chart::template(&[
         "github.existingSecret=gh",
         "github.apiUrl=https://ghe.example.com/api/v3",
         "monitoring.serviceMonitor.enabled=true",
@@ -194,7 +144,7 @@ fn mounted_configuration_is_accepted_by_the_reconciler() {
 #[test]
 fn github_credentials_come_from_a_secret() {
     let objects =
-        template_with(&["github.existingSecret=previewd-github", "github.apiUrl=https://ghe.example.com/api/v3"]);
+        chart::template(&["github.existingSecret=previewd-github", "github.apiUrl=https://ghe.example.com/api/v3"]);
     let deployment = objects.iter().find(|o| o["kind"] == "Deployment").unwrap();
     let pod = &deployment["spec"]["template"]["spec"];
     let env = pod["containers"][0]["env"].as_array().unwrap();
@@ -223,13 +173,15 @@ fn values_that_break_the_schema_are_refused_at_install() {
         ("image.pullPolicy=Sometimes", "pullPolicy"),
         ("replicas=3", "replicas"),
     ] {
-        let out = helm(&["template", "pd", "charts/previewd", "--set", QUEUE, "--set", value]);
+        let values = values_file(&example_config());
+        let out = helm(&["template", "pd", "charts/previewd", "--set", QUEUE, "-f", values.to_str().unwrap(), "--set", value]);
         let text = text(&out);
         assert!(!out.status.success(), "{value} was accepted");
         assert!(text.contains("schema") && text.contains(field), "{value}: {text}");
     }
     // Strings that happen to parse as numbers stay strings where a string is wanted.
-    let out = helm(&["template", "pd", "charts/previewd", "--set", QUEUE, "--set-string", "logLevel=debug"]);
+    let values = values_file(&example_config());
+    let out = helm(&["template", "pd", "charts/previewd", "--set", QUEUE, "-f", values.to_str().unwrap(), "--set-string", "logLevel=debug"]);
     assert!(out.status.success(), "{}", text(&out));
 }
 
@@ -365,13 +317,33 @@ fn the_argo_project_confines_previews() {
 fn the_chart_refuses_a_project_that_is_not_its_own() {
     let mut config = example_config();
     config["argocd"]["project"] = Value::from("default");
-    let objects_or_error = {
-        let file = std::env::temp_dir().join(format!("previewd-values-default-{}.yaml", std::process::id()));
-        std::fs::write(&file, serde_norway::to_string(&serde_json::json!({"config": config})).unwrap()).unwrap();
-        helm(&["template", "pd", "charts/previewd", "--set", QUEUE, "-f", file.to_str().unwrap()])
-    };
+    let file = values_file(&config);
+    let objects_or_error = helm(&["template", "pd", "charts/previewd", "--set", QUEUE, "-f", file.to_str().unwrap()]);
     assert!(!objects_or_error.status.success());
     assert!(text(&objects_or_error).contains("config.argocd.project (default) differs"), "{}", text(&objects_or_error));
-    let out = helm(&["template", "pd", "charts/previewd", "--set", QUEUE, "--set", "argocd.appProject.name=default"]);
+    let values = values_file(&example_config());
+    let out = helm(&["template", "pd", "charts/previewd", "--set", QUEUE, "-f", values.to_str().unwrap(), "--set", "argocd.appProject.name=default"]);
     assert!(!out.status.success() && text(&out).contains("schema"), "{}", text(&out));
+}
+
+#[test]
+fn the_chart_refuses_a_bad_config_before_any_pod_starts() {
+    // The schema under `config` is the one generated from the reconciler's types.
+    let schema = std::fs::read_to_string(root().join("charts/previewd/values.schema.json")).unwrap();
+    let values: Value = serde_json::from_str(&schema).unwrap();
+    assert_eq!(values["properties"]["config"], Config::schema(), "the chart's config schema drifted: run `make generated`");
+    let file = values_file(&example_config());
+    for (set, field) in [
+        ("config.ttl.idle=forever", "idle"),
+        ("config.quota.pods=0", "pods"),
+        ("config.ingress.tls=selfSigned", "tls"),
+        ("config.repositories[0].services[0].resources.requests.cpu=lots", "cpu"),
+        ("config.namspacePrefix=preview-", "namspacePrefix"),
+    ] {
+        let out = helm(&["template", "pd", "charts/previewd", "--set", QUEUE, "-f", file.to_str().unwrap(), "--set", set]);
+        assert!(!out.status.success(), "{set} was accepted");
+        assert!(text(&out).contains("schema") && text(&out).contains(field), "{set}: {}", text(&out));
+    }
+    let out = helm(&["template", "pd", "charts/previewd", "--set", QUEUE, "-f", file.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
 }

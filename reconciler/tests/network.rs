@@ -162,7 +162,7 @@ fn previews_cannot_reach_each_other_but_the_ingress_controller_reaches_each() {
     let mut config = config();
     // An outside database the previews may use; the second preview's pod IP is in that range
     // too, which must not open a path between previews.
-    config.network.egress_cidrs = vec!["10.20.0.0/16".into()];
+    config.network.egress_cidrs = cidrs(&["10.20.0.0/16"]);
     let (cluster, [a, b, c]) = cluster(&config);
     assert_eq!(cluster.policies.len(), 6, "two policies per preview");
     let web = |ns: &str, ip: &str| pod(ns, &[("app", "web")], ip);
@@ -202,11 +202,15 @@ fn without_dns_egress_a_preview_reaches_only_itself() {
 #[test]
 fn a_wide_egress_cidr_keeps_the_metadata_endpoint_out() {
     let mut config = config();
-    config.network.egress_cidrs = vec!["0.0.0.0/0".into()];
+    config.network.egress_cidrs = cidrs(&["0.0.0.0/0"]);
     let (cluster, [a, _, _]) = cluster(&config);
     let pa = pod(&a, &[], "10.1.0.5");
     let metadata = pod("outside", &[], "169.254.169.254");
     let internet = pod("outside", &[], "93.184.216.34");
     assert!(cluster.can_reach(&pa, &internet, (443, "TCP")), "the CIDR is open");
     assert!(!cluster.can_reach(&pa, &metadata, (80, "TCP")), "but never the cloud metadata endpoint");
+}
+
+fn cidrs(list: &[&str]) -> Vec<previewd::config::types::Cidr> {
+    list.iter().map(|c| previewd::config::types::Cidr::parse(c).unwrap()).collect()
 }

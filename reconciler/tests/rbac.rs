@@ -7,10 +7,8 @@
 mod support;
 
 use std::collections::BTreeSet;
-use std::process::Command;
 
-use serde_json::Value;
-use support::{Access, access_of, accesses, recording, root};
+use support::{Access, access_of, accesses, recording};
 
 /// Every access the reconciler needs, recorded from a preview's life.
 async fn recorded() -> BTreeSet<Access> {
@@ -29,28 +27,9 @@ async fn recorded() -> BTreeSet<Access> {
 
 /// The rules of the chart's ClusterRole and leader Role: (kind, group, resource, verb).
 fn chart_rules() -> Vec<(String, String, String, String)> {
-    let root = root();
-    let out = Command::new(root.join(".tools/bin/helm"))
-        .args([
-            "template",
-            "pd",
-            "charts/previewd",
-            "--namespace",
-            "previewd",
-            "--set",
-            "queue.url=https://sqs.example/q.fifo",
-        ])
-        .env("HELM_CACHE_HOME", root.join(".tools/helm/cache"))
-        .env("HELM_CONFIG_HOME", root.join(".tools/helm/config"))
-        .env("HELM_DATA_HOME", root.join(".tools/helm/data"))
-        .current_dir(&root)
-        .output()
-        .expect("helm (infra/setup.sh)");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let yaml = String::from_utf8(out.stdout).unwrap();
+    let objects = support::chart::template(&[]);
     let mut rules = Vec::new();
-    for doc in serde_norway::Deserializer::from_str(&yaml) {
-        let object: Value = serde::Deserialize::deserialize(doc).unwrap();
+    for object in objects {
         let kind = object["kind"].as_str().unwrap_or("").to_owned();
         if kind != "ClusterRole" && kind != "Role" {
             continue;

@@ -129,7 +129,7 @@ fn core_objects_validate_against_the_kubernetes_schemas() {
     assert!(validate.exists(), "{} missing: run infra/setup.sh", validate.display());
     // Every option that changes the core objects, on: egress CIDRs with exceptions, cert-manager.
     let mut all_on = config();
-    all_on.network.egress_cidrs = vec!["0.0.0.0/0".into(), "::/0".into(), "10.20.0.0/16".into()];
+    all_on.network.egress_cidrs = cidrs(&["0.0.0.0/0", "::/0", "10.20.0.0/16"]);
     all_on.ingress.tls = previewd::config::TlsMode::CertManager;
     all_on.ingress.cluster_issuer = Some("letsencrypt".into());
     let cases = [("opened.json", config()), ("synchronize-long-name.json", config()), ("fork-labeled.json", all_on)];
@@ -154,7 +154,7 @@ fn core_objects_validate_against_the_kubernetes_schemas() {
 #[test]
 fn every_egress_ip_block_excludes_the_metadata_ranges() {
     let mut config = config();
-    config.network.egress_cidrs = vec!["0.0.0.0/0".into(), "::/0".into(), "10.20.0.0/16".into(), "fd00::/8".into()];
+    config.network.egress_cidrs = cidrs(&["0.0.0.0/0", "::/0", "10.20.0.0/16", "fd00::/8"]);
     let objects = rendered_with(&config, "opened.json");
     let blocks: Vec<&Value> = kind(&objects, "NetworkPolicy")
         .into_iter()
@@ -171,7 +171,7 @@ fn every_egress_ip_block_excludes_the_metadata_ranges() {
     assert_eq!(except("fd00::/8"), Some(vec!["fd00:ec2::254/128".to_owned()]));
     assert_eq!(except("10.20.0.0/16"), None, "no exception lies inside it");
     // Operators add their node ranges the same way.
-    config.network.egress_except.push("10.20.0.0/24".into());
+    config.network.egress_except.extend(cidrs(&["10.20.0.0/24"]));
     let objects = rendered_with(&config, "opened.json");
     assert!(serde_json::to_string(&kind(&objects, "NetworkPolicy")).unwrap().contains("10.20.0.0/24"));
 }
@@ -216,4 +216,8 @@ fn no_preview_namespace_holds_a_certificate_key_but_its_own() {
     let ingress = kind(&objects, "Ingress")[0];
     assert_eq!(ingress["spec"]["tls"][0]["secretName"], "preview-tls");
     assert_eq!(ingress["spec"]["tls"][0]["hosts"], serde_json::json!(["shop-pr-42.preview.example.com"]));
+}
+
+fn cidrs(list: &[&str]) -> Vec<previewd::config::types::Cidr> {
+    list.iter().map(|c| previewd::config::types::Cidr::parse(c).unwrap()).collect()
 }

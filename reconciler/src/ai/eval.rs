@@ -76,7 +76,7 @@ pub fn load(yaml: &str) -> Result<Dataset, String> {
 
 /// The path globs alone.
 pub fn score_static(data: &Dataset) -> Result<Score, String> {
-    let matcher = ServiceMatcher::new(&data.repository).map_err(|e| e.to_string())?;
+    let matcher = ServiceMatcher::new(&data.repository);
     let mut score = Score::default();
     for case in &data.cases {
         let predicted = matcher.services_for(case.files.keys().map(String::as_str));
@@ -92,7 +92,7 @@ pub async fn score_with_ai(
     mode: AiMode,
     min_confidence: f64,
 ) -> Result<Score, String> {
-    let matcher = ServiceMatcher::new(&data.repository).map_err(|e| e.to_string())?;
+    let matcher = ServiceMatcher::new(&data.repository);
     let repo = &data.repository;
     let mut score = Score::default();
     for case in &data.cases {

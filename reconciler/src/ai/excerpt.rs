@@ -4,6 +4,8 @@
 
 use globset::{Glob, GlobSet, GlobSetBuilder};
 
+use crate::config::types::Globs;
+
 /// Paths whose diffs are never sent, whatever the configuration adds.
 pub const DEFAULT_IGNORED: &[&str] = &[
     // Lockfiles
@@ -68,21 +70,23 @@ pub struct Excerpt {
 
 #[derive(Debug, Clone)]
 pub struct Filter {
-    ignored: GlobSet,
+    built_in: GlobSet,
+    /// `ai.ignorePaths`, compiled at config load.
+    extra: Globs,
 }
 
 impl Filter {
-    /// The default ignore list plus `extra` globs (validated at config load).
-    pub fn new(extra: &[String]) -> Result<Filter, globset::Error> {
+    /// The built-in ignore list plus `extra`.
+    pub fn new(extra: &Globs) -> Result<Filter, globset::Error> {
         let mut builder = GlobSetBuilder::new();
-        for pattern in DEFAULT_IGNORED.iter().copied().chain(extra.iter().map(String::as_str)) {
+        for pattern in DEFAULT_IGNORED {
             builder.add(Glob::new(pattern)?);
         }
-        Ok(Filter { ignored: builder.build()? })
+        Ok(Filter { built_in: builder.build()?, extra: extra.clone() })
     }
 
     pub fn is_ignored(&self, path: &str) -> bool {
-        self.ignored.is_match(path)
+        self.built_in.is_match(path) || self.extra.is_match(path)
     }
 
     /// The excerpt of `files` within `max_bytes` of diff text.
@@ -176,7 +180,7 @@ mod tests {
 
     #[test]
     fn lockfiles_generated_vendored_and_secret_files_are_left_out() {
-        let filter = Filter::new(&["fixtures/**".to_owned()]).unwrap();
+        let filter = Filter::new(&Globs::new(&["fixtures/**".to_owned()]).unwrap()).unwrap();
         for path in [
             "package-lock.json",
             "web/yarn.lock",
@@ -198,7 +202,7 @@ mod tests {
 
     #[test]
     fn the_excerpt_is_bounded_and_lists_what_it_left_out() {
-        let filter = Filter::new(&[]).unwrap();
+        let filter = Filter::new(&Globs::default()).unwrap();
         let files = [
             file("api/cart.go", "@@ -1 +1 @@\n-old\n+new"),
             file("package-lock.json", "+\"lodash\": \"4.17.21\""),
@@ -234,7 +238,7 @@ mod tests {
         ] {
             assert!(!looks_like_secret(line), "{line}");
         }
-        let filter = Filter::new(&[]).unwrap();
+        let filter = Filter::new(&Globs::default()).unwrap();
         let e = filter.excerpt(&[file("api/config.go", "+password = \"hunter2hunter2\"\n+port = 8080")], 4096);
         assert_eq!(e.redacted_lines, 1);
         assert!(!e.diff.contains("hunter2") && e.diff.contains("port = 8080"));

@@ -106,12 +106,7 @@ fn sqs_error<E: std::error::Error + 'static, R: std::fmt::Debug>(
 
 impl Consumer {
     pub fn new(sqs: aws_sdk_sqs::Client, queue_url: String, kube: kube::Client, config: Arc<Config>) -> Consumer {
-        // Globs were validated when the config was loaded.
-        let matchers = config
-            .repositories
-            .iter()
-            .filter_map(|repo| ServiceMatcher::new(repo).ok().map(|m| (repo.name.clone(), m)))
-            .collect();
+        let matchers = config.repositories.iter().map(|repo| (repo.name.clone(), ServiceMatcher::new(repo))).collect();
         Consumer {
             sqs,
             queue_url,

@@ -275,13 +275,7 @@ pub async fn reconcile_at(pe: &PreviewEnvironment, ctx: &Context, now: DateTime<
         generation: pe.metadata.generation,
         last_event: pe.spec.last_event.received_at,
         throttled: throttle.is_some(),
-        cost: match cost::for_services(config, preview.services.iter().copied(), created_at, now) {
-            Ok(cost) => Some(cost),
-            Err(err) => {
-                tracing::warn!(preview = %name, error = %err, "cost estimate failed");
-                None
-            }
-        },
+        cost: Some(cost::for_services(config, preview.services.iter().copied(), created_at, now)),
     };
     let mut status = status::compute(previous, observed, now);
     status.selection = pe.spec.selection.clone();

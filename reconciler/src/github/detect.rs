@@ -2,33 +2,23 @@
 //! of its `paths` globs. A service without `paths` always deploys (a database, a gateway).
 //! When AI detection is off or fails, this decides.
 
-use globset::{Glob, GlobSet, GlobSetBuilder};
-
 use crate::config::RepositoryConfig;
+use crate::config::types::Globs;
 
 #[derive(Debug, Clone)]
 pub struct ServiceMatcher {
-    services: Vec<(String, Option<GlobSet>)>,
+    services: Vec<(String, Option<Globs>)>,
 }
 
 impl ServiceMatcher {
-    /// Compiles the repository's globs (already validated at config load).
-    pub fn new(repo: &RepositoryConfig) -> Result<ServiceMatcher, globset::Error> {
+    /// The repository's services with their globs (compiled when the config was loaded).
+    pub fn new(repo: &RepositoryConfig) -> ServiceMatcher {
         let services = repo
             .services
             .iter()
-            .map(|service| {
-                if service.paths.is_empty() {
-                    return Ok((service.name.clone(), None));
-                }
-                let mut builder = GlobSetBuilder::new();
-                for path in &service.paths {
-                    builder.add(Glob::new(path)?);
-                }
-                Ok((service.name.clone(), Some(builder.build()?)))
-            })
-            .collect::<Result<_, globset::Error>>()?;
-        Ok(ServiceMatcher { services })
+            .map(|service| (service.name.clone(), (!service.paths.is_empty()).then(|| service.paths.clone())))
+            .collect();
+        ServiceMatcher { services }
     }
 
     /// Whether any service has `paths`: without any, every service always deploys and the
@@ -58,18 +48,6 @@ impl ServiceMatcher {
     }
 }
 
-/// Checks every glob of a repository; the error names the service and the pattern.
-pub fn validate(repo: &RepositoryConfig) -> Result<(), (usize, usize, String)> {
-    for (j, service) in repo.services.iter().enumerate() {
-        for (k, path) in service.paths.iter().enumerate() {
-            if let Err(err) = Glob::new(path) {
-                return Err((j, k, err.to_string()));
-            }
-        }
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -87,7 +65,7 @@ repositories:
       - {name: postgres, chartPath: deploy/postgres, resources: {requests: {cpu: 100m, memory: 256Mi}}}
 "#;
         let config = Config::from_yaml(yaml).unwrap();
-        ServiceMatcher::new(&config.repositories[0]).unwrap()
+        ServiceMatcher::new(&config.repositories[0])
     }
 
     #[test]
@@ -121,6 +99,6 @@ repositories:
       - {name: web, paths: ["web/[oops"], chartPath: chart, resources: {requests: {cpu: 100m, memory: 128Mi}}}
 "#;
         let err = Config::from_yaml(yaml).err().map(|e| e.to_string()).unwrap_or_default();
-        assert!(err.contains("repositories[0].services[0].paths[0]"), "{err}");
+        assert!(err.contains("repositories[0].services[0].paths") && err.contains("[0] \"web/[oops\""), "{err}");
     }
 }

@@ -71,9 +71,9 @@ pub(super) fn application_set(p: &Preview<'_>) -> Value {
 fn helm_values(p: &Preview<'_>, service: &crate::config::ServiceConfig) -> Value {
     let r = &service.resources;
     let as_helm = |set: &crate::config::Resources| {
-        let mut out = json!({"cpu": set.cpu, "memory": set.memory});
+        let mut out = json!({"cpu": set.cpu.as_str(), "memory": set.memory.as_str()});
         if let Some(scratch) = &set.ephemeral_storage {
-            out["ephemeral-storage"] = json!(scratch);
+            out["ephemeral-storage"] = json!(scratch.as_str());
         }
         out
     };

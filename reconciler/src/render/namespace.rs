@@ -8,6 +8,8 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
 use super::Preview;
+use crate::config::Resources;
+use crate::config::types::Bytes;
 
 /// With Pod Security `restricted` enforced: previews run PR code, which must not get privileges.
 pub(super) fn namespace(p: &Preview<'_>) -> Namespace {
@@ -28,14 +30,14 @@ pub(super) fn resource_quota(p: &Preview<'_>) -> ResourceQuota {
     let quota = &p.config.quota;
     let count = |n: u32| q(&n.to_string());
     let hard = BTreeMap::from([
-        ("requests.cpu".to_owned(), q(&quota.cpu)),
-        ("limits.cpu".to_owned(), q(&quota.cpu)),
-        ("requests.memory".to_owned(), q(&quota.memory)),
-        ("limits.memory".to_owned(), q(&quota.memory)),
-        ("requests.storage".to_owned(), q(&quota.storage)),
+        ("requests.cpu".to_owned(), q(quota.cpu.as_str())),
+        ("limits.cpu".to_owned(), q(quota.cpu.as_str())),
+        ("requests.memory".to_owned(), q(quota.memory.as_str())),
+        ("limits.memory".to_owned(), q(quota.memory.as_str())),
+        ("requests.storage".to_owned(), q(quota.storage.as_str())),
         // A node's disk is shared: without these, one preview's emptyDir or logs can fill it.
-        ("requests.ephemeral-storage".to_owned(), q(&quota.ephemeral_storage)),
-        ("limits.ephemeral-storage".to_owned(), q(&quota.ephemeral_storage)),
+        ("requests.ephemeral-storage".to_owned(), q(quota.ephemeral_storage.as_str())),
+        ("limits.ephemeral-storage".to_owned(), q(quota.ephemeral_storage.as_str())),
         // Every object costs the API server and etcd, whatever it holds.
         ("pods".to_owned(), count(quota.pods)),
         ("services".to_owned(), count(quota.services)),
@@ -57,11 +59,11 @@ pub(super) fn limit_range(p: &Preview<'_>) -> LimitRange {
     let d = &p.config.container_defaults;
     // The quota limits each of these, so a container that sets none must get all of them.
     let (scratch_request, scratch_limit) = d.ephemeral_storage();
-    let set = |cpu: &str, memory: &str, scratch: &str| {
+    let set = |r: &Resources, scratch: &Bytes| {
         BTreeMap::from([
-            ("cpu".to_owned(), q(cpu)),
-            ("memory".to_owned(), q(memory)),
-            ("ephemeral-storage".to_owned(), q(scratch)),
+            ("cpu".to_owned(), q(r.cpu.as_str())),
+            ("memory".to_owned(), q(r.memory.as_str())),
+            ("ephemeral-storage".to_owned(), q(scratch.as_str())),
         ])
     };
     LimitRange {
@@ -69,8 +71,8 @@ pub(super) fn limit_range(p: &Preview<'_>) -> LimitRange {
         spec: Some(LimitRangeSpec {
             limits: vec![LimitRangeItem {
                 type_: "Container".to_owned(),
-                default_request: Some(set(&d.requests.cpu, &d.requests.memory, &scratch_request)),
-                default: Some(set(&d.limits.cpu, &d.limits.memory, &scratch_limit)),
+                default_request: Some(set(&d.requests, &scratch_request)),
+                default: Some(set(&d.limits, &scratch_limit)),
                 ..LimitRangeItem::default()
             }],
         }),

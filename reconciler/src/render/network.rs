@@ -12,7 +12,6 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::Preview;
-use crate::cidr;
 
 fn namespace_named(name: &str) -> LabelSelector {
     LabelSelector {
@@ -78,10 +77,15 @@ pub(super) fn network_policies(p: &Preview<'_>) -> Vec<NetworkPolicy> {
                     .iter()
                     .map(|cidr| {
                         // Validated at load: a CIDR inside an exception never gets here.
-                        let except = cidr::exceptions_within(cidr, &network.egress_except).unwrap_or_default();
+                        let except: Vec<String> = network
+                            .exceptions_within(cidr)
+                            .unwrap_or_default()
+                            .into_iter()
+                            .map(|e| e.as_str().to_owned())
+                            .collect();
                         NetworkPolicyPeer {
                             ip_block: Some(IPBlock {
-                                cidr: cidr.clone(),
+                                cidr: cidr.as_str().to_owned(),
                                 except: (!except.is_empty()).then_some(except),
                             }),
                             ..NetworkPolicyPeer::default()

@@ -19,6 +19,7 @@
 //! Everything else passes straight through.
 #![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod chart;
 pub mod github;
 pub mod openai;
 

@@ -1,0 +1,202 @@
+//! The reconciler's configuration: one YAML document (a ConfigMap in the chart, a file
+//! locally), read once at start into typed values (quantities, durations, CIDRs and globs are
+//! parsed here, never again) and validated with errors that name the field. Secrets never live
+//! here: they come from the environment / a Kubernetes Secret.
+//!
+//! Every default is written once: in the section's `Default`, which serde uses for what a
+//! document leaves out. The JSON Schema (`previewd config schema`, embedded in the chart's
+//! `values.schema.json`) is generated from these types.
+
+mod ai;
+mod cluster;
+mod cost;
+mod people;
+mod repository;
+pub mod types;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+pub use ai::{AiConfig, AiFeatures, AiMode, AiPrices};
+pub use cluster::{
+    ArgoCdConfig, ContainerDefaults, DnsMode, IngressConfig, NetworkConfig, QuotaConfig, Resources, TlsMode, TtlConfig,
+};
+pub use cost::{BudgetConfig, Pricing, SpotConfig};
+pub use people::{ForkPolicy, GitHubConfig, PolicyConfig};
+pub use repository::{Expose, RepositoryConfig, ServiceConfig, ServiceResources};
+
+use crate::names;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("reading {path}: {message}")]
+    Read { path: String, message: String },
+    #[error("config field `{field}`: {message}")]
+    Parse { field: String, message: String },
+    #[error("config field `{field}`: {message}")]
+    Invalid { field: String, message: String },
+}
+
+impl ConfigError {
+    /// The field the error is about (`repositories[0].services[1].name`).
+    pub fn field(&self) -> &str {
+        match self {
+            ConfigError::Read { .. } => "",
+            ConfigError::Parse { field, .. } | ConfigError::Invalid { field, .. } => field,
+        }
+    }
+}
+
+fn invalid(field: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid { field: field.into(), message: message.into() }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Config {
+    /// The organisation's domain; previews live under `previewZone`.
+    pub domain: String,
+    /// The zone whose wildcard record and certificate serve every preview
+    /// (default `preview.<domain>`). Hosts are `<slug>-pr-<n>.<previewZone>`.
+    #[serde(default)]
+    pub preview_zone: Option<String>,
+    /// Namespaces are `<prefix><slug>-pr-<n>`; the Argo CD project and the admission policy
+    /// confine previews and Previewd to namespaces with this prefix.
+    #[serde(default = "namespace_prefix")]
+    #[schemars(regex(pattern = r"^[a-z][a-z0-9-]{0,19}$"))]
+    pub namespace_prefix: String,
+    #[serde(default)]
+    pub ingress: IngressConfig,
+    #[serde(default)]
+    pub argocd: ArgoCdConfig,
+    #[serde(default)]
+    pub ttl: TtlConfig,
+    #[serde(default)]
+    pub quota: QuotaConfig,
+    #[serde(default)]
+    pub container_defaults: ContainerDefaults,
+    #[serde(default)]
+    pub network: NetworkConfig,
+    #[serde(default)]
+    pub pricing: Pricing,
+    /// The organisation's monthly budget for previews.
+    #[serde(default)]
+    pub budget: BudgetConfig,
+    #[serde(default)]
+    pub spot: SpotConfig,
+    #[serde(default)]
+    pub policy: PolicyConfig,
+    /// What Previewd shows on the PR (credentials come from the environment, never from here).
+    #[serde(default)]
+    pub github: GitHubConfig,
+    /// Optional AI augmentation (the key comes from the environment, never from here).
+    #[serde(default)]
+    pub ai: AiConfig,
+    #[schemars(length(min = 1))]
+    pub repositories: Vec<RepositoryConfig>,
+}
+
+fn namespace_prefix() -> String {
+    "preview-".into()
+}
+
+impl Config {
+    /// Reads and validates a config file.
+    pub fn load(path: &std::path::Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::Read { path: path.display().to_string(), message: e.to_string() })?;
+        Config::from_yaml(&text)
+    }
+
+    /// Parses and validates a YAML document.
+    pub fn from_yaml(text: &str) -> Result<Config, ConfigError> {
+        let deserializer = serde_norway::Deserializer::from_str(text);
+        let config: Config = serde_path_to_error::deserialize(deserializer).map_err(|err| {
+            let field = err.path().to_string();
+            ConfigError::Parse { field, message: err.into_inner().to_string() }
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// The JSON Schema of the configuration document (draft-07, self-contained), as the chart
+    /// embeds it under `config` in `values.schema.json`.
+    pub fn schema() -> serde_json::Value {
+        let mut settings = schemars::generate::SchemaSettings::draft07();
+        settings.inline_subschemas = true;
+        let mut schema = serde_json::to_value(settings.into_generator().into_root_schema_for::<Config>())
+            .unwrap_or_default();
+        if let Some(map) = schema.as_object_mut() {
+            map.remove("$schema");
+            map.remove("title");
+        }
+        schema
+    }
+
+    pub fn preview_zone(&self) -> String {
+        self.preview_zone.clone().unwrap_or_else(|| format!("preview.{}", self.domain))
+    }
+
+    pub fn repository(&self, full_name: &str) -> Option<&RepositoryConfig> {
+        self.repositories.iter().find(|r| r.name.eq_ignore_ascii_case(full_name))
+    }
+
+    /// The rules a type cannot express: each section checks its own, then what spans sections.
+    fn validate(&self) -> Result<(), ConfigError> {
+        if !names::is_dns_name(&self.domain) {
+            return Err(invalid("domain", format!("{:?} is not a DNS name", self.domain)));
+        }
+        if !names::is_dns_name(&self.preview_zone()) {
+            return Err(invalid("previewZone", format!("{:?} is not a DNS name", self.preview_zone())));
+        }
+        let prefix = &self.namespace_prefix;
+        let stem = prefix.trim_end_matches('-');
+        if stem.is_empty()
+            || prefix.len() > 20
+            || names::sanitize_label(stem) != stem
+            || !stem.starts_with(|c: char| c.is_ascii_lowercase())
+        {
+            return Err(invalid(
+                "namespacePrefix",
+                "1-20 lower-case letters, digits and '-', starting with a letter: the Argo CD project and \
+                 the admission policy confine previews and Previewd to namespaces with this prefix",
+            ));
+        }
+        self.ingress.validate()?;
+        self.argocd.validate()?;
+        self.ttl.validate()?;
+        self.quota.validate()?;
+        self.network.validate()?;
+        self.pricing.validate()?;
+        self.budget.validate()?;
+        self.github.validate()?;
+        self.ai.validate()?;
+        if self.repositories.is_empty() {
+            return Err(invalid("repositories", "configure at least one repository"));
+        }
+        let mut names = BTreeSet::new();
+        let mut slugs = BTreeMap::new();
+        for (i, repo) in self.repositories.iter().enumerate() {
+            repo.validate(i)?;
+            if !names.insert(repo.name.to_ascii_lowercase()) {
+                return Err(invalid(format!("repositories[{i}].name"), format!("{} is configured twice", repo.name)));
+            }
+            let slug = repo.slug();
+            if let Some(other) = slugs.insert(slug.clone(), repo.name.clone()) {
+                return Err(invalid(
+                    format!("repositories[{i}].slug"),
+                    format!(
+                        "{} and {other} would share the slug {slug:?} (hosts and namespaces); set `slug` on one",
+                        repo.name
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

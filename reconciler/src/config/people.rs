@@ -1,0 +1,95 @@
+//! Who gets a preview (the PR policy) and what the PR shows (GitHub).
+
+use std::time::Duration;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::types::HumanDuration;
+use super::{ConfigError, invalid};
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum ForkPolicy {
+    /// Deploy fork PRs only at commits a maintainer approved with `forkLabel`.
+    #[default]
+    RequireLabel,
+    /// Deploy fork PRs like any other (only for trusted contributor bases).
+    Allow,
+    /// Never deploy fork PRs.
+    Deny,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct PolicyConfig {
+    pub forks: ForkPolicy,
+    /// Added by someone with push access, it approves a fork's head commit.
+    pub fork_label: String,
+    pub deploy_drafts: bool,
+    /// PRs with this label get no preview.
+    pub opt_out_label: String,
+    /// PRs with this label idle for `ttl.doNotExpire` instead of `ttl.idle`.
+    pub do_not_expire_label: String,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        PolicyConfig {
+            forks: ForkPolicy::default(),
+            fork_label: "preview-fork".into(),
+            deploy_drafts: false,
+            opt_out_label: "no-preview".into(),
+            do_not_expire_label: "do-not-expire".into(),
+        }
+    }
+}
+
+/// How the preview shows on the pull request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct GitHubConfig {
+    /// A GitHub Deployment per head commit in the PR's transient environment
+    /// (`preview/pr-<n>`): the PR shows "View deployment", later "destroyed".
+    pub deployments: bool,
+    /// Also a commit status on the head commit, for branch protection rules and users who
+    /// prefer checks.
+    pub commit_status: bool,
+    /// The commit status's context.
+    #[schemars(length(min = 1))]
+    pub status_context: String,
+    /// The one sticky comment (URL, services, cost, expiry; or why there is no preview).
+    pub comment: bool,
+    /// Concurrent GitHub requests (one shared client).
+    #[schemars(range(min = 1, max = 32))]
+    pub concurrency: u32,
+    /// How long a deleted preview waits for GitHub to hear "destroyed" before it goes anyway.
+    #[serde(with = "humantime_serde")]
+    #[schemars(with = "HumanDuration")]
+    pub destroy_grace: Duration,
+}
+
+impl Default for GitHubConfig {
+    fn default() -> Self {
+        GitHubConfig {
+            deployments: true,
+            commit_status: false,
+            status_context: "previewd/preview".into(),
+            comment: true,
+            concurrency: 4,
+            destroy_grace: Duration::from_secs(600),
+        }
+    }
+}
+
+impl GitHubConfig {
+    pub(super) fn validate(&self) -> Result<(), ConfigError> {
+        if !(1..=32).contains(&self.concurrency) {
+            return Err(invalid("github.concurrency", "between 1 and 32"));
+        }
+        if self.status_context.trim().is_empty() {
+            return Err(invalid("github.statusContext", "must not be empty"));
+        }
+        Ok(())
+    }
+}
