@@ -101,13 +101,7 @@ fn main() {
     // Backlog of 10,000 events against the in-memory API.
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     runtime.block_on(async {
-        let fake = kube_fake_client::ClientBuilder::new()
-            .with_resource::<PreviewEnvironment>()
-            .with_status_subresource::<PreviewEnvironment>()
-            .build()
-            .await
-            .unwrap();
-        let kube = support::cluster_scope_shim(fake);
+        let kube = support::fake_cluster().await;
         let sdk = aws_config::SdkConfig::builder().behavior_version(aws_config::BehaviorVersion::latest()).build();
         let consumer = Consumer::new(aws_sdk_sqs::Client::new(&sdk), String::new(), kube, Arc::new(config.clone()));
         let backlog = events(10_000);

@@ -230,11 +230,8 @@ mod tests {
         let config = Config::from_yaml(include_str!("../../docs/examples/config.yaml")).unwrap();
         let repo = config.repository("acme/shop").unwrap();
         let usage = Usage::of(&repo.services);
-        let expected_cpu: f64 = repo
-            .services
-            .iter()
-            .map(|s| s.resources.requests.cpu.cores() * f64::from(s.resources.replicas))
-            .sum();
+        let expected_cpu: f64 =
+            repo.services.iter().map(|s| s.resources.requests.cpu.cores() * f64::from(s.resources.replicas)).sum();
         assert!((usage.cpu_cores - expected_cpu).abs() < 1e-9);
         assert!(usage.memory_gib > 0.0);
         assert_eq!(Usage::of([]), Usage::default());

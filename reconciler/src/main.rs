@@ -79,9 +79,9 @@ fn main() -> ExitCode {
         Command::Config { command: ConfigCommand::Check { file } } => Config::load(&file)
             .map(|c| format!("{}: ok ({} repositories)\n", file.display(), c.repositories.len()))
             .map_err(|e| e.to_string()),
-        Command::Config { command: ConfigCommand::Schema } => serde_json::to_string_pretty(&Config::schema())
-            .map(|json| format!("{json}\n"))
-            .map_err(|e| e.to_string()),
+        Command::Config { command: ConfigCommand::Schema } => {
+            serde_json::to_string_pretty(&Config::schema()).map(|json| format!("{json}\n")).map_err(|e| e.to_string())
+        }
     };
     match result {
         Ok(out) => {

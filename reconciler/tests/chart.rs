@@ -174,14 +174,34 @@ fn values_that_break_the_schema_are_refused_at_install() {
         ("replicas=3", "replicas"),
     ] {
         let values = values_file(&example_config());
-        let out = helm(&["template", "pd", "charts/previewd", "--set", QUEUE, "-f", values.to_str().unwrap(), "--set", value]);
+        let out = helm(&[
+            "template",
+            "pd",
+            "charts/previewd",
+            "--set",
+            QUEUE,
+            "-f",
+            values.to_str().unwrap(),
+            "--set",
+            value,
+        ]);
         let text = text(&out);
         assert!(!out.status.success(), "{value} was accepted");
         assert!(text.contains("schema") && text.contains(field), "{value}: {text}");
     }
     // Strings that happen to parse as numbers stay strings where a string is wanted.
     let values = values_file(&example_config());
-    let out = helm(&["template", "pd", "charts/previewd", "--set", QUEUE, "-f", values.to_str().unwrap(), "--set-string", "logLevel=debug"]);
+    let out = helm(&[
+        "template",
+        "pd",
+        "charts/previewd",
+        "--set",
+        QUEUE,
+        "-f",
+        values.to_str().unwrap(),
+        "--set-string",
+        "logLevel=debug",
+    ]);
     assert!(out.status.success(), "{}", text(&out));
 }
 
@@ -322,7 +342,17 @@ fn the_chart_refuses_a_project_that_is_not_its_own() {
     assert!(!objects_or_error.status.success());
     assert!(text(&objects_or_error).contains("config.argocd.project (default) differs"), "{}", text(&objects_or_error));
     let values = values_file(&example_config());
-    let out = helm(&["template", "pd", "charts/previewd", "--set", QUEUE, "-f", values.to_str().unwrap(), "--set", "argocd.appProject.name=default"]);
+    let out = helm(&[
+        "template",
+        "pd",
+        "charts/previewd",
+        "--set",
+        QUEUE,
+        "-f",
+        values.to_str().unwrap(),
+        "--set",
+        "argocd.appProject.name=default",
+    ]);
     assert!(!out.status.success() && text(&out).contains("schema"), "{}", text(&out));
 }
 
@@ -331,7 +361,11 @@ fn the_chart_refuses_a_bad_config_before_any_pod_starts() {
     // The schema under `config` is the one generated from the reconciler's types.
     let schema = std::fs::read_to_string(root().join("charts/previewd/values.schema.json")).unwrap();
     let values: Value = serde_json::from_str(&schema).unwrap();
-    assert_eq!(values["properties"]["config"], Config::schema(), "the chart's config schema drifted: run `make generated`");
+    assert_eq!(
+        values["properties"]["config"],
+        Config::schema(),
+        "the chart's config schema drifted: run `make generated`"
+    );
     let file = values_file(&example_config());
     for (set, field) in [
         ("config.ttl.idle=forever", "idle"),
@@ -340,7 +374,8 @@ fn the_chart_refuses_a_bad_config_before_any_pod_starts() {
         ("config.repositories[0].services[0].resources.requests.cpu=lots", "cpu"),
         ("config.namspacePrefix=preview-", "namspacePrefix"),
     ] {
-        let out = helm(&["template", "pd", "charts/previewd", "--set", QUEUE, "-f", file.to_str().unwrap(), "--set", set]);
+        let out =
+            helm(&["template", "pd", "charts/previewd", "--set", QUEUE, "-f", file.to_str().unwrap(), "--set", set]);
         assert!(!out.status.success(), "{set} was accepted");
         assert!(text(&out).contains("schema") && text(&out).contains(field), "{set}: {}", text(&out));
     }

@@ -106,13 +106,7 @@ async fn health_and_metrics_endpoints() {
 #[tokio::test]
 async fn cost_prints_every_preview_and_the_totals_from_the_cluster() {
     use kube::api::{Api, PostParams};
-    let fake = kube_fake_client::ClientBuilder::new()
-        .with_resource::<previewd::crd::PreviewEnvironment>()
-        .with_status_subresource::<previewd::crd::PreviewEnvironment>()
-        .build()
-        .await
-        .unwrap();
-    let client = support::cluster_scope_shim(fake);
+    let client = support::fake_cluster().await;
     let config = support::config();
     let api: Api<previewd::crd::PreviewEnvironment> = Api::all(client.clone());
     for name in ["opened.json", "fork-labeled.json"] {

@@ -1,5 +1,5 @@
 //! The queue consumer against the local SQS emulator (real AWS SDK) and an in-memory
-//! Kubernetes API (kube-fake-client).
+//! Kubernetes API (kube-memory).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod support;
@@ -9,7 +9,6 @@ use std::sync::Arc;
 use chrono::Duration;
 use kube::Client;
 use kube::api::Api;
-use kube_fake_client::{ClientBuilder, Error as FakeError, interceptor};
 use previewd::config::Config;
 use previewd::consumer::{Consumer, Outcome};
 use previewd::crd::PreviewEnvironment;
@@ -19,14 +18,11 @@ use previewd_testkit::Stack;
 use support::{event, root};
 
 async fn kube(fail_patches: bool) -> Client {
-    let mut builder =
-        ClientBuilder::new().with_resource::<PreviewEnvironment>().with_status_subresource::<PreviewEnvironment>();
+    let api = support::memory_api();
     if fail_patches {
-        builder = builder.with_interceptor_funcs(
-            interceptor::Funcs::new().patch(|_| Err(FakeError::Internal("etcdserver: request timed out".into()))),
-        );
+        api.fail(|r| r.verb == "patch", 500, usize::MAX);
     }
-    support::cluster_scope_shim(builder.build().await.unwrap())
+    support::client_of(&api)
 }
 
 struct Setup {
@@ -179,7 +175,7 @@ async fn a_failed_cluster_write_keeps_the_message() {
     let s = setup("kube-down", true).await;
     s.send(&event("opened.json")).await;
     let outcomes = s.poll().await;
-    assert!(matches!(&outcomes[..], [Outcome::Failed { error }] if error.contains("timed out")), "{outcomes:?}");
+    assert!(matches!(&outcomes[..], [Outcome::Failed { error }] if error.contains("injected 500")), "{outcomes:?}");
     assert_eq!(s.queued(&s.stack.queue_url).await, (0, 1), "in flight, back after the visibility timeout");
 }
 

@@ -1,4 +1,4 @@
-//! The controller against an in-memory Kubernetes API (kube-fake-client: real `kube::Api`
+//! The controller against an in-memory Kubernetes API (kube-memory: real `kube::Api`
 //! requests, server-side apply, status subresource, owner-reference garbage collection).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -12,7 +12,6 @@ use k8s_openapi::api::core::v1::{LimitRange, Namespace, ResourceQuota};
 use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
 use kube::api::{Api, PostParams};
 use kube::{Client, ResourceExt};
-use kube_fake_client::ClientBuilder;
 use previewd::argo::ApplicationSet;
 use previewd::config::Config;
 use previewd::controller::{Context, Outcome, reconcile_at};
@@ -139,17 +138,23 @@ async fn expired_previews_are_deleted_with_everything_they_own() {
     let Outcome::Applied { requeue } = reconcile_at(&pe, &ctx, later).await.unwrap() else { panic!() };
     assert!(requeue <= Duration::from_secs(601), "{requeue:?}");
 
-    let outcome = reconcile_at(&pe, &ctx, now + chrono::Duration::hours(4)).await.unwrap();
-    assert_eq!(outcome, Outcome::Expired);
-    assert!(Api::<PreviewEnvironment>::all(client.clone()).get_opt("preview-shop-pr-42").await.unwrap().is_none());
-    // Kubernetes' garbage collector removes the rest: each top-level object is owned by the
-    // deleted PreviewEnvironment (the in-memory API does not collect cluster-scoped owners'
-    // dependents; the end-to-end suite sees the real collector do it).
+    // Each top-level object is owned by the PreviewEnvironment, so garbage collection takes it.
     let uid = pe.uid().unwrap();
     let namespace = Api::<Namespace>::all(client.clone()).get("preview-shop-pr-42").await.unwrap();
     assert_eq!(namespace.owner_references()[0].uid, uid);
     let app_set = Api::<ApplicationSet>::namespaced(client.clone(), "argocd").get("preview-shop-pr-42").await.unwrap();
     assert_eq!(app_set.owner_references()[0].uid, uid);
+
+    let outcome = reconcile_at(&pe, &ctx, now + chrono::Duration::hours(4)).await.unwrap();
+    assert_eq!(outcome, Outcome::Expired);
+    // Deleted: the finalizer's cleanup runs, then it is gone, and everything it owned with it.
+    let deleting = fetch(&client, "preview-shop-pr-42").await;
+    assert!(deleting.metadata.deletion_timestamp.is_some());
+    assert_eq!(reconcile_at(&deleting, &ctx, now + chrono::Duration::hours(4)).await.unwrap(), Outcome::Finalized);
+    assert!(Api::<PreviewEnvironment>::all(client.clone()).get_opt("preview-shop-pr-42").await.unwrap().is_none());
+    assert!(Api::<Namespace>::all(client.clone()).get_opt("preview-shop-pr-42").await.unwrap().is_none());
+    let app_sets = Api::<ApplicationSet>::namespaced(client.clone(), "argocd");
+    assert!(app_sets.get_opt("preview-shop-pr-42").await.unwrap().is_none());
 }
 
 #[tokio::test]
@@ -162,17 +167,10 @@ async fn deletion_runs_the_finalizer() {
     let mut pe = previewd::offline::preview_resource(&config, *spec).unwrap();
     pe.status = None;
     pe.metadata.finalizers = Some(vec![FINALIZER.to_owned()]);
-    pe.metadata.deletion_timestamp =
-        Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now()));
-    pe.metadata.namespace = Some("cluster-scope".to_owned());
-    let fake = ClientBuilder::new()
-        .with_resource::<PreviewEnvironment>()
-        .with_status_subresource::<PreviewEnvironment>()
-        .with_object(pe)
-        .build()
-        .await
-        .unwrap();
-    let client = support::cluster_scope_shim(fake);
+    let api = support::memory_api();
+    api.put(serde_json::to_value(&pe).unwrap()).unwrap();
+    api.remove("preview.previewd.io", "previewenvironments", None, "preview-shop-pr-42").unwrap();
+    let client = support::client_of(&api);
     let ctx = context(&client, config);
     let pe = fetch(&client, "preview-shop-pr-42").await;
     assert_eq!(reconcile_at(&pe, &ctx, now).await.unwrap(), Outcome::Finalized);

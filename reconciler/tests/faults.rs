@@ -1,5 +1,5 @@
-//! Kubernetes API faults under the controller and the consumer: a layer between `kube` and
-//! the in-memory API answers chosen requests with an API error (500, 409 Conflict, 429) while
+//! Kubernetes API faults under the controller and the consumer: the in-memory API answers
+//! chosen requests with an API error (500, 409 Conflict, 429) while
 //! the code under test runs. A failed pass never leaves a preview half-built once the API
 //! answers again, a failed cleanup keeps the finalizer, and a refused write keeps the message.
 //! The runbook's lines for these are in docs/operations.md ("Faults and what Previewd does").
@@ -7,16 +7,14 @@
 
 mod support;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use chrono::Utc;
-use http_body_util::Full;
-use hyper::body::Bytes;
 use k8s_openapi::api::core::v1::{LimitRange, Namespace, ResourceQuota};
 use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
 use kube::Client;
 use kube::api::{Api, PostParams};
-use kube::client::Body;
+use kube_memory::MemoryApi;
 use previewd::argo::ApplicationSet;
 use previewd::consumer::{Consumer, Outcome as ConsumerOutcome};
 use previewd::controller::{Context, Outcome, reconcile_at};
@@ -24,61 +22,15 @@ use previewd::crd::{FINALIZER, PreviewEnvironment};
 use previewd::policy::{Decision, decide_offline};
 use support::{config, event};
 
-/// (HTTP method, path fragment, status): requests matching it fail with that status.
-type Rule = (&'static str, &'static str, u16);
-
-#[derive(Clone, Default)]
-struct Faults(Arc<Mutex<Vec<Rule>>>, Arc<Mutex<u32>>);
-
-impl Faults {
-    fn fail(&self, method: &'static str, path: &'static str, status: u16) {
-        self.0.lock().unwrap().push((method, path, status));
-    }
-    fn heal(&self) {
-        self.0.lock().unwrap().clear();
-    }
-    fn injected(&self) -> u32 {
-        *self.1.lock().unwrap()
-    }
+/// The in-memory API, whose requests can be made to fail.
+fn faulty_cluster() -> (Client, MemoryApi) {
+    let api = support::memory_api();
+    (support::client_of(&api), api)
 }
 
-/// The in-memory API behind a layer that injects `faults`.
-async fn faulty_cluster() -> (Client, Faults) {
-    let inner = support::fake_cluster().await;
-    let faults = Faults::default();
-    let f = faults.clone();
-    let service = tower::service_fn(move |request: http::Request<Body>| {
-        let (inner, f) = (inner.clone(), f.clone());
-        async move {
-            let path = request.uri().path().to_owned();
-            let hit =
-                f.0.lock()
-                    .unwrap()
-                    .iter()
-                    .find(|(method, fragment, _)| request.method().as_str() == *method && path.contains(fragment))
-                    .map(|rule| rule.2);
-            if let Some(status) = hit {
-                *f.1.lock().unwrap() += 1;
-                let reason = match status {
-                    409 => "Conflict",
-                    429 => "TooManyRequests",
-                    _ => "InternalError",
-                };
-                let body = serde_json::json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
-                    "reason": reason, "code": status, "message": format!("injected {status} for {path}")});
-                let response = http::Response::builder()
-                    .status(status)
-                    .header("content-type", "application/json")
-                    .body(Full::new(Bytes::from(body.to_string())))?;
-                return Ok::<_, Box<dyn std::error::Error + Send + Sync>>(response);
-            }
-            let response = inner.send(request).await?;
-            let (parts, body) = response.into_parts();
-            let bytes = http_body_util::BodyExt::collect(body).await?.to_bytes();
-            Ok(http::Response::from_parts(parts, Full::new(bytes)))
-        }
-    });
-    (Client::new(service, "default"), faults)
+/// Fails every `method` request whose path contains `fragment` with `status`, until healed.
+fn fail(api: &MemoryApi, method: &'static str, fragment: &'static str, status: u16) {
+    api.fail(move |r| r.method == method && r.path.contains(fragment), status, usize::MAX);
 }
 
 async fn create(client: &Client) -> PreviewEnvironment {
@@ -108,14 +60,14 @@ async fn built(client: &Client) -> [bool; 6] {
 
 #[tokio::test]
 async fn a_pass_failed_half_way_is_completed_by_the_next_one() {
-    let (client, faults) = faulty_cluster().await;
+    let (client, faults) = faulty_cluster();
     create(&client).await;
     let ctx = Context::new(client.clone(), Arc::new(config()));
 
     // The API server fails one kind of object per pass, each applied after the namespace.
     for (fragment, status) in [("/ingresses/", 500), ("/applicationsets/", 409), ("/networkpolicies/", 429)] {
         faults.heal();
-        faults.fail("PATCH", fragment, status);
+        fail(&faults, "PATCH", fragment, status);
         let pe = Api::<PreviewEnvironment>::all(client.clone()).get(NS).await.unwrap();
         let err = reconcile_at(&pe, &ctx, Utc::now()).await.unwrap_err();
         assert!(format!("{err:?}").contains(&format!("injected {status}")), "{err:?}");
@@ -135,7 +87,7 @@ async fn a_pass_failed_half_way_is_completed_by_the_next_one() {
 
 #[tokio::test]
 async fn a_failed_cleanup_keeps_the_finalizer_until_it_succeeds() {
-    let (client, faults) = faulty_cluster().await;
+    let (client, faults) = faulty_cluster();
     let pe = create(&client).await;
     let ctx = Context::new(client.clone(), Arc::new(config()));
     reconcile_at(&pe, &ctx, Utc::now()).await.unwrap();
@@ -144,7 +96,7 @@ async fn a_failed_cleanup_keeps_the_finalizer_until_it_succeeds() {
 
     // Removing the finalizer is the cleanup's last write (the owned objects go by garbage
     // collection, or first, with GitHub configured).
-    faults.fail("PATCH", "/previewenvironments/", 500);
+    fail(&faults, "PATCH", "/previewenvironments/", 500);
     let deleting = support::deleting(pe, "closed");
     let err = reconcile_at(&deleting, &ctx, Utc::now()).await.unwrap_err();
     assert!(format!("{err:?}").contains("injected 500"), "{err:?}");
@@ -160,11 +112,11 @@ async fn a_failed_cleanup_keeps_the_finalizer_until_it_succeeds() {
 
 #[tokio::test]
 async fn a_conflict_on_the_consumer_write_keeps_the_message_for_a_retry() {
-    let (client, faults) = faulty_cluster().await;
+    let (client, faults) = faulty_cluster();
     let consumer = Consumer::new(support::unused_sqs(), String::new(), client.clone(), Arc::new(config()));
     let mut opened = event("opened.json");
     opened.pull_request.updated_at = Utc::now();
-    faults.fail("PATCH", "/previewenvironments/", 409);
+    fail(&faults, "PATCH", "/previewenvironments/", 409);
     let outcome = consumer.handle_event(&opened).await;
     assert!(
         matches!(&outcome, ConsumerOutcome::Failed { error } if error.contains("409") || error.contains("Conflict")),

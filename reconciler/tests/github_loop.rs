@@ -462,6 +462,10 @@ async fn a_fork_push_after_approval_waits_for_a_new_approval() {
 
     // The preview expires; the label stays on the PR. A later push still waits for approval.
     assert_eq!(w.reconcile(name, now + chrono::Duration::days(8)).await, Outcome::Expired);
+    // The finalizer tells GitHub "destroyed", then lets it go.
+    w.reconcile(name, now).await;
+    w.notifier.flush(false).await;
+    assert_eq!(w.reconcile(name, now).await, Outcome::Finalized);
     assert!(w.preview(name).await.is_none(), "expired and deleted");
     let mut after_expiry = push(&reapproved, 60, z, "push-z");
     after_expiry.pull_request.labels = vec!["preview-fork".into()];

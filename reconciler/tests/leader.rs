@@ -4,12 +4,12 @@
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::Api;
-use kube_fake_client::ClientBuilder;
 use previewd::leader::LeaderElection;
 
 #[tokio::test]
 async fn one_leader_at_a_time_and_takeover_after_expiry() {
-    let client = ClientBuilder::new().build().await.unwrap();
+    let api = kube_memory::MemoryApi::default();
+    let client = kube::Client::new(api.service(), "default");
     let api: Api<Lease> = Api::namespaced(client, "previewd");
     let a = LeaderElection::new(api.clone(), "previewd-leader", "pod-a");
     let b = LeaderElection::new(api.clone(), "previewd-leader", "pod-b");
@@ -31,7 +31,8 @@ async fn one_leader_at_a_time_and_takeover_after_expiry() {
 
 #[tokio::test]
 async fn concurrent_candidates_never_both_win() {
-    let client = ClientBuilder::new().build().await.unwrap();
+    let api = kube_memory::MemoryApi::default();
+    let client = kube::Client::new(api.service(), "default");
     let api: Api<Lease> = Api::namespaced(client, "previewd");
     let now = Timestamp::now();
     let candidates: Vec<LeaderElection> =

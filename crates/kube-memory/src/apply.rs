@@ -67,7 +67,8 @@ mod tests {
     #[test]
     fn a_field_the_manager_stops_applying_goes() {
         let live = json!({"metadata": {"name": "a", "labels": {"x": "1", "other": "kept"}}, "spec": {"a": 1, "b": [1, 2], "c": {"d": 1}}});
-        let previous = json!({"metadata": {"name": "a", "labels": {"x": "1"}}, "spec": {"a": 1, "b": [1, 2], "c": {"d": 1}}});
+        let previous =
+            json!({"metadata": {"name": "a", "labels": {"x": "1"}}, "spec": {"a": 1, "b": [1, 2], "c": {"d": 1}}});
         let applied = json!({"metadata": {"name": "a", "labels": {"y": "2"}}, "spec": {"b": [3], "c": {"e": 2}}});
         let out = apply(&live, Some(&previous), &applied);
         assert_eq!(
@@ -75,6 +76,9 @@ mod tests {
             json!({"metadata": {"name": "a", "labels": {"other": "kept", "y": "2"}}, "spec": {"b": [3], "c": {"e": 2}}})
         );
         // The first apply only adds.
-        assert_eq!(apply(&json!({"spec": {"z": 1}}), None, &json!({"spec": {"a": 1}})), json!({"spec": {"z": 1, "a": 1}}));
+        assert_eq!(
+            apply(&json!({"spec": {"z": 1}}), None, &json!({"spec": {"a": 1}})),
+            json!({"spec": {"z": 1, "a": 1}})
+        );
     }
 }

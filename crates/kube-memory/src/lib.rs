@@ -67,6 +67,8 @@ struct Inner {
     store: Store,
     requests: Vec<Recorded>,
     faults: Vec<Fault>,
+    /// Requests answered by a fault so far.
+    injected: usize,
 }
 
 /// The API. Clones share one state.
@@ -150,7 +152,12 @@ impl MemoryApi {
     /// An empty API serving `registry`'s resource types.
     pub fn new(registry: Registry) -> MemoryApi {
         MemoryApi {
-            inner: Arc::new(Mutex::new(Inner { store: Store::new(registry), requests: Vec::new(), faults: Vec::new() })),
+            inner: Arc::new(Mutex::new(Inner {
+                store: Store::new(registry),
+                requests: Vec::new(),
+                faults: Vec::new(),
+                injected: 0,
+            })),
         }
     }
 
@@ -180,6 +187,16 @@ impl MemoryApi {
         lock(&self.inner).faults.push(Fault { matches: Box::new(matches), status, remaining: times });
     }
 
+    /// Stops every failure set with [`MemoryApi::fail`].
+    pub fn heal(&self) {
+        lock(&self.inner).faults.clear();
+    }
+
+    /// How many requests were answered by a failure so far.
+    pub fn injected(&self) -> usize {
+        lock(&self.inner).injected
+    }
+
     /// Reads an object directly (no request is recorded).
     pub fn object(&self, group: &str, plural: &str, namespace: Option<&str>, name: &str) -> Option<Value> {
         let inner = lock(&self.inner);
@@ -194,8 +211,12 @@ impl MemoryApi {
         let api_version = object["apiVersion"].as_str().unwrap_or("");
         let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
         let kind = object["kind"].as_str().unwrap_or("");
-        let resource =
-            inner.store.registry.by_kind(group, version, kind).cloned().ok_or_else(|| format!("unknown kind {kind}"))?;
+        let resource = inner
+            .store
+            .registry
+            .by_kind(group, version, kind)
+            .cloned()
+            .ok_or_else(|| format!("unknown kind {kind}"))?;
         let namespace = object["metadata"]["namespace"].as_str().map(str::to_owned);
         let name = object["metadata"]["name"].as_str().unwrap_or("").to_owned();
         let store = &mut inner.store;
@@ -263,15 +284,20 @@ impl MemoryApi {
         if let Some(fault) = inner.faults.iter_mut().find(|f| f.remaining > 0 && (f.matches)(&recorded)) {
             fault.remaining -= 1;
             let status = fault.status;
+            inner.injected += 1;
             let reason = match status {
                 409 => "Conflict",
                 429 => "TooManyRequests",
                 _ => "InternalError",
             };
-            return error(&ApiError::new(status, reason, format!("injected failure ({status})")));
+            return error(&ApiError::new(status, reason, format!("injected {status} for {}", uri.path())));
         }
         let Some(target) = target else {
-            return error(&ApiError::new(404, "NotFound", format!("the server could not find the requested resource: {}", uri.path())));
+            return error(&ApiError::new(
+                404,
+                "NotFound",
+                format!("the server could not find the requested resource: {}", uri.path()),
+            ));
         };
         let status = target.subresource.as_deref() == Some("status");
         if target.subresource.as_deref().is_some_and(|s| s != "status") {
@@ -307,7 +333,8 @@ impl MemoryApi {
                         sender,
                     };
                     store.watch(watch, since);
-                    let lines = UnboundedReceiverStream::new(receiver).map(|line| Ok::<_, Infallible>(Frame::data(line)));
+                    let lines =
+                        UnboundedReceiverStream::new(receiver).map(|line| Ok::<_, Infallible>(Frame::data(line)));
                     let mut response = Response::new(BodyExt::boxed(StreamBody::new(lines)));
                     response
                         .headers_mut()
@@ -323,7 +350,9 @@ impl MemoryApi {
                 }))
             }
             ("create", None) => parsed.and_then(|object| store.create(&target.resource, ns, object)),
-            ("update", Some(name)) => parsed.and_then(|object| store.replace(&target.resource, ns, name, object, status)),
+            ("update", Some(name)) => {
+                parsed.and_then(|object| store.replace(&target.resource, ns, name, object, status))
+            }
             ("patch", Some(name)) => parsed.and_then(|patch| {
                 if content_type.starts_with("application/apply-patch") {
                     let manager = query_param(&query, "fieldManager").unwrap_or_default();

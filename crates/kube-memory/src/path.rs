@@ -62,9 +62,15 @@ mod tests {
     fn paths_address_what_kube_addresses() {
         let r = registry();
         let t = parse(&r, "/api/v1/namespaces/preview-a").unwrap();
-        assert_eq!((t.resource.plural.as_str(), t.namespace, t.name.as_deref()), ("namespaces", None, Some("preview-a")));
+        assert_eq!(
+            (t.resource.plural.as_str(), t.namespace, t.name.as_deref()),
+            ("namespaces", None, Some("preview-a"))
+        );
         let t = parse(&r, "/api/v1/namespaces/preview-a/resourcequotas/q").unwrap();
-        assert_eq!((t.resource.plural.as_str(), t.namespace.as_deref(), t.name.as_deref()), ("resourcequotas", Some("preview-a"), Some("q")));
+        assert_eq!(
+            (t.resource.plural.as_str(), t.namespace.as_deref(), t.name.as_deref()),
+            ("resourcequotas", Some("preview-a"), Some("q"))
+        );
         let t = parse(&r, "/api/v1/resourcequotas").unwrap();
         assert_eq!((t.namespace, t.name), (None, None), "a list across namespaces");
         let t = parse(&r, "/api/v1/namespaces/preview-a/status").unwrap();

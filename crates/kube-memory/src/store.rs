@@ -305,7 +305,8 @@ impl Store {
             // Only finalizers may shrink while an object is being deleted; nothing may be added.
             let before: Vec<Value> = live["metadata"]["finalizers"].as_array().cloned().unwrap_or_default();
             let after: Vec<Value> = next["metadata"]["finalizers"].as_array().cloned().unwrap_or_default();
-            next["metadata"]["finalizers"] = Value::from(after.into_iter().filter(|f| before.contains(f)).collect::<Vec<_>>());
+            next["metadata"]["finalizers"] =
+                Value::from(after.into_iter().filter(|f| before.contains(f)).collect::<Vec<_>>());
         }
         if comparable(&next) == comparable(live) {
             return live.clone(); // a no-op write changes nothing, not even the resource version
@@ -319,11 +320,13 @@ impl Store {
 
     fn precondition(live: &Value, wanted: &Value) -> Result<(), ApiError> {
         match wanted["metadata"]["resourceVersion"].as_str() {
-            Some(rv) if !rv.is_empty() && Some(rv) != live["metadata"]["resourceVersion"].as_str() => Err(ApiError::new(
-                409,
-                "Conflict",
-                "Operation cannot be fulfilled: the object has been modified; please apply your changes to the latest version and try again",
-            )),
+            Some(rv) if !rv.is_empty() && Some(rv) != live["metadata"]["resourceVersion"].as_str() => {
+                Err(ApiError::new(
+                    409,
+                    "Conflict",
+                    "Operation cannot be fulfilled: the object has been modified; please apply your changes to the latest version and try again",
+                ))
+            }
             _ => Ok(()),
         }
     }
@@ -395,7 +398,12 @@ impl Store {
         Ok(self.write(resource, k, &live, next, status))
     }
 
-    pub(crate) fn delete(&mut self, resource: &ResourceType, namespace: Option<&str>, name: &str) -> Result<Value, ApiError> {
+    pub(crate) fn delete(
+        &mut self,
+        resource: &ResourceType,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Result<Value, ApiError> {
         let k = key(resource, namespace, name);
         let live = self.objects.get(&k).cloned().ok_or_else(|| ApiError::not_found(resource, name))?;
         Ok(self.delete_key(&k, live))

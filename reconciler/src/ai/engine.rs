@@ -212,7 +212,8 @@ fn api_error(err: OpenAIError) -> AiError {
 pub fn user_message(repo: &RepositoryConfig, excerpt: &Excerpt) -> String {
     let mut out = String::from("Services:\n");
     for service in &repo.services {
-        let paths = if service.paths.is_empty() { "(always deployed)".to_owned() } else { service.paths.patterns().join(", ") };
+        let paths =
+            if service.paths.is_empty() { "(always deployed)".to_owned() } else { service.paths.patterns().join(", ") };
         let _ = write!(out, "- {}: {paths}", service.name);
         if let Some(description) = &service.description {
             let _ = write!(out, " — {description}");

@@ -257,8 +257,16 @@ pub struct ContainerDefaults {
 impl Default for ContainerDefaults {
     fn default() -> Self {
         ContainerDefaults {
-            requests: Resources { cpu: Cpu::known("100m", 0.1), memory: Bytes::known("256Mi", 256.0 * MIB), ephemeral_storage: Some(Bytes::known("100Mi", 100.0 * MIB)) },
-            limits: Resources { cpu: Cpu::known("500m", 0.5), memory: Bytes::known("512Mi", 512.0 * MIB), ephemeral_storage: Some(Bytes::known("1Gi", GIB)) },
+            requests: Resources {
+                cpu: Cpu::known("100m", 0.1),
+                memory: Bytes::known("256Mi", 256.0 * MIB),
+                ephemeral_storage: Some(Bytes::known("100Mi", 100.0 * MIB)),
+            },
+            limits: Resources {
+                cpu: Cpu::known("500m", 0.5),
+                memory: Bytes::known("512Mi", 512.0 * MIB),
+                ephemeral_storage: Some(Bytes::known("1Gi", GIB)),
+            },
         }
     }
 }
@@ -269,7 +277,9 @@ impl ContainerDefaults {
     /// sets `requests`/`limits` without `ephemeralStorage` still gets the defaults.
     pub fn ephemeral_storage(&self) -> (Bytes, Bytes) {
         let defaults = ContainerDefaults::default();
-        let pick = |set: &Option<Bytes>, default: Option<Bytes>| set.clone().or(default).unwrap_or_else(|| Bytes::known("0", 0.0));
+        let pick = |set: &Option<Bytes>, default: Option<Bytes>| {
+            set.clone().or(default).unwrap_or_else(|| Bytes::known("0", 0.0))
+        };
         (
             pick(&self.requests.ephemeral_storage, defaults.requests.ephemeral_storage),
             pick(&self.limits.ephemeral_storage, defaults.limits.ephemeral_storage),
@@ -312,7 +322,11 @@ impl NetworkConfig {
         let mut inside = Vec::new();
         for excluded in &self.egress_except {
             if excluded.net().contains(&net) {
-                return Err(format!("{cidr} lies inside the excluded range {excluded} (network.egressExcept)", cidr = cidr.as_str(), excluded = excluded.as_str()));
+                return Err(format!(
+                    "{cidr} lies inside the excluded range {excluded} (network.egressExcept)",
+                    cidr = cidr.as_str(),
+                    excluded = excluded.as_str()
+                ));
             }
             if net.contains(&excluded.net()) {
                 inside.push(excluded);

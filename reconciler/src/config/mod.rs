@@ -126,8 +126,8 @@ impl Config {
     pub fn schema() -> serde_json::Value {
         let mut settings = schemars::generate::SchemaSettings::draft07();
         settings.inline_subschemas = true;
-        let mut schema = serde_json::to_value(settings.into_generator().into_root_schema_for::<Config>())
-            .unwrap_or_default();
+        let mut schema =
+            serde_json::to_value(settings.into_generator().into_root_schema_for::<Config>()).unwrap_or_default();
         if let Some(map) = schema.as_object_mut() {
             map.remove("$schema");
             map.remove("title");

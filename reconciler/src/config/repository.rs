@@ -63,7 +63,10 @@ impl RepositoryConfig {
         for (j, service) in self.services.iter().enumerate() {
             let field = |f: &str| format!("repositories[{at}].services[{j}].{f}");
             if !names::is_dns_label(&service.name) || service.name.len() > 30 {
-                return Err(invalid(field("name"), format!("{:?}: a DNS label of at most 30 characters", service.name)));
+                return Err(invalid(
+                    field("name"),
+                    format!("{:?}: a DNS label of at most 30 characters", service.name),
+                ));
             }
             if !seen.insert(service.name.as_str()) {
                 return Err(invalid(field("name"), format!("{} is configured twice", service.name)));

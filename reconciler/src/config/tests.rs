@@ -108,9 +108,21 @@ fn every_rule_refuses_with_the_field_it_is_about() {
     let cases: Vec<(&str, Value, &str)> = vec![
         // Types: parsed at load, the error names the field.
         ("/domian", json!("x"), "domian"),
-        ("/repositories/0/services/0/resources/requests/cpu", json!("lots"), "repositories[0].services[0].resources.requests.cpu"),
-        ("/repositories/0/services/0/resources/requests/memory", json!("1Gb"), "repositories[0].services[0].resources.requests.memory"),
-        ("/repositories/0/services/0/resources/storage", json!("much"), "repositories[0].services[0].resources.storage"),
+        (
+            "/repositories/0/services/0/resources/requests/cpu",
+            json!("lots"),
+            "repositories[0].services[0].resources.requests.cpu",
+        ),
+        (
+            "/repositories/0/services/0/resources/requests/memory",
+            json!("1Gb"),
+            "repositories[0].services[0].resources.requests.memory",
+        ),
+        (
+            "/repositories/0/services/0/resources/storage",
+            json!("much"),
+            "repositories[0].services[0].resources.storage",
+        ),
         ("/repositories/0/services/0/expose/port", json!("seventy"), "repositories[0].services[0].expose.port"),
         ("/repositories/0/services/0/paths", json!(["web/["]), "repositories[0].services[0].paths"),
         ("/ai/ignorePaths", json!(["{a"]), "ai.ignorePaths"),
@@ -160,7 +172,11 @@ fn every_rule_refuses_with_the_field_it_is_about() {
         ("/repositories/1", repo("other/shop", None), "repositories[1].slug"),
         ("/repositories/0/services", json!([]), "repositories[0].services"),
         ("/repositories/0/services/0/name", json!("Web_1"), "repositories[0].services[0].name"),
-        ("/repositories/0/services/1", json!({"name": "web", "chartPath": "c", "resources": {"requests": {"cpu": "1", "memory": "1Gi"}}}), "repositories[0].services[1].name"),
+        (
+            "/repositories/0/services/1",
+            json!({"name": "web", "chartPath": "c", "resources": {"requests": {"cpu": "1", "memory": "1Gi"}}}),
+            "repositories[0].services[1].name",
+        ),
         ("/repositories/0/services/0/chartPath", json!("../etc"), "repositories[0].services[0].chartPath"),
         ("/repositories/0/services/0/expose/path", json!("api"), "repositories[0].services[0].expose.path"),
         ("/repositories/0/services/0/expose/port", json!(0), "repositories[0].services[0].expose.port"),
@@ -170,7 +186,9 @@ fn every_rule_refuses_with_the_field_it_is_about() {
         match Config::from_yaml(&yaml) {
             Ok(_) => panic!("{at} = {value} was accepted"),
             Err(err) => assert!(
-                err.field() == field || err.field().starts_with(&format!("{field}.")) || err.field().starts_with(&format!("{field}[")),
+                err.field() == field
+                    || err.field().starts_with(&format!("{field}."))
+                    || err.field().starts_with(&format!("{field}[")),
                 "{at} = {value}: the error names {:?}, not {field:?}: {err}",
                 err.field()
             ),

@@ -1,34 +1,17 @@
 //! Shared by the reconciler's tests: the example configuration and queue messages of
-//! `docs/examples/`, and a bridge over two gaps of kube-fake-client 0.3.
-//!
-//! Two gaps of kube-fake-client 0.3, bridged below the code under test (which keeps using plain
-//! `kube::Api`):
-//! - it serves every custom resource as namespaced (its registry cannot tell a cluster-scoped
-//!   CRD): requests for the cluster-scoped PreviewEnvironment are mapped into a reserved
-//!   namespace, and that namespace is removed from the answers;
-//! - its path parser cannot address a Namespace object by name (`/api/v1/namespaces/{name}`
-//!   reads as a namespace prefix): those requests are served from a small store here, with
-//!   server-side apply of a single manager (the applied object replaces the previous one, uid
-//!   and creation time kept, resourceVersion bumped on change).
-//!
-//! - its server-side apply merges the applied object into the live one, so a field the
-//!   manager stops applying stays; the API server removes such a field when no other manager
-//!   owns it. For the PreviewEnvironment spec (one manager, the consumer), the bridge removes
-//!   the spec fields an apply leaves out before passing the apply on.
-//!
-//! Everything else passes straight through.
+//! `docs/examples/`, the in-memory Kubernetes API (`kube-memory`) serving Previewd's and Argo
+//! CD's resources, a recorder of the requests the code under test sends, and a preview's whole
+//! life to record.
 #![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod chart;
 pub mod github;
 pub mod openai;
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use http_body_util::{BodyExt, Full};
-use hyper::body::Bytes;
 use kube::Client;
 use kube::client::Body;
 use serde_json::Value;
@@ -49,156 +32,7 @@ pub fn event(name: &str) -> previewd_events::PreviewEvent {
     previewd_events::PreviewEvent::from_json(&text).unwrap()
 }
 
-const PREFIX: &str = "/apis/preview.previewd.io/v1alpha1/previewenvironments";
-const MAPPED: &str = "/apis/preview.previewd.io/v1alpha1/namespaces/cluster-scope/previewenvironments";
-const RESERVED: &str = "cluster-scope";
-
-fn strip_reserved_namespace(value: &mut Value) {
-    match value {
-        Value::Object(map) => {
-            if let Some(Value::Object(meta)) = map.get_mut("metadata")
-                && meta.get("namespace").and_then(Value::as_str) == Some(RESERVED)
-            {
-                meta.remove("namespace");
-            }
-            map.values_mut().for_each(strip_reserved_namespace);
-        }
-        Value::Array(items) => items.iter_mut().for_each(strip_reserved_namespace),
-        _ => {}
-    }
-}
-
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-type Namespaces = Arc<Mutex<HashMap<String, Value>>>;
-
-fn json_response(status: u16, body: &Value) -> http::Response<Full<Bytes>> {
-    http::Response::builder()
-        .status(status)
-        .header("content-type", "application/json")
-        .body(Full::new(Bytes::from(body.to_string())))
-        .unwrap()
-}
-
-fn not_found(name: &str) -> http::Response<Full<Bytes>> {
-    json_response(
-        404,
-        &serde_json::json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404,
-            "message": format!("namespaces \"{name}\" not found")}),
-    )
-}
-
-async fn serve_namespace(
-    store: &Namespaces,
-    name: &str,
-    request: http::Request<Body>,
-) -> Result<http::Response<Full<Bytes>>, BoxError> {
-    let method = request.method().clone();
-    let body = request.into_body().collect().await?.to_bytes();
-    let mut store = store.lock().unwrap();
-    match method.as_str() {
-        "GET" => Ok(store.get(name).map_or_else(|| not_found(name), |ns| json_response(200, ns))),
-        "DELETE" => Ok(store.remove(name).map_or_else(|| not_found(name), |ns| json_response(200, &ns))),
-        "PATCH" => {
-            let mut applied: Value = serde_json::from_slice(&body)?;
-            let previous = store.get(name).cloned();
-            let keep = |field: &str, fallback: Value| {
-                previous.as_ref().map(|p| p["metadata"][field].clone()).filter(|v| !v.is_null()).unwrap_or(fallback)
-            };
-            applied["metadata"]["uid"] = keep("uid", Value::from(format!("ns-{name}")));
-            applied["metadata"]["creationTimestamp"] = keep("creationTimestamp", Value::from("2026-01-01T00:00:00Z"));
-            let mut version: u64 =
-                keep("resourceVersion", Value::from("1")).as_str().unwrap_or("1").parse().unwrap_or(1);
-            let unchanged = previous.as_ref().is_some_and(|p| {
-                let mut p = p.clone();
-                p["metadata"]["resourceVersion"] = Value::Null;
-                let mut a = applied.clone();
-                a["metadata"]["resourceVersion"] = Value::Null;
-                p == a
-            });
-            if previous.is_some() && !unchanged {
-                version += 1;
-            }
-            applied["metadata"]["resourceVersion"] = Value::from(version.to_string());
-            store.insert(name.to_owned(), applied.clone());
-            Ok(json_response(200, &applied))
-        }
-        other => Ok(json_response(405, &serde_json::json!({"message": format!("{other} not supported here")}))),
-    }
-}
-
-fn is_apply(request: &http::Request<Body>) -> bool {
-    request.method() == http::Method::PATCH
-        && request
-            .headers()
-            .get(http::header::CONTENT_TYPE)
-            .is_some_and(|v| v.as_bytes().starts_with(b"application/apply-patch"))
-}
-
-/// What the API server does for a spec with a single manager: fields the new apply leaves out
-/// are removed (here with a merge patch that sets them to null, before the apply).
-async fn drop_unapplied_spec_fields(inner: &Client, uri: &http::Uri, applied: &[u8]) -> Result<(), BoxError> {
-    let path = uri.path().to_owned();
-    let get = http::Request::get(&path).body(Body::empty())?;
-    let response = inner.send(get).await?;
-    if !response.status().is_success() {
-        return Ok(()); // created by this apply
-    }
-    let live: Value = serde_json::from_slice(&response.into_body().collect().await?.to_bytes())?;
-    let applied: Value = serde_json::from_slice(applied)?;
-    let (Some(live_spec), Some(applied_spec)) = (live["spec"].as_object(), applied["spec"].as_object()) else {
-        return Ok(());
-    };
-    let dropped: serde_json::Map<String, Value> =
-        live_spec.keys().filter(|k| !applied_spec.contains_key(*k)).map(|k| (k.clone(), Value::Null)).collect();
-    if dropped.is_empty() {
-        return Ok(());
-    }
-    let patch = serde_json::json!({"spec": dropped});
-    let request = http::Request::patch(&path)
-        .header(http::header::CONTENT_TYPE, "application/merge-patch+json")
-        .body(Body::from(serde_json::to_vec(&patch)?))?;
-    inner.send(request).await?;
-    Ok(())
-}
-
-pub fn cluster_scope_shim(inner: Client) -> Client {
-    let namespaces: Namespaces = Arc::default();
-    let service = tower::service_fn(move |mut request: http::Request<Body>| {
-        let inner = inner.clone();
-        let namespaces = Arc::clone(&namespaces);
-        async move {
-            let path = request.uri().path().to_owned();
-            if let Some(name) =
-                path.strip_prefix("/api/v1/namespaces/").filter(|rest| !rest.is_empty() && !rest.contains('/'))
-            {
-                return serve_namespace(&namespaces, name, request).await;
-            }
-            let path_and_query = request.uri().path_and_query().map(|p| p.as_str().to_owned()).unwrap_or_default();
-            if let Some(rest) = path_and_query.strip_prefix(PREFIX) {
-                *request.uri_mut() = format!("{MAPPED}{rest}").parse()?;
-                if is_apply(&request) && !rest.trim_start_matches('/').contains('/') {
-                    let (parts, body) = request.into_parts();
-                    let bytes = body.collect().await?.to_bytes();
-                    drop_unapplied_spec_fields(&inner, &parts.uri, &bytes).await?;
-                    request = http::Request::from_parts(parts, Body::from(bytes.to_vec()));
-                }
-            }
-            let response = inner.send(request).await?;
-            let (parts, body) = response.into_parts();
-            let bytes = body.collect().await?.to_bytes();
-            let bytes = match serde_json::from_slice::<Value>(&bytes) {
-                Ok(mut json) => {
-                    strip_reserved_namespace(&mut json);
-                    Bytes::from(serde_json::to_vec(&json)?)
-                }
-                Err(_) => bytes,
-            };
-            Ok::<_, BoxError>(http::Response::from_parts(parts, Full::new(bytes)))
-        }
-    });
-    Client::new(service, "default")
-}
 
 /// Serves `client` (e.g. the in-memory API) over plain HTTP on loopback, so a `previewd`
 /// process can reach it through a kubeconfig. Returns the kubeconfig's path.
@@ -427,17 +261,26 @@ pub async fn a_preview_life(kube: Client, unrecorded: Client) {
     assert!(lease.try_acquire_or_renew(k8s_openapi::jiff::Timestamp::now()).await.unwrap());
 }
 
-/// The in-memory API serving Previewd's and Argo CD's resources, behind the bridge above.
+/// The in-memory API serving the core kinds, Previewd's and Argo CD's resources.
+pub fn memory_api() -> kube_memory::MemoryApi {
+    use kube_memory::{MemoryApi, Registry, ResourceType};
+    MemoryApi::new(Registry::core())
+        .with_resource(
+            ResourceType::new("preview.previewd.io", "v1alpha1", "previewenvironments", "PreviewEnvironment", false)
+                .with_status(),
+        )
+        .with_resource(ResourceType::new("argoproj.io", "v1alpha1", "applicationsets", "ApplicationSet", true))
+        .with_resource(ResourceType::new("argoproj.io", "v1alpha1", "applications", "Application", true))
+}
+
+/// A client of `api`.
+pub fn client_of(api: &kube_memory::MemoryApi) -> Client {
+    Client::new(api.service(), "default")
+}
+
+/// A client of a fresh in-memory API.
 pub async fn fake_cluster() -> Client {
-    let fake = kube_fake_client::ClientBuilder::new()
-        .with_resource::<previewd::crd::PreviewEnvironment>()
-        .with_status_subresource::<previewd::crd::PreviewEnvironment>()
-        .with_resource::<previewd::argo::ApplicationSet>()
-        .with_resource::<previewd::argo::Application>()
-        .build()
-        .await
-        .unwrap();
-    cluster_scope_shim(fake)
+    client_of(&memory_api())
 }
 
 /// An SQS client for a consumer whose events are handed to it directly (never called).
