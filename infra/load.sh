@@ -7,7 +7,7 @@ cd "$root"
 export PATH="$root/.venv/bin:$PATH"
 port="${PREVIEWD_LOAD_PORT:-9100}"
 
-infra/setup.sh
+infra/setup.sh run
 infra/stack.sh up
 # shellcheck disable=SC1091
 . .run/stack.env

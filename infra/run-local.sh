@@ -10,7 +10,7 @@ cd "$root"
 export PATH="$root/.venv/bin:$PATH"
 port="${PREVIEWD_WEBHOOK_PORT:-9000}"
 
-infra/setup.sh
+infra/setup.sh run
 infra/stack.sh up
 # shellcheck disable=SC1091
 . .run/stack.env

@@ -1,26 +1,45 @@
 #!/usr/bin/env bash
-# Installs the local stand-ins the project needs, into the project's ignored folders:
-#   .venv/                  moto (SQS + DynamoDB + Secrets Manager emulator), boto3, cargo-lambda (+zig),
-#                           AWS SAM CLI (with cfn-lint) for validating sam-template.yaml,
-#                           kubernetes-validate (Kubernetes OpenAPI schemas) for rendered objects
-#   .tools/bin/helm         Helm 3.18, for linting and rendering the chart
-#   infra/npm/node_modules  @octokit/webhooks-examples (test payloads), @octokit/webhooks-methods
-#   .tools/cargo/bin        cargo-deny
+# Installs the local stand-ins into the project's ignored folders. Two sets:
+#   infra/setup.sh run    what the main job (`make run`) needs:
+#     .venv/                  moto (SQS + DynamoDB + Secrets Manager emulator), boto3, cargo-lambda (+zig)
+#   infra/setup.sh test   (the default) that, plus what the checks and tests need:
+#     .venv/                  AWS SAM CLI (with cfn-lint) for sam-template.yaml, kubernetes-validate
+#     .tools/bin/helm         Helm 3.18, for linting and rendering the chart
+#     infra/npm/node_modules  @octokit/webhooks-examples (test payloads), @octokit/webhooks-methods
+#     .tools/cargo/bin        cargo-deny; rustfmt, clippy and the arm64 target (sam build)
 # Idempotent and quick when everything is already there.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
+mode="${1:-test}"
 
-want_python="moto[dynamodb,sqs,secretsmanager]==5.* flask flask-cors boto3 cargo-lambda==1.* aws-sam-cli==1.* kubernetes-validate"
-stamp=".venv/.previewd-setup-v3"
+run_python="moto[dynamodb,sqs,secretsmanager]==5.* flask flask-cors boto3 cargo-lambda==1.*"
+test_python="aws-sam-cli==1.* kubernetes-validate"
 
-if [ ! -f "$stamp" ]; then
-  echo "setup: installing the AWS emulator, cargo-lambda and SAM CLI into .venv (first run: 1-2 min)"
-  python3 -m venv .venv
-  # shellcheck disable=SC2086
-  .venv/bin/pip install --quiet --disable-pip-version-check $want_python
+# pip_set STAMP PACKAGES...: installs PACKAGES into .venv once (STAMP marks it done).
+pip_set() {
+  local stamp=".venv/.previewd-$1"
+  shift
+  [ -f "$stamp" ] && return 0
+  [ -x .venv/bin/pip ] || python3 -m venv .venv
+  # shellcheck disable=SC2068
+  .venv/bin/pip install --quiet --disable-pip-version-check $@
   touch "$stamp"
+}
+
+echo "setup ($mode): the AWS emulator and cargo-lambda into .venv (first run: ~1 min)"
+pip_set run-v1 $run_python
+if ! cargo --version >/dev/null 2>&1; then
+  echo "setup: cargo is required (rustup)" >&2
+  exit 1
 fi
+if [ "$mode" = run ]; then
+  echo "setup: ok (run)"
+  exit 0
+fi
+
+echo "setup (test): SAM CLI and kubernetes-validate into .venv"
+pip_set test-v1 $test_python
 
 if [ ! -f infra/npm/node_modules/@octokit/webhooks-examples/api.github.com/index.json ]; then
   echo "setup: installing GitHub's webhook example payloads (npm)"
@@ -40,16 +59,12 @@ if [ ! -x .tools/bin/helm ]; then
   rm -rf .tools/k
 fi
 
-if ! cargo --version >/dev/null 2>&1; then
-  echo "setup: cargo is required (rustup)" >&2
-  exit 1
-fi
 for component in rustfmt clippy; do
   if ! rustup component list --installed 2>/dev/null | grep -q "^$component"; then
     rustup component add "$component"
   fi
 done
-# The Lambdas run on arm64 (Graviton); cargo-lambda cross-compiles with zig.
+# The Lambdas run on arm64 (Graviton); cargo-lambda cross-compiles with zig (sam build).
 if ! rustup target list --installed 2>/dev/null | grep -q '^aarch64-unknown-linux-gnu$'; then
   rustup target add aarch64-unknown-linux-gnu
 fi
@@ -58,4 +73,4 @@ if [ ! -x .tools/cargo/bin/cargo-deny ]; then
   echo "setup: installing cargo-deny into .tools/cargo (first run: ~2 min)"
   cargo install --quiet --locked --root .tools/cargo cargo-deny@0.20.2
 fi
-echo "setup: ok"
+echo "setup: ok (test)"

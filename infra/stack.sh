@@ -17,7 +17,7 @@ running() { [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; }
 healthy() { curl -sf -m 2 "$endpoint/moto-api/" >/dev/null 2>&1; }
 
 up() {
-  [ -x .venv/bin/moto_server ] || infra/setup.sh
+  [ -x .venv/bin/moto_server ] || infra/setup.sh run
   if ! running; then
     if healthy; then
       echo "stack: port $port already answers but was not started by this script" >&2

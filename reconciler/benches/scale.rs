@@ -51,7 +51,7 @@ fn previews(config: &Config, events: &[PreviewEvent]) -> Vec<PreviewEnvironment>
         .iter()
         .map(|e| {
             let Decision::Upsert(spec) = decide_offline(e, config) else { panic!() };
-            let mut pe = previewd::offline::preview_resource(config, *spec).unwrap();
+            let mut pe = previewd::render::as_applied(config, *spec).unwrap();
             pe.metadata.uid = Some(format!("uid-{}", e.pull_request.number));
             pe
         })

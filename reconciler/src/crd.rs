@@ -247,6 +247,12 @@ pub struct ServiceStatus {
     /// Argo CD health status (`Healthy`, `Progressing`, `Degraded`, ...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health: Option<String>,
+    /// The commit Argo CD synced; ready only at the preview's head commit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<String>,
+    /// Why it failed at the head commit (degraded, or its sync failed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]

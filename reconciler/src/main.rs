@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use previewd::config::Config;
-use previewd::{crd, offline};
+use previewd::crd;
 
 #[derive(Parser)]
 #[command(name = "previewd", version, about = "Preview environments for pull requests")]
@@ -75,7 +75,9 @@ fn main() -> ExitCode {
         Command::Cost { config } => cost_report(&config),
         Command::Consume { config, out } => consume(&config, &out),
         Command::Crd => crd::crd_yaml().map_err(|e| e.to_string()),
-        Command::Render { config, event } => offline::render_event(&config, &event).map_err(|e| e.to_string()),
+        Command::Render { config, event } => {
+            block_on(previewd::cmd::render::render_event(&config, &event)).and_then(|r| r.map_err(|e| e.to_string()))
+        }
         Command::Config { command: ConfigCommand::Check { file } } => Config::load(&file)
             .map(|c| format!("{}: ok ({} repositories)\n", file.display(), c.repositories.len()))
             .map_err(|e| e.to_string()),
@@ -99,35 +101,17 @@ fn main() -> ExitCode {
 }
 
 fn consume(config: &std::path::Path, out: &std::path::Path) -> Result<String, String> {
-    let config = std::sync::Arc::new(Config::load(config).map_err(|e| e.to_string())?);
-    let queue_url = std::env::var("PREVIEWD_QUEUE_URL").map_err(|_| "PREVIEWD_QUEUE_URL is not set".to_owned())?;
-    let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
-    runtime.block_on(async {
-        let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-        let sqs = aws_sdk_sqs::Client::new(&sdk);
-        let cluster = std::env::var("KUBECONFIG").is_ok_and(|v| !v.trim().is_empty());
-        let (rows, target) = if cluster {
-            let kube = kube::Client::try_default().await.map_err(|e| format!("Kubernetes: {e}"))?;
-            let rows = previewd::local::consume_to_cluster(config, sqs, &queue_url, kube).await;
-            (rows, "the cluster in KUBECONFIG".to_owned())
-        } else {
-            let rows = previewd::local::consume_to_folder(&config, &sqs, &queue_url, out).await;
-            (rows, format!("{} (no cluster configured: set KUBECONFIG to apply)", out.display()))
-        };
-        let rows = rows.map_err(|e| e.to_string())?;
-        Ok(format!("{}\n{} events handled; previews written to {target}\n", previewd::local::table(&rows), rows.len()))
-    })
+    block_on(previewd::cmd::consume::consume(config, out))?
 }
 
 fn cost_report(config: &std::path::Path) -> Result<String, String> {
-    let config = Config::load(config).map_err(|e| e.to_string())?;
+    block_on(previewd::cmd::cost::cost_report(config))?
+}
+
+/// Runs one command's future to its end on a fresh runtime.
+fn block_on<T>(future: impl std::future::Future<Output = T>) -> Result<T, String> {
     let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
-    runtime.block_on(async {
-        let client = kube::Client::try_default().await.map_err(|e| format!("Kubernetes: {e}"))?;
-        let api: kube::Api<previewd::crd::PreviewEnvironment> = kube::Api::all(client);
-        let previews = api.list(&Default::default()).await.map_err(|e| format!("listing previews: {e}"))?;
-        Ok(previewd::cost::report(&config, &previews.items, chrono::Utc::now()))
-    })
+    Ok(runtime.block_on(future))
 }
 
 fn run(config: &std::path::Path) -> ExitCode {
@@ -153,7 +137,7 @@ fn run(config: &std::path::Path) -> ExitCode {
             }
         };
         tracing::info!(traces = telemetry.exporting(), "telemetry ready");
-        let code = match previewd::run::run(config).await {
+        let code = match previewd::cmd::run::run(config).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(err) => {
                 tracing::error!(error = %err, "previewd cannot run");

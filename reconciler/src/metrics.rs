@@ -180,18 +180,10 @@ impl Metrics {
         };
         // Every series of a bounded label set exists from the start, at zero, so `rate()` and
         // `increase()` see the first occurrence and dashboards show 0 rather than nothing.
-        for outcome in crate::consumer::Outcome::LABELS {
-            metrics.queue_messages.with_label_values(&[outcome]);
-        }
-        metrics.reconcile_duration.with_label_values(&[crate::controller::CONTROLLER]);
-        for error in crate::controller::Error::LABELS {
-            metrics.reconcile_errors.with_label_values(&[crate::controller::CONTROLLER, error]);
-        }
+        // (The queue's, the controller's and the AI's label sets are their modules' to know: each
+        // creates its series when it is given the metrics.)
         for status in ["active", "failed", "destroying"] {
             metrics.environments.with_label_values(&[status]);
-        }
-        for reason in crate::ai::engine::AiError::LABELS {
-            metrics.ai_failures.with_label_values(&[reason]);
         }
         for kind in ["input", "output"] {
             metrics.ai_tokens.with_label_values(&[kind]);

@@ -2,7 +2,8 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::config::TtlConfig;
+use crate::config::{Config, TtlConfig};
+use crate::crd::PreviewEnvironmentSpec;
 
 /// `idle` (or `doNotExpire` with the label) after the PR's last activity, but never later than
 /// `max` after the preview was created. A predicted idle TTL (quiet PRs) may only shorten
@@ -18,6 +19,13 @@ pub fn expires_at(
     let by_activity = last_activity + chrono::Duration::from_std(idle).unwrap_or(chrono::Duration::MAX);
     let absolute = created_at + chrono::Duration::from_std(ttl.max).unwrap_or(chrono::Duration::MAX);
     by_activity.min(absolute)
+}
+
+/// When the preview of `spec`, created at `created_at`, expires under `config`.
+pub fn expiry(config: &Config, spec: &PreviewEnvironmentSpec, created_at: DateTime<Utc>) -> DateTime<Utc> {
+    let do_not_expire = spec.labels.iter().any(|l| l.eq_ignore_ascii_case(&config.policy.do_not_expire_label));
+    let predicted = spec.ttl_prediction.as_ref().map(|p| std::time::Duration::from_secs(p.idle_seconds));
+    expires_at(&config.ttl, spec.last_activity, created_at, do_not_expire, predicted)
 }
 
 #[cfg(test)]

@@ -79,8 +79,10 @@ async fn no_credential_appears_in_logs_or_errors() {
     event.pull_request.head_sha = "3".repeat(40);
     outcomes.push(consumer.handle_event(&event).await);
     // The controller's updates meet a refusal and an outage.
-    let pe = Api::<PreviewEnvironment>::all(kube.clone()).get("preview-shop-pr-42").await.unwrap();
-    reconcile_at(&pe, &ctx, Utc::now()).await.unwrap();
+    let api = Api::<PreviewEnvironment>::all(kube.clone());
+    for _ in ["add the finalizer", "build the preview"] {
+        reconcile_at(&api.get("preview-shop-pr-42").await.unwrap(), &ctx, Utc::now()).await.unwrap();
+    }
     github.lock().outage = Some(401);
     notifier.flush(true).await;
     github.lock().outage = Some(503);

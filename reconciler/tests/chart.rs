@@ -317,7 +317,7 @@ fn the_argo_project_confines_previews() {
             let previewd::policy::Decision::Upsert(spec) = previewd::policy::decide_offline(&event, &config) else {
                 continue;
             };
-            let resource = previewd::offline::preview_resource(&config, *spec).unwrap();
+            let resource = previewd::render::as_applied(&config, *spec).unwrap();
             let objects = previewd::render::render(&config, &resource).unwrap();
             let app_set = objects.iter().find(|o| o["kind"] == "ApplicationSet").unwrap();
             assert!(app_set_validator.is_valid(app_set));

@@ -114,7 +114,7 @@ async fn cost_prints_every_preview_and_the_totals_from_the_cluster() {
         else {
             panic!("{name}")
         };
-        let pe = previewd::offline::preview_resource(&config, *spec).unwrap();
+        let pe = previewd::render::as_applied(&config, *spec).unwrap();
         api.create(&PostParams::default(), &pe).await.unwrap();
     }
     let dir = std::env::temp_dir().join(format!("previewd-cost-{}", std::process::id()));

@@ -64,16 +64,16 @@ impl World {
         Api::<PreviewEnvironment>::all(self.kube.clone()).get_opt(name).await.unwrap()
     }
 
+    /// A pass over the preview as the API holds it (and the pass after adding the finalizer).
     async fn reconcile(&self, name: &str, now: DateTime<Utc>) -> Outcome {
-        let pe = self.preview(name).await.unwrap();
-        reconcile_at(&pe, &self.ctx, now).await.unwrap()
+        previewd::controller::reconcile_named(&self.ctx, name, now).await.unwrap().unwrap()
     }
 
     /// What Argo CD would report once every service of the preview runs.
     async fn services_healthy(&self, name: &str) {
         let pe = self.preview(name).await.unwrap();
         for service in &pe.spec.services {
-            support::healthy_application(&self.kube, name, service).await;
+            support::healthy_application(&self.kube, name, service, &pe.spec.head_sha).await;
         }
     }
 
@@ -579,7 +579,7 @@ async fn an_optional_commit_status_follows_the_deployment() {
 #[test]
 fn a_destroyed_update_is_the_same_on_every_retry() {
     let config = config();
-    let pe = previewd::offline::preview_resource(&config, {
+    let pe = previewd::render::as_applied(&config, {
         let previewd::policy::Decision::Upsert(spec) = previewd::policy::decide_offline(&event("opened.json"), &config)
         else {
             panic!()

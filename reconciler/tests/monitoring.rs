@@ -125,8 +125,10 @@ async fn drive_a_preview(metrics: &Metrics) -> (String, String) {
     assert_eq!(consumer.poll_once().await.unwrap(), [Consumed::Applied { name: NAME.into() }]);
 
     let api: Api<PreviewEnvironment> = Api::all(kube.clone());
+    // The first pass adds the finalizer, the next builds the preview.
     reconcile(Arc::new(api.get(NAME).await.unwrap()), Arc::clone(&ctx)).await.unwrap();
-    support::healthy_application(&kube, NAME, "web").await;
+    reconcile(Arc::new(api.get(NAME).await.unwrap()), Arc::clone(&ctx)).await.unwrap();
+    support::healthy_application(&kube, NAME, "web", &event.pull_request.head_sha).await;
     reconcile(Arc::new(api.get(NAME).await.unwrap()), Arc::clone(&ctx)).await.unwrap();
     notifier.flush(false).await;
     let live = scrape(addr).await;
@@ -185,7 +187,7 @@ async fn metrics_are_served_with_the_documented_names_types_and_labels() {
     sample("previewd_environment_creation_duration_seconds", "_count 1");
     sample("previewd_webhook_to_ready_seconds", "_count 1");
     sample("previewd_environment_deletion_duration_seconds", "_count 1");
-    sample("previewd_reconcile_duration_seconds", r#"_count{controller="previewenvironment"} 2"#);
+    sample("previewd_reconcile_duration_seconds", r#"_count{controller="previewenvironment"} 3"#); // finalizer, build, ready
     sample("previewd_reconcile_errors_total", r#"error="kube"} 0"#);
     sample("previewd_environments_total", r#"status="active"} 0"#);
     sample("previewd_github_updates_total", r#"outcome="delivered"}"#);

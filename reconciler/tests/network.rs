@@ -141,7 +141,7 @@ fn cluster(config: &Config) -> (Cluster, [String; 3]) {
         let mut e = event(file);
         e.pull_request.number = number;
         let Decision::Upsert(spec) = decide_offline(&e, config) else { panic!("{file}: expected an upsert") };
-        let pe = previewd::offline::preview_resource(config, *spec).unwrap();
+        let pe = previewd::render::as_applied(config, *spec).unwrap();
         let objects = render(config, &pe).unwrap();
         let ns = objects.iter().find(|o| o["kind"] == "Namespace").unwrap();
         let name = ns["metadata"]["name"].as_str().unwrap().to_owned();

@@ -19,7 +19,7 @@ use kube::Client;
 use kube::api::Api;
 use previewd::config::Config;
 use previewd::consumer::{Consumer, Outcome};
-use previewd::controller::{Context, reconcile_at};
+use previewd::controller::{Context, reconcile_named};
 use previewd::crd::PreviewEnvironment;
 use previewd_testkit::Stack;
 use previewd_webhook::budget::Budget;
@@ -316,7 +316,7 @@ async fn assert_final_state(prs: &[Pr], kube: &Client, lanes: &[Vec<Sent>]) {
                 assert_eq!(pe.spec.labels, newest.labels, "{name}: newest labels");
                 assert_eq!(pe.spec.last_event.delivery_id, newest.id, "{name}: applied from the newest event");
                 // The controller builds it: the namespace exists.
-                reconcile_at(pe, &ctx, Utc::now()).await.unwrap();
+                reconcile_named(&ctx, &name, Utc::now()).await.unwrap();
                 assert!(Api::<Namespace>::all(kube.clone()).get_opt(&name).await.unwrap().is_some(), "{name}");
                 live += 1;
             }
@@ -418,7 +418,11 @@ async fn a_reconciler_killed_mid_way_loses_nothing() {
     let first = consumer(&run.stack, &kube);
     let worker = tokio::spawn(async move {
         loop {
-            first.poll_once().await.unwrap();
+            // A receive or delete can fail here (a receipt outlives its 2 s lease): the process
+            // goes on, as `previewd run` does, and the messages come back.
+            if let Err(err) = first.poll_once().await {
+                println!("first consumer: {err}");
+            }
         }
     });
     // Killed once about a third of the queue is gone, wherever it is (mid-batch, between the

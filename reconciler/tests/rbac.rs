@@ -10,19 +10,26 @@ use std::collections::BTreeSet;
 
 use support::{Access, access_of, accesses, recording};
 
-/// Every access the reconciler needs, recorded from a preview's life.
+/// Every access the reconciler needs, recorded from a preview's life, and from the watches
+/// `previewd run` keeps (started for a moment on the recorded client).
 async fn recorded() -> BTreeSet<Access> {
-    // The recorder sits above the bridge, so it sees the paths production sends; the test's
-    // own writes (standing in for Argo CD) go around it.
+    // The recorder sits between the code under test and the API; the test's own writes
+    // (standing in for Argo CD) go around it.
     let unrecorded = support::fake_cluster().await;
     let (kube, calls) = recording(unrecorded.clone());
-    support::a_preview_life(kube, unrecorded).await;
-    let mut all = accesses(&calls.lock().unwrap());
-    // What kube-runtime's Controller does in `previewd run`: list and watch the previews.
-    for verb in ["list", "watch"] {
-        all.insert(("preview.previewd.io".into(), "previewenvironments".into(), verb.into()));
-    }
-    all
+    support::a_preview_life(kube.clone(), unrecorded).await;
+    let config = support::config();
+    let (caches, controller) = previewd::controller::watch::controller(&kube, &config);
+    let ctx = std::sync::Arc::new(
+        previewd::controller::Context::new(kube.clone(), std::sync::Arc::new(config)).with_caches(caches),
+    );
+    let running = tokio::spawn(futures::StreamExt::for_each(
+        controller.run(previewd::controller::reconcile, previewd::controller::error_policy, ctx),
+        |_| futures::future::ready(()),
+    ));
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    running.abort();
+    accesses(&calls.lock().unwrap())
 }
 
 /// The rules of the chart's ClusterRole and leader Role: (kind, group, resource, verb).

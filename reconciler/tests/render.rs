@@ -19,7 +19,7 @@ use support::{config, event, root};
 /// The PreviewEnvironment as it exists in the cluster (with a uid, so owner references render).
 fn resource(config: &Config, event: &PreviewEvent) -> PreviewEnvironment {
     let Decision::Upsert(spec) = decide_offline(event, config) else { panic!("expected an upsert") };
-    let mut resource = previewd::offline::preview_resource(config, *spec).unwrap();
+    let mut resource = previewd::render::as_applied(config, *spec).unwrap();
     resource.metadata.uid = Some("0b5f8f8e-5a4e-4c1e-9d43-2f7c2a1f0001".to_owned());
     resource
 }

@@ -84,8 +84,9 @@ async fn spans_reach_the_collector_with_the_delivery_id() {
     let mut event = support::event("opened.json");
     event.pull_request.updated_at = Utc::now();
     let Decision::Upsert(spec) = decide_offline(&event, &config) else { panic!() };
-    let mut pe = previewd::offline::preview_resource(&config, *spec).unwrap();
+    let mut pe = previewd::render::as_applied(&config, *spec).unwrap();
     pe.status = None;
+    pe.metadata.finalizers = Some(vec![previewd::crd::FINALIZER.to_owned()]);
     let pe = Api::<PreviewEnvironment>::all(kube.clone()).create(&PostParams::default(), &pe).await.unwrap();
     let ctx = Context::new(kube, Arc::new(config));
     reconcile_at(&pe, &ctx, Utc::now()).await.unwrap();

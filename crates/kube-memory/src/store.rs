@@ -359,7 +359,18 @@ impl Store {
         let live = self.objects.get(&k).cloned().ok_or_else(|| ApiError::not_found(resource, name))?;
         let mut next = live.clone();
         if content_type.starts_with("application/json-patch+json") {
-            let patch: json_patch::Patch = serde_json::from_value(body.clone())
+            // As the API server's JSON patch does: `test` that a missing path is null passes.
+            let operations: Vec<Value> = body
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|op| {
+                    let missing = op["path"].as_str().is_some_and(|path| next.pointer(path).is_none());
+                    !(op["op"] == "test" && op["value"].is_null() && missing)
+                })
+                .cloned()
+                .collect();
+            let patch: json_patch::Patch = serde_json::from_value(Value::Array(operations))
                 .map_err(|e| ApiError::new(400, "BadRequest", format!("invalid JSON patch: {e}")))?;
             json_patch::patch(&mut next, &patch).map_err(|e| ApiError::new(422, "Invalid", e.to_string()))?;
         } else {

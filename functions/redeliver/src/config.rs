@@ -78,7 +78,7 @@ pub enum CredentialSource {
     /// A Secrets Manager secret holding `{"app_id": ..., "private_key": "..."}` or `{"token": "..."}`.
     SecretArn(String),
     /// `PREVIEWD_GITHUB_APP_ID` + `PREVIEWD_GITHUB_APP_PRIVATE_KEY`, or `PREVIEWD_GITHUB_TOKEN` (local runs).
-    Inline(crate::github::GitHubAuth),
+    Inline(previewd_github_rest::GitHubAuth),
 }
 
 impl fmt::Debug for CredentialSource {
@@ -150,7 +150,7 @@ impl Config {
         let credentials = if let Some(arn) = get("PREVIEWD_GITHUB_CREDENTIALS_SECRET_ARN") {
             CredentialSource::SecretArn(arn)
         } else if let Some(token) = get("PREVIEWD_GITHUB_TOKEN") {
-            CredentialSource::Inline(crate::github::GitHubAuth::Token(token))
+            CredentialSource::Inline(previewd_github_rest::GitHubAuth::Token(token))
         } else {
             match (get("PREVIEWD_GITHUB_APP_ID"), lookup("PREVIEWD_GITHUB_APP_PRIVATE_KEY")) {
                 (Some(id), Some(private_key)) => {
@@ -159,7 +159,7 @@ impl Config {
                         value: id,
                         reason: "expected the App's numeric id",
                     })?;
-                    CredentialSource::Inline(crate::github::GitHubAuth::App { app_id, private_key })
+                    CredentialSource::Inline(previewd_github_rest::GitHubAuth::App { app_id, private_key })
                 }
                 _ => return Err(ConfigError::NoCredentials),
             }
@@ -195,7 +195,7 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::github::GitHubAuth;
+    use previewd_github_rest::GitHubAuth;
 
     #[test]
     fn hook_targets_parse_and_print() {

@@ -2,14 +2,13 @@
 //! list a hook's deliveries (cursor pagination through `Link` headers) and request a
 //! redelivery. Rate limits are honoured from the response headers.
 
-use std::sync::Mutex;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use http::{HeaderMap, StatusCode};
 use octocrab::Octocrab;
 pub use previewd_github_rest::{GitHubAuth, GitHubError};
-use previewd_github_rest::{build_client, next_link, rate_limit_wait, relative_to_api};
+use previewd_github_rest::{RateLimit, build_client, next_link, relative_to_api};
 use serde::Deserialize;
 
 use crate::config::HookTarget;
@@ -77,14 +76,13 @@ pub struct Page {
 pub struct GitHub {
     client: Octocrab,
     api_url: String,
-    /// Epoch seconds before which no call is made.
-    blocked_until: Mutex<i64>,
+    rate_limit: RateLimit,
 }
 
 impl GitHub {
     pub fn new(api_url: &str, credentials: &GitHubAuth) -> Result<GitHub, GitHubError> {
         let client = build_client(api_url, credentials)?;
-        Ok(GitHub { client, api_url: api_url.trim_end_matches('/').to_owned(), blocked_until: Mutex::new(0) })
+        Ok(GitHub { client, api_url: api_url.trim_end_matches('/').to_owned(), rate_limit: RateLimit::default() })
     }
 
     /// The first page (a path; octocrab joins it with the API base, GitHub Enterprise's
@@ -101,28 +99,17 @@ impl GitHub {
     }
 
     fn check_blocked(&self) -> Result<(), GitHubError> {
-        let until = self.blocked_until.lock().map(|g| *g).unwrap_or(0);
-        let now = Utc::now().timestamp();
-        if until > now {
-            return Err(GitHubError::RateLimited(Duration::from_secs(u64::try_from(until - now).unwrap_or(1))));
+        match self.rate_limit.blocked_for(Utc::now().timestamp()) {
+            Some(wait) => Err(GitHubError::RateLimited(wait)),
+            None => Ok(()),
         }
-        Ok(())
     }
 
     /// Records rate-limit signals of a response; returns the wait if this response was refused.
     fn observe(&self, status: StatusCode, headers: &HeaderMap) -> Option<Duration> {
-        let now = Utc::now().timestamp();
-        let wait = rate_limit_wait(status, headers, now);
-        if let Some(remaining) = headers.get("x-ratelimit-remaining").and_then(|v| v.to_str().ok()) {
-            tracing::debug!(remaining, "GitHub rate limit");
-        }
-        if let Some(wait) = wait
-            && let Ok(mut until) = self.blocked_until.lock()
-        {
-            *until = (*until).max(now + i64::try_from(wait.as_secs()).unwrap_or(60));
-        }
-        let refused = status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::FORBIDDEN;
-        wait.filter(|_| refused)
+        let wait = self.rate_limit.observe(status, headers, Utc::now().timestamp());
+        tracing::debug!(remaining = self.rate_limit.remaining(), "GitHub rate limit");
+        wait
     }
 
     /// Lists one page of deliveries, newest first.

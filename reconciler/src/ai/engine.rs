@@ -23,7 +23,7 @@ use super::answer::{self, Answer};
 use super::excerpt::{ChangedFile, Excerpt, Filter};
 use super::{PROMPT, PROMPT_VERSION};
 use crate::config::{AiConfig, RepositoryConfig};
-use crate::controller::limiter::RateLimiter;
+use crate::limiter::RateLimiter;
 use crate::metrics::Metrics;
 
 #[derive(Debug, thiserror::Error)]
@@ -106,6 +106,9 @@ impl AiEngine {
     pub fn with_metrics(mut self, metrics: Metrics) -> AiEngine {
         for cache_hit in ["true", "false"] {
             metrics.ai_requests.with_label_values(&[self.config.provider.as_str(), cache_hit]);
+        }
+        for reason in AiError::LABELS {
+            metrics.ai_failures.with_label_values(&[reason]);
         }
         self.metrics = Some(metrics);
         self

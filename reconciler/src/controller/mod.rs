@@ -1,41 +1,47 @@
-//! The PreviewEnvironment controller, as a pipeline: finalizer -> TTL -> render (pure) ->
-//! apply (server-side) -> observe Argo CD -> status (one patch) -> requeue at the next moment
-//! that matters (expiry, or a readiness re-check).
+//! The PreviewEnvironment controller, as a pipeline:
+//!
+//! 1. dereference: the preview, resolved against the config and rendered once, and the live
+//!    state of its objects and Applications (`observe`: the reflector caches);
+//! 2. plan (pure, `plan`): what to apply, the status, Events, the PR update, when to look again;
+//! 3. execute (`execute`): the writes, the status through one sink, the Events and the update.
+//!
+//! kube's `finalizer` helper runs it, and the cleanup of a deleted preview (`cleanup`).
+//! `watch` wires the caches and the watches that trigger reconciles.
 
-pub mod apply;
 pub mod books;
-pub mod limiter;
+mod cleanup;
+mod execute;
+pub use execute::FIELD_MANAGER;
+pub mod observe;
+pub mod plan;
 pub mod status;
+pub mod watch;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::api::Api;
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-use kube::{Client, Resource, ResourceExt};
-use serde_json::json;
-use tracing::Instrument;
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::finalizer::{self, Event as Finalizer};
+use kube::{Client, ResourceExt};
 
-use crate::argo::{Application, ApplicationSet};
 use crate::config::Config;
-use crate::cost;
-use crate::crd::{FINALIZER, Phase, PreviewEnvironment, PreviewEnvironmentStatus, REMOVAL_REASON};
+use crate::crd::{FINALIZER, PreviewEnvironment};
 use crate::github::notify::Notifier;
-use crate::github::view;
+use crate::limiter::RateLimiter;
 use crate::metrics::Metrics;
-use crate::policy::Reason;
-use crate::render::{self, LABEL_PREVIEW, Preview};
-use crate::ttl;
-use books::{Books, Standing};
-use k8s_openapi::api::core::v1::Namespace;
-use limiter::RateLimiter;
+use crate::render::{Preview, Rendered};
+use books::Books;
+use observe::{Caches, Observer};
 
 /// Everything reconcile needs, built once in `main`.
 pub struct Context {
     pub client: Client,
     pub config: Arc<Config>,
+    /// Where the live state is read from: the caches in `previewd run`, else the API.
+    pub observer: Observer,
     pub application_sets: RateLimiter,
     pub recorder: Recorder,
     /// What the PR shows, when GitHub is configured.
@@ -44,7 +50,7 @@ pub struct Context {
     pub books: Books,
     pub metrics: Option<Metrics>,
     /// Consecutive failed reconciles per PreviewEnvironment, for exponential backoff.
-    failures: std::sync::Mutex<std::collections::HashMap<String, u32>>,
+    failures: Mutex<std::collections::HashMap<String, u32>>,
 }
 
 impl std::fmt::Debug for Context {
@@ -54,12 +60,14 @@ impl std::fmt::Debug for Context {
 }
 
 impl Context {
+    /// A context that reads the live state from the API (one-off reconciles, tests).
     pub fn new(client: Client, config: Arc<Config>) -> Context {
         let application_sets = RateLimiter::new(config.argocd.application_sets_per_minute);
         let reporter = Reporter { controller: "previewd".to_owned(), instance: std::env::var("HOSTNAME").ok() };
         let recorder = Recorder::new(client.clone(), reporter);
         let books = Books::new(config.budget.monthly_usd, None);
         Context {
+            observer: Observer::Api(client.clone()),
             client,
             config,
             application_sets,
@@ -67,12 +75,32 @@ impl Context {
             github: None,
             books,
             metrics: None,
-            failures: Default::default(),
+            failures: Mutex::default(),
+        }
+    }
+
+    /// Reads the live state from the controller's caches instead of the API.
+    pub fn with_caches(mut self, caches: Caches) -> Context {
+        self.observer = Observer::Caches(Box::new(caches));
+        self
+    }
+
+    /// A PreviewEnvironment as the controller's cache holds it (`None` without caches).
+    pub fn cached(&self, name: &str) -> Option<PreviewEnvironment> {
+        match &self.observer {
+            Observer::Caches(caches) => {
+                caches.previews.get(&kube::runtime::reflector::ObjectRef::new(name)).map(|pe| (*pe).clone())
+            }
+            Observer::Api(_) => None,
         }
     }
 
     /// Records durations, costs and environment counts in `metrics`.
     pub fn with_metrics(mut self, metrics: Metrics) -> Context {
+        metrics.reconcile_duration.with_label_values(&[CONTROLLER]);
+        for error in Error::LABELS {
+            metrics.reconcile_errors.with_label_values(&[CONTROLLER, error]);
+        }
         self.books = Books::new(self.config.budget.monthly_usd, Some(metrics.clone()));
         self.metrics = Some(metrics);
         self
@@ -89,10 +117,13 @@ impl Context {
 pub enum Error {
     #[error("Kubernetes API: {0}")]
     Kube(#[from] Box<kube::Error>),
-    #[error(transparent)]
-    Apply(#[from] apply::ApplyError),
+    #[error("applying {kind} {name}: {source}")]
+    Apply { kind: String, name: String, source: Box<kube::Error> },
     #[error("PreviewEnvironment has no name")]
     Unnamed,
+    /// Not a failure: a deleted preview waits for GitHub to hear it was destroyed.
+    #[error("waiting {0:?} for GitHub to show the preview destroyed")]
+    AwaitingGitHub(Duration),
 }
 
 impl From<kube::Error> for Error {
@@ -108,8 +139,8 @@ impl Error {
     /// A bounded label for metrics.
     pub fn metric_label(&self) -> &'static str {
         match self {
-            Error::Kube(_) => "kube",
-            Error::Apply(_) => "apply",
+            Error::Kube(_) | Error::AwaitingGitHub(_) => "kube",
+            Error::Apply { .. } => "apply",
             Error::Unnamed => "unnamed",
         }
     }
@@ -118,13 +149,13 @@ impl Error {
 /// The `controller` label of the reconcile metrics.
 pub const CONTROLLER: &str = "previewenvironment";
 
-/// How soon to look again while services are still coming up.
-const READINESS_RECHECK: Duration = Duration::from_secs(30);
-
 /// What one reconcile decided; returned for tests and logs.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
-    /// Objects applied, status written; look again after this long.
+    /// The finalizer was added; the change brings the next reconcile.
+    FinalizerAdded,
+    /// Objects applied where they differed, status written where it changed; look again after
+    /// this long (a safety net: changes arrive by watch).
     Applied { requeue: Duration },
     /// Waiting for the ApplicationSet rate limit.
     Throttled { retry_in: Duration },
@@ -135,35 +166,18 @@ pub enum Outcome {
     /// Being deleted: the preview's objects are gone; waiting (at most `github.destroyGrace`)
     /// for GitHub to show it destroyed.
     Finalizing { retry_in: Duration },
-    /// Configuration problem (unknown repository or service): waits for a change.
-    Invalid(String),
+    /// Its spec cannot be rendered (a repository or service no longer configured): the status
+    /// says why, and it still expires.
+    Invalid { reason: String, requeue: Duration },
 }
 
 impl Outcome {
     pub fn action(&self) -> Action {
         match self {
-            Outcome::Applied { requeue } => Action::requeue(*requeue),
+            Outcome::Applied { requeue } | Outcome::Invalid { requeue, .. } => Action::requeue(*requeue),
             Outcome::Throttled { retry_in } | Outcome::Finalizing { retry_in } => Action::requeue(*retry_in),
-            Outcome::Expired | Outcome::Finalized | Outcome::Invalid(_) => Action::await_change(),
+            Outcome::FinalizerAdded | Outcome::Expired | Outcome::Finalized => Action::await_change(),
         }
-    }
-}
-
-fn chrono_time(time: &k8s_openapi::apimachinery::pkg::apis::meta::v1::Time) -> Option<DateTime<Utc>> {
-    DateTime::from_timestamp(time.0.as_second(), u32::try_from(time.0.subsec_nanosecond()).unwrap_or(0))
-}
-
-/// Publishes a Kubernetes Event about `pe`; events are best effort and never fail a reconcile.
-async fn event(ctx: &Context, pe: &PreviewEnvironment, warning: bool, reason: &str, note: String) {
-    let event = Event {
-        type_: if warning { EventType::Warning } else { EventType::Normal },
-        reason: reason.to_owned(),
-        note: Some(note),
-        action: "Reconcile".to_owned(),
-        secondary: None,
-    };
-    if let Err(err) = ctx.recorder.publish(&event, &pe.object_ref(&())).await {
-        tracing::debug!(error = %err, reason, "could not publish event");
     }
 }
 
@@ -173,262 +187,78 @@ async fn event(ctx: &Context, pe: &PreviewEnvironment, warning: bool, reason: &s
     delivery_id = %pe.spec.last_event.delivery_id,
 ))]
 pub async fn reconcile_at(pe: &PreviewEnvironment, ctx: &Context, now: DateTime<Utc>) -> Result<Outcome, Error> {
-    let name = pe.metadata.name.clone().ok_or(Error::Unnamed)?;
     let api: Api<PreviewEnvironment> = Api::all(ctx.client.clone());
-
-    if let Some(deleted) = &pe.metadata.deletion_timestamp {
-        if !pe.finalizers().iter().any(|f| f == FINALIZER) {
-            ctx.books.forget(&name);
-            return Ok(Outcome::Finalized);
-        }
-        let deleted_at = chrono_time(deleted).unwrap_or(now);
-        ctx.books.destroying(&name);
-        if let Some(wait) = finalize(ctx, pe, &name, deleted_at, now).await? {
-            return Ok(Outcome::Finalizing { retry_in: wait });
-        }
-        let remaining: Vec<&String> = pe.finalizers().iter().filter(|f| *f != FINALIZER).collect();
-        let patch = json!({"metadata": {"finalizers": remaining, "resourceVersion": pe.resource_version()}});
-        api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
-        ctx.books.forget(&name);
-        if let Some(m) = &ctx.metrics {
-            m.deletion_duration.observe(seconds_between(deleted_at, now));
-        }
-        return Ok(Outcome::Finalized);
-    }
-
-    if !pe.finalizers().iter().any(|f| f == FINALIZER) {
-        let mut finalizers = pe.finalizers().to_vec();
-        finalizers.push(FINALIZER.to_owned());
-        let patch = json!({"metadata": {"finalizers": finalizers, "resourceVersion": pe.resource_version()}});
-        api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
-    }
-
-    let config = &ctx.config;
-    let previous = pe.status.as_ref();
-    let created_at = previous
-        .and_then(|s| s.created_at)
-        .or_else(|| pe.metadata.creation_timestamp.as_ref().and_then(chrono_time))
-        .unwrap_or(now);
-    let do_not_expire = pe.spec.labels.iter().any(|l| l.eq_ignore_ascii_case(&config.policy.do_not_expire_label));
-    let predicted = pe.spec.ttl_prediction.as_ref().map(|p| Duration::from_secs(p.idle_seconds));
-    let expires_at = ttl::expires_at(&config.ttl, pe.spec.last_activity, created_at, do_not_expire, predicted);
-    if now >= expires_at {
-        tracing::info!(preview = %name, %expires_at, "preview expired; deleting");
-        let note = json!({"metadata": {"annotations": {REMOVAL_REASON: Reason::Expired.as_str()}}});
-        api.patch(&name, &PatchParams::default(), &Patch::Merge(&note)).await?;
-        api.delete(&name, &Default::default()).await?;
-        event(ctx, pe, false, "PreviewExpired", format!("Expired at {expires_at}; deleted")).await;
-        return Ok(Outcome::Expired);
-    }
-
-    let preview = match Preview::resolve(config, pe) {
-        Ok(preview) => preview,
-        Err(err) => {
-            let status = status::failed(previous, "InvalidSpec", err.to_string(), pe.metadata.generation, now);
-            patch_status(&api, &name, &status).await?;
-            event(ctx, pe, true, "InvalidSpec", err.to_string()).await;
-            return Ok(Outcome::Invalid(err.to_string()));
-        }
-    };
-    let objects = match render::render(config, pe) {
-        Ok(objects) => objects,
-        Err(err) => return Ok(Outcome::Invalid(err.to_string())),
-    };
-
-    // New ApplicationSets are rate-limited; updates of existing ones are not.
-    let app_sets: Api<ApplicationSet> = Api::namespaced(ctx.client.clone(), &config.argocd.namespace);
-    let exists = app_sets.get_opt(&preview.name).await?.is_some();
-    let throttle = if exists { None } else { ctx.application_sets.try_acquire(std::time::Instant::now()).err() };
-    let to_apply: Vec<_> = match throttle {
-        Some(_) => objects.into_iter().filter(|o| o["kind"] != "ApplicationSet").collect(),
-        None => objects,
-    };
-    if previous.is_none() {
-        let note = format!("Creating preview environment for {}#{}", pe.spec.repository, pe.spec.pr_number);
-        event(ctx, pe, false, "PreviewCreating", note).await;
-    }
-    if exists || throttle.is_some() {
-        apply::apply_all(&ctx.client, &to_apply).await?;
-    } else {
-        apply::apply_all(&ctx.client, &to_apply)
-            .instrument(tracing::info_span!("argocd.create_applicationset", application_set = %preview.name))
-            .await?;
-    }
-    match throttle {
-        Some(wait) => {
-            let note = format!("ApplicationSet creation rate limit reached; retrying in {} s", wait.as_secs());
-            event(ctx, pe, false, "ApplicationSetRateLimited", note).await;
-        }
-        None if !exists => {
-            event(ctx, pe, false, "ApplicationSetCreated", format!("Created ApplicationSet {}", preview.name)).await
-        }
-        None => {}
-    }
-
-    let services = observe_services(ctx, &preview).await?;
-    let observed = status::Observed {
-        services,
-        url: preview.url(),
-        namespace: preview.name.clone(),
-        created_at,
-        expires_at,
-        generation: pe.metadata.generation,
-        last_event: pe.spec.last_event.received_at,
-        throttled: throttle.is_some(),
-        cost: Some(cost::for_services(config, preview.services.iter().copied(), created_at, now)),
-    };
-    let mut status = status::compute(previous, observed, now);
-    status.selection = pe.spec.selection.clone();
-    let all_ready = status.phase == Some(crate::crd::Phase::Ready);
-    if let Some(notifier) = &ctx.github {
-        notifier.publish(view::live(config, pe, &status));
-    }
-    record(ctx, pe, &name, &preview, previous, &status, now).await;
-    if previous != Some(&status) {
-        patch_status(&api, &name, &status).await?;
-        let was = previous.and_then(|p| p.phase);
-        match status.phase {
-            Some(crate::crd::Phase::Ready) if was != status.phase => {
-                event(ctx, pe, false, "PreviewReady", format!("Preview environment ready at {}", preview.url())).await;
-            }
-            Some(crate::crd::Phase::Failed) if was != status.phase => {
-                let note = status
-                    .conditions
-                    .iter()
-                    .find(|c| c.type_ == "Failed")
-                    .map(|c| c.message.clone())
-                    .unwrap_or_default();
-                event(ctx, pe, true, "PreviewFailed", note).await;
-            }
-            _ => {}
-        }
-    }
-
-    let until_expiry = (expires_at - now).to_std().unwrap_or(Duration::ZERO) + Duration::from_secs(1);
-    if let Some(retry_in) = throttle {
-        return Ok(Outcome::Throttled { retry_in: retry_in.min(until_expiry) });
-    }
-    let requeue = if all_ready { config.ttl.sweep_interval } else { READINESS_RECHECK };
-    Ok(Outcome::Applied { requeue: requeue.min(until_expiry) })
-}
-
-fn seconds_between(from: DateTime<Utc>, to: DateTime<Utc>) -> f64 {
-    (to - from).num_milliseconds().max(0) as f64 / 1000.0
-}
-
-/// Books the preview's cost and standing (alerting once when the budget is crossed) and
-/// observes how long it took to become ready.
-async fn record(
-    ctx: &Context,
-    pe: &PreviewEnvironment,
-    name: &str,
-    preview: &Preview<'_>,
-    previous: Option<&PreviewEnvironmentStatus>,
-    status: &PreviewEnvironmentStatus,
-    now: DateTime<Utc>,
-) {
-    if let Some(estimate) = &status.cost_estimate {
-        let line = cost::Line {
-            repository: preview.repo.name.clone(),
-            team: preview.repo.team.clone(),
-            hourly_usd: estimate.hourly_usd,
+    let deleting = pe.metadata.deletion_timestamp.is_some();
+    let outcome: Mutex<Option<Outcome>> = Mutex::new(None);
+    let result = finalizer::finalizer(&api, FINALIZER, Arc::new(pe.clone()), |event| async {
+        let done = match event {
+            Finalizer::Apply(pe) => reconcile_live(&pe, ctx, now).await?,
+            Finalizer::Cleanup(pe) => cleanup::cleanup(&pe, ctx, now).await?,
         };
-        let standing = if status.phase == Some(Phase::Failed) { Standing::Failed } else { Standing::Active };
-        if let Some(crossed) = ctx.books.record(name, line, pe.spec.pr_number, estimate.monthly_usd, standing) {
-            let note = format!(
-                "Running previews project ${:.2}/month, over the ${:.2} budget",
-                crossed.projection_usd, crossed.budget_usd
-            );
-            tracing::warn!(preview = %name, "{note}");
-            event(ctx, pe, true, "BudgetExceeded", note).await;
+        let action = done.action();
+        if let Ok(mut slot) = outcome.lock() {
+            *slot = Some(done);
         }
-    }
-    let Some(m) = &ctx.metrics else { return };
-    let became_ready = status.phase == Some(Phase::Ready) && previous.and_then(|p| p.phase) != Some(Phase::Ready);
-    if became_ready {
-        m.webhook_to_ready.observe(seconds_between(pe.spec.last_event.received_at, now));
-        if previous.and_then(|p| p.ready_at).is_none()
-            && let Some(created) = status.created_at
-        {
-            m.creation_duration.observe(seconds_between(created, now));
+        Ok::<Action, Error>(action)
+    })
+    .await;
+    match result {
+        Ok(_) => {
+            let decided = outcome.lock().ok().and_then(|mut o| o.take());
+            // Nothing ran: the finalizer was added, or a deleted preview was not ours to clean.
+            Ok(decided.unwrap_or_else(|| {
+                if deleting {
+                    ctx.books.forget(&pe.name_any());
+                    Outcome::Finalized
+                } else {
+                    Outcome::FinalizerAdded
+                }
+            }))
         }
+        Err(finalizer::Error::CleanupFailed(Error::AwaitingGitHub(retry_in))) => Ok(Outcome::Finalizing { retry_in }),
+        Err(finalizer::Error::ApplyFailed(err) | finalizer::Error::CleanupFailed(err)) => Err(err),
+        Err(finalizer::Error::AddFinalizer(err) | finalizer::Error::RemoveFinalizer(err)) => Err(err.into()),
+        Err(finalizer::Error::UnnamedObject | finalizer::Error::InvalidFinalizer) => Err(Error::Unnamed),
     }
 }
 
-/// What the garbage collector cannot do for a deleted preview: tell GitHub. The preview's
-/// Namespace and ApplicationSet are deleted first, so a slow GitHub never keeps them running.
-/// Returns how soon to look again while GitHub has not heard yet (within `destroyGrace`).
-async fn finalize(
-    ctx: &Context,
-    pe: &PreviewEnvironment,
-    name: &str,
-    deleted_at: DateTime<Utc>,
-    now: DateTime<Utc>,
-) -> Result<Option<Duration>, Error> {
-    let Some(notifier) = &ctx.github else { return Ok(None) };
-    let owned = |meta: &kube::api::ObjectMeta| {
-        meta.owner_references.iter().flatten().any(|o| Some(&o.uid) == pe.metadata.uid.as_ref())
-    };
-    let app_sets: Api<ApplicationSet> = Api::namespaced(ctx.client.clone(), &ctx.config.argocd.namespace);
-    if let Some(app_set) = app_sets.get_opt(name).await?
-        && owned(&app_set.metadata)
-        && app_set.metadata.deletion_timestamp.is_none()
-    {
-        app_sets.delete(name, &Default::default()).await?;
+/// A one-off pass over PreviewEnvironment `name` as the API holds it now (`previewd consume`):
+/// reconciled, and once more right after its finalizer was added (no watch brings that pass
+/// here). `None` when there is no such preview.
+pub async fn reconcile_named(ctx: &Context, name: &str, now: DateTime<Utc>) -> Result<Option<Outcome>, Error> {
+    let api: Api<PreviewEnvironment> = Api::all(ctx.client.clone());
+    let Some(pe) = api.get_opt(name).await? else { return Ok(None) };
+    match reconcile_at(&pe, ctx, now).await? {
+        Outcome::FinalizerAdded => match api.get_opt(name).await? {
+            Some(pe) => reconcile_at(&pe, ctx, now).await.map(Some),
+            None => Ok(None),
+        },
+        outcome => Ok(Some(outcome)),
     }
-    let namespaces: Api<Namespace> = Api::all(ctx.client.clone());
-    if let Some(namespace) = namespaces.get_opt(name).await?
-        && owned(&namespace.metadata)
-        && namespace.metadata.deletion_timestamp.is_none()
-    {
-        namespaces.delete(name, &Default::default()).await?;
-    }
-    let reason = pe.annotations().get(REMOVAL_REASON).and_then(|r| Reason::parse(r));
-    let update = view::destroyed(&ctx.config, pe, reason, deleted_at);
-    notifier.publish(update.clone());
-    if notifier.is_synced(&update) {
-        return Ok(None);
-    }
-    let waited = (now - deleted_at).to_std().unwrap_or(Duration::ZERO);
-    if waited >= ctx.config.github.destroy_grace {
-        tracing::warn!(preview = %name, waited_seconds = waited.as_secs(),
-            "GitHub did not hear that the preview is destroyed in time; removing it anyway");
-        return Ok(None);
-    }
-    Ok(Some(FINALIZE_RECHECK))
 }
 
-/// How soon a deleted preview looks again whether GitHub heard.
-const FINALIZE_RECHECK: Duration = Duration::from_secs(2);
-
-async fn patch_status(
-    api: &Api<PreviewEnvironment>,
-    name: &str,
-    status: &crate::crd::PreviewEnvironmentStatus,
-) -> Result<(), Error> {
-    let patch = json!({"status": status});
-    api.patch_status(name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
-    Ok(())
-}
-
-/// Per-service readiness from the Applications the ApplicationSet generated.
-async fn observe_services(ctx: &Context, preview: &Preview<'_>) -> Result<Vec<crate::crd::ServiceStatus>, Error> {
-    let apps: Api<Application> = Api::namespaced(ctx.client.clone(), &ctx.config.argocd.namespace);
-    let listed = apps.list(&ListParams::default().labels(&format!("{LABEL_PREVIEW}={}", preview.name))).await?;
-    Ok(preview
-        .services
+/// Dereference, plan, execute: one reconcile of a preview that is not being deleted.
+async fn reconcile_live(pe: &PreviewEnvironment, ctx: &Context, now: DateTime<Utc>) -> Result<Outcome, Error> {
+    let config = &ctx.config;
+    let resolved = Preview::resolve(config, pe);
+    let desired = resolved.as_ref().map(|p| Rendered::of(p).desired()).unwrap_or_default();
+    let name = pe.name_any();
+    let observed = ctx.observer.observe(&desired, &name, &config.argocd.namespace).await?;
+    // New ApplicationSets are rate-limited; existing ones are updated freely.
+    let throttle = desired
         .iter()
-        .map(|service| {
-            let app_name = crate::names::application_name(&preview.name, &service.name);
-            let app = listed.items.iter().find(|a| a.metadata.name.as_deref() == Some(app_name.as_str()));
-            let status = app.and_then(|a| a.status.as_ref());
-            status::service_status(
-                &service.name,
-                status.and_then(|s| s.health.as_ref()).and_then(|h| h.status.as_deref()),
-                status.and_then(|s| s.sync.as_ref()).and_then(|s| s.status.as_deref()),
-            )
-        })
-        .collect())
+        .find(|d| d.kind == crate::render::Kind::ApplicationSet && observed.object(d).is_none())
+        .and_then(|_| ctx.application_sets.try_acquire(std::time::Instant::now()).err());
+    let plan = plan::plan(plan::Inputs {
+        pe,
+        config,
+        preview: resolved.as_ref(),
+        desired: &desired,
+        observed: &observed,
+        throttle,
+        now,
+    });
+    execute::execute(ctx, pe, resolved.as_ref().ok(), plan, now).await
 }
 
 /// The kube-runtime entry point.

@@ -1,24 +1,32 @@
 //! The PreviewEnvironment's status as a value (pure): phase, conditions with stable transition
-//! times, per-service readiness from the Argo CD Applications.
+//! times, per-service readiness from the Argo CD Applications. A service is ready only when its
+//! Application has synced the preview's head commit and is healthy there: until then the
+//! preview is Deploying, whatever an older commit's Application says.
 
 use chrono::{DateTime, Utc};
 
+use crate::argo::ApplicationStatus;
 use crate::crd::{Condition, CostEstimate, Phase, PreviewEnvironmentStatus, ServiceStatus};
 
-/// Readiness of one service from its Application's health and sync status (`None`: the
-/// Application does not exist yet).
-pub fn service_status(name: &str, health: Option<&str>, sync: Option<&str>) -> ServiceStatus {
+/// Readiness of service `name` at commit `head` from its Application's status (`None`: the
+/// Application does not exist yet, or reports nothing).
+pub fn service_status(name: &str, app: Option<&ApplicationStatus>, head: &str) -> ServiceStatus {
+    let health = app.and_then(ApplicationStatus::health);
+    let sync = app.and_then(ApplicationStatus::sync);
+    let revision = app.and_then(ApplicationStatus::revision);
     ServiceStatus {
         name: name.to_owned(),
-        ready: health == Some("Healthy") && sync == Some("Synced"),
+        ready: health == Some("Healthy") && sync == Some("Synced") && revision == Some(head),
         health: health.map(str::to_owned),
         sync: sync.map(str::to_owned),
+        revision: revision.map(str::to_owned),
+        message: app.and_then(|a| a.failure_at(head)),
     }
 }
 
-/// What the controller observed in one reconcile.
+/// What the controller knows about a preview beyond its services.
 #[derive(Debug, Clone)]
-pub struct Observed {
+pub struct Facts {
     pub services: Vec<ServiceStatus>,
     pub url: String,
     pub namespace: String,
@@ -61,38 +69,41 @@ fn carry_transition_times(previous: &[Condition], mut next: Vec<Condition>) -> V
 
 pub fn compute(
     previous: Option<&PreviewEnvironmentStatus>,
-    observed: Observed,
+    facts: Facts,
     now: DateTime<Utc>,
 ) -> PreviewEnvironmentStatus {
-    let g = observed.generation;
-    let total = observed.services.len();
-    let ready = observed.services.iter().filter(|s| s.ready).count();
-    let degraded: Vec<&str> = observed
-        .services
-        .iter()
-        .filter(|s| matches!(s.health.as_deref(), Some("Degraded" | "Missing")))
-        .map(|s| s.name.as_str())
-        .collect();
-    let (phase, conditions) = if !degraded.is_empty() {
-        let message = format!("degraded: {}", degraded.join(", "));
+    let g = facts.generation;
+    let total = facts.services.len();
+    let ready = facts.services.iter().filter(|s| s.ready).count();
+    let failed: Vec<String> =
+        facts.services.iter().filter_map(|s| s.message.as_ref().map(|m| format!("{}: {m}", s.name))).collect();
+    let (phase, conditions) = if !failed.is_empty() {
+        let message = failed.join("; ");
         (
             Phase::Failed,
             vec![
-                condition("Ready", false, "ServicesDegraded", message.clone(), now, g),
-                condition("Deploying", false, "ServicesDegraded", String::new(), now, g),
-                condition("Failed", true, "ServicesDegraded", message, now, g),
+                condition("Ready", false, "ServicesFailed", message.clone(), now, g),
+                condition("Deploying", false, "ServicesFailed", String::new(), now, g),
+                condition("Failed", true, "ServicesFailed", message, now, g),
             ],
         )
     } else if total > 0 && ready == total {
         (
             Phase::Ready,
             vec![
-                condition("Ready", true, "EnvironmentReady", format!("all {total} services are running"), now, g),
+                condition(
+                    "Ready",
+                    true,
+                    "EnvironmentReady",
+                    format!("all {total} services run the head commit"),
+                    now,
+                    g,
+                ),
                 condition("Deploying", false, "DeploymentComplete", String::new(), now, g),
                 condition("Failed", false, "NoErrors", String::new(), now, g),
             ],
         )
-    } else if observed.throttled {
+    } else if facts.throttled {
         (
             Phase::Pending,
             vec![
@@ -102,11 +113,12 @@ pub fn compute(
             ],
         )
     } else {
+        let progress = format!("{ready} of {total} services run the head commit");
         (
             Phase::Deploying,
             vec![
-                condition("Ready", false, "Deploying", format!("{ready} of {total} services ready"), now, g),
-                condition("Deploying", true, "Deploying", format!("{ready} of {total} services ready"), now, g),
+                condition("Ready", false, "Deploying", progress.clone(), now, g),
+                condition("Deploying", true, "Deploying", progress, now, g),
                 condition("Failed", false, "NoErrors", String::new(), now, g),
             ],
         )
@@ -115,27 +127,30 @@ pub fn compute(
     PreviewEnvironmentStatus {
         phase: Some(phase),
         conditions: carry_transition_times(previous_conditions, conditions),
-        url: Some(observed.url),
-        namespace: Some(observed.namespace),
-        services: observed.services,
-        cost_estimate: observed.cost.or_else(|| previous.and_then(|p| p.cost_estimate.clone())),
-        created_at: Some(observed.created_at),
-        expires_at: Some(observed.expires_at),
+        url: Some(facts.url),
+        namespace: Some(facts.namespace),
+        services: facts.services,
+        cost_estimate: facts.cost.or_else(|| previous.and_then(|p| p.cost_estimate.clone())),
+        created_at: Some(facts.created_at),
+        expires_at: Some(facts.expires_at),
         selection: previous.and_then(|p| p.selection.clone()),
         ready_at: previous.and_then(|p| p.ready_at).or((phase == Phase::Ready).then_some(now)),
         observed_generation: g,
-        last_applied_event: Some(observed.last_event),
+        last_applied_event: Some(facts.last_event),
     }
 }
 
-/// A failure that waits for a change of the PreviewEnvironment (or the config).
-pub fn failed(
+/// A preview whose spec cannot be rendered (a service or repository no longer configured):
+/// Failed, saying why, with the expiry it still has.
+pub fn invalid(
     previous: Option<&PreviewEnvironmentStatus>,
-    reason: &str,
     message: String,
     generation: Option<i64>,
+    created_at: DateTime<Utc>,
+    expires_at: DateTime<Utc>,
     now: DateTime<Utc>,
 ) -> PreviewEnvironmentStatus {
+    let reason = "InvalidSpec";
     let conditions = vec![
         condition("Ready", false, reason, message.clone(), now, generation),
         condition("Deploying", false, reason, String::new(), now, generation),
@@ -145,16 +160,31 @@ pub fn failed(
     status.phase = Some(Phase::Failed);
     status.conditions = carry_transition_times(&status.conditions, conditions);
     status.observed_generation = generation;
+    status.created_at = Some(created_at);
+    status.expires_at = Some(expires_at);
     status
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::argo::{OperationState, StatusField, SyncResult};
 
-    fn observed(services: Vec<ServiceStatus>) -> Observed {
+    const HEAD: &str = "bbbbbbb";
+
+    /// An Application's status: health, sync status and the revision it synced.
+    pub(crate) fn app(health: &str, sync: &str, revision: &str) -> ApplicationStatus {
+        let field = |status: &str| StatusField { status: Some(status.into()), ..Default::default() };
+        ApplicationStatus {
+            health: Some(field(health)),
+            sync: Some(StatusField { revision: Some(revision.into()), ..field(sync) }),
+            ..Default::default()
+        }
+    }
+
+    fn facts(services: Vec<ServiceStatus>) -> Facts {
         let t: DateTime<Utc> = "2026-11-26T10:00:00Z".parse().unwrap();
-        Observed {
+        Facts {
             services,
             url: "https://shop-pr-1.preview.example.com".into(),
             namespace: "preview-shop-pr-1".into(),
@@ -168,35 +198,64 @@ mod tests {
     }
 
     #[test]
-    fn phases_follow_the_applications() {
+    fn ready_means_the_head_commit_is_synced_and_healthy() {
         let now = Utc::now();
-        let deploying = compute(
-            None,
-            observed(vec![
-                service_status("web", Some("Progressing"), Some("Synced")),
-                service_status("api", None, None),
-            ]),
+        // An older commit, synced and healthy: still deploying the head.
+        let old = service_status("web", Some(&app("Healthy", "Synced", "aaaaaaa")), HEAD);
+        assert!(!old.ready);
+        let deploying = compute(None, facts(vec![old]), now);
+        assert_eq!(deploying.phase, Some(Phase::Deploying));
+        assert_eq!(deploying.conditions[1].message, "0 of 1 services run the head commit");
+        // Out of sync at the head, or progressing there: not yet.
+        for (health, sync) in [("Healthy", "OutOfSync"), ("Progressing", "Synced")] {
+            assert!(!service_status("web", Some(&app(health, sync, HEAD)), HEAD).ready);
+        }
+        let ready = compute(
+            Some(&deploying),
+            facts(vec![service_status("web", Some(&app("Healthy", "Synced", HEAD)), HEAD)]),
             now,
         );
-        assert_eq!(deploying.phase, Some(Phase::Deploying));
-        assert_eq!(deploying.conditions[1].message, "0 of 2 services ready");
-        let ready =
-            compute(Some(&deploying), observed(vec![service_status("web", Some("Healthy"), Some("Synced"))]), now);
         assert_eq!(ready.phase, Some(Phase::Ready));
-        let failed =
-            compute(Some(&ready), observed(vec![service_status("web", Some("Degraded"), Some("Synced"))]), now);
+    }
+
+    #[test]
+    fn only_a_failure_at_the_head_commit_fails_the_preview() {
+        let now = Utc::now();
+        let mut degraded = app("Degraded", "Synced", HEAD);
+        degraded.health.as_mut().unwrap().message = Some("CrashLoopBackOff".into());
+        let failed = compute(None, facts(vec![service_status("api", Some(&degraded), HEAD)]), now);
         assert_eq!(failed.phase, Some(Phase::Failed));
-        assert!(failed.conditions.iter().any(|c| c.type_ == "Failed" && c.status == "True"));
+        let condition = failed.conditions.iter().find(|c| c.type_ == "Failed").unwrap();
+        assert_eq!((condition.status.as_str(), condition.message.as_str()), ("True", "api: CrashLoopBackOff"));
+        // The previous commit degraded while the head syncs: deploying, not failed.
+        let old = compute(
+            None,
+            facts(vec![service_status("api", Some(&app("Degraded", "OutOfSync", "aaaaaaa")), HEAD)]),
+            now,
+        );
+        assert_eq!(old.phase, Some(Phase::Deploying));
+        // A failed sync of the head.
+        let mut sync_failed = app("Healthy", "OutOfSync", HEAD);
+        sync_failed.operation_state = Some(OperationState {
+            phase: Some("Failed".into()),
+            message: Some("one or more objects failed to apply".into()),
+            sync_result: Some(SyncResult { revision: Some(HEAD.into()), ..Default::default() }),
+            ..Default::default()
+        });
+        let status = compute(None, facts(vec![service_status("api", Some(&sync_failed), HEAD)]), now);
+        assert_eq!(status.phase, Some(Phase::Failed));
     }
 
     #[test]
     fn transition_times_only_move_on_transitions() {
         let t0: DateTime<Utc> = "2026-11-26T10:00:00Z".parse().unwrap();
         let t1 = t0 + chrono::Duration::minutes(1);
-        let first = compute(None, observed(vec![service_status("web", Some("Progressing"), None)]), t0);
-        let again = compute(Some(&first), observed(vec![service_status("web", Some("Progressing"), None)]), t1);
+        let progressing = || service_status("web", Some(&app("Progressing", "Synced", HEAD)), HEAD);
+        let first = compute(None, facts(vec![progressing()]), t0);
+        let again = compute(Some(&first), facts(vec![progressing()]), t1);
         assert!(again.conditions.iter().all(|c| c.last_transition_time == t0));
-        let ready = compute(Some(&again), observed(vec![service_status("web", Some("Healthy"), Some("Synced"))]), t1);
+        let ready =
+            compute(Some(&again), facts(vec![service_status("web", Some(&app("Healthy", "Synced", HEAD)), HEAD)]), t1);
         let ready_condition = ready.conditions.iter().find(|c| c.type_ == "Ready").unwrap();
         assert_eq!((ready_condition.status.as_str(), ready_condition.last_transition_time), ("True", t1));
         let failed_condition = ready.conditions.iter().find(|c| c.type_ == "Failed").unwrap();

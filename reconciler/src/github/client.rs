@@ -6,14 +6,13 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
-use http::{HeaderMap, StatusCode};
+use http::HeaderMap;
 use octocrab::Octocrab;
 use octocrab::models::InstallationId;
 pub use previewd_github_rest::{GitHubAuth, GitHubError};
-use previewd_github_rest::{build_client, next_link, rate_limit_wait, relative_to_api};
+use previewd_github_rest::{RateLimit, build_client, next_link, relative_to_api};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::{Mutex, Semaphore};
@@ -62,10 +61,7 @@ pub struct GitHubClient {
     /// a cloned octocrab client starts with an empty token cache).
     installations: Mutex<HashMap<u64, Arc<Octocrab>>>,
     permits: Semaphore,
-    /// Epoch seconds before which no request is sent.
-    blocked_until: std::sync::Mutex<i64>,
-    /// The last `x-ratelimit-remaining` seen (-1: none yet), for the quota metric.
-    remaining: AtomicI64,
+    rate_limit: RateLimit,
     /// The longest rate-limit wait sat out inside one call.
     pub max_wait: Duration,
     /// `previewd_github_requests_total{operation,outcome}` when metrics are on.
@@ -103,8 +99,7 @@ impl GitHubClient {
             is_app,
             installations: Mutex::new(HashMap::new()),
             permits: Semaphore::new(concurrency.max(1)),
-            blocked_until: std::sync::Mutex::new(0),
-            remaining: AtomicI64::new(-1),
+            rate_limit: RateLimit::default(),
             max_wait: Duration::from_secs(10),
             requests: None,
         })
@@ -123,7 +118,7 @@ impl GitHubClient {
 
     /// The last remaining-quota figure GitHub reported.
     pub fn remaining_quota(&self) -> Option<i64> {
-        Some(self.remaining.load(Ordering::Relaxed)).filter(|r| *r >= 0)
+        self.rate_limit.remaining()
     }
 
     async fn client_for(&self, installation: Option<u64>) -> Result<Arc<Octocrab>, GitHubError> {
@@ -144,28 +139,6 @@ impl GitHubClient {
                 Ok(client)
             }
         }
-    }
-
-    fn observe(&self, status: StatusCode, headers: &HeaderMap) -> Option<Duration> {
-        let now = chrono::Utc::now().timestamp();
-        if let Some(remaining) =
-            headers.get("x-ratelimit-remaining").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok())
-        {
-            self.remaining.store(remaining, Ordering::Relaxed);
-        }
-        let wait = rate_limit_wait(status, headers, now);
-        if let Some(wait) = wait
-            && let Ok(mut until) = self.blocked_until.lock()
-        {
-            *until = (*until).max(now + i64::try_from(wait.as_secs()).unwrap_or(60));
-        }
-        wait.filter(|_| status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::FORBIDDEN)
-    }
-
-    fn blocked_for(&self) -> Option<Duration> {
-        let until = self.blocked_until.lock().map(|g| *g).unwrap_or(0);
-        let now = chrono::Utc::now().timestamp();
-        (until > now).then(|| Duration::from_secs(u64::try_from(until - now).unwrap_or(1)))
     }
 
     /// Sends a request to `url` (path or API-host URL) and returns the headers and body of a
@@ -207,7 +180,7 @@ impl GitHubClient {
             self.permits.acquire().await.map_err(|e| GitHubError::Transport { what, message: e.to_string() })?;
         loop {
             // One place decides: a limit GitHub just reported (`observe`) shows up here too.
-            if let Some(wait) = self.blocked_for() {
+            if let Some(wait) = self.rate_limit.blocked_for(chrono::Utc::now().timestamp()) {
                 if wait > self.max_wait {
                     return Err(GitHubError::RateLimited(wait));
                 }
@@ -222,7 +195,7 @@ impl GitHubClient {
             .map_err(|e| GitHubError::Transport { what, message: e.to_string() })?;
             let status = response.status();
             let headers = response.headers().clone();
-            if self.observe(status, &headers).is_some() {
+            if self.rate_limit.observe(status, &headers, chrono::Utc::now().timestamp()).is_some() {
                 // GitHub did not act on it: send again once the limit allows.
                 continue;
             }

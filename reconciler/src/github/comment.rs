@@ -237,16 +237,30 @@ pub fn render(view: &View<'_>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::controller::status::service_status;
     use crate::crd::CostEstimate;
+    use crate::crd::ServiceStatus;
 
     fn status() -> PreviewEnvironmentStatus {
         PreviewEnvironmentStatus {
             phase: Some(Phase::Deploying),
             url: Some("https://shop-pr-42.preview.example.com".into()),
             services: vec![
-                service_status("web", Some("Healthy"), Some("Synced")),
-                service_status("api", Some("Progressing"), None),
+                ServiceStatus {
+                    name: "web".into(),
+                    ready: true,
+                    health: Some("Healthy".into()),
+                    sync: Some("Synced".into()),
+                    revision: None,
+                    message: None,
+                },
+                ServiceStatus {
+                    name: "api".into(),
+                    ready: false,
+                    health: Some("Progressing".into()),
+                    sync: None,
+                    revision: None,
+                    message: None,
+                },
             ],
             cost_estimate: Some(CostEstimate {
                 cpu: "1.25".into(),

@@ -101,8 +101,8 @@ pub fn not_created(config: &Config, event: &PreviewEvent, reason: Reason) -> Upd
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::controller::status::service_status;
     use crate::crd::PreviewEnvironmentSpec;
+    use crate::crd::ServiceStatus;
 
     fn pe() -> PreviewEnvironment {
         PreviewEnvironment::new(
@@ -123,7 +123,14 @@ mod tests {
         let mut status = PreviewEnvironmentStatus {
             phase: Some(Phase::Deploying),
             url: Some("https://shop-pr-42.preview.example.com".into()),
-            services: vec![service_status("web", Some("Progressing"), None)],
+            services: vec![ServiceStatus {
+                name: "web".into(),
+                ready: false,
+                health: Some("Progressing".into()),
+                sync: None,
+                revision: None,
+                message: None,
+            }],
             ..Default::default()
         };
         let deploying = live(&config, &pe(), &status);

@@ -5,10 +5,11 @@
 use serde_json::{Value, json};
 
 use super::Preview;
+use crate::argo::{ApplicationSet, ApplicationSetSpec};
 use crate::names;
 
-pub(super) fn application_set(p: &Preview<'_>) -> Value {
-    let spec = &p.resource.spec;
+pub(super) fn application_set(p: &Preview<'_>) -> ApplicationSet {
+    let pr = &p.resource.spec;
     let elements: Vec<Value> = p
         .services
         .iter()
@@ -24,12 +25,7 @@ pub(super) fn application_set(p: &Preview<'_>) -> Value {
         .collect();
     let mut labels = p.labels();
     labels.insert("preview.previewd.io/service".to_owned(), "{{.service}}".to_owned());
-    let meta = p.meta(&p.name, Some(&p.config.argocd.namespace));
-    json!({
-        "apiVersion": "argoproj.io/v1alpha1",
-        "kind": "ApplicationSet",
-        "metadata": meta,
-        "spec": {
+    let spec = json!({
             "goTemplate": true,
             "goTemplateOptions": ["missingkey=error"],
             "generators": [{"list": {"elements": elements}}],
@@ -40,14 +36,14 @@ pub(super) fn application_set(p: &Preview<'_>) -> Value {
                 "metadata": {
                     "name": "{{.app}}",
                     "labels": labels,
-                    "annotations": p.annotations(),
+                    "annotations": p.deploy_annotations(),
                     "finalizers": ["resources-finalizer.argocd.argoproj.io"]
                 },
                 "spec": {
                     "project": p.config.argocd.project,
                     "source": {
                         "repoURL": p.repo.repo_url(),
-                        "targetRevision": spec.head_sha,
+                        "targetRevision": pr.head_sha,
                         "path": "{{.chartPath}}",
                         "helm": {"releaseName": "{{.service}}"}
                     },
@@ -61,8 +57,10 @@ pub(super) fn application_set(p: &Preview<'_>) -> Value {
             },
             // Per-service value files and values: objects cannot be templated into fields.
             "templatePatch": "spec:\n  source:\n    helm:\n      valueFiles: {{ .valueFiles | toJson }}\n      valuesObject: {{ .values | toJson }}\n"
-        }
-    })
+    });
+    // An object literal, so always an object.
+    let fields = if let Value::Object(fields) = spec { fields } else { serde_json::Map::new() };
+    ApplicationSet { metadata: p.meta(&p.name, Some(&p.config.argocd.namespace)), spec: ApplicationSetSpec { fields } }
 }
 
 /// The Helm values Previewd passes to every service chart: its resources, where it runs, the

@@ -8,12 +8,15 @@ mod network;
 
 use std::collections::BTreeMap;
 
+use k8s_openapi::api::core::v1::{LimitRange, Namespace, ResourceQuota};
+use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::Resource;
 use serde_json::Value;
 
+use crate::argo::ApplicationSet;
 use crate::config::{Config, RepositoryConfig, ServiceConfig};
-use crate::crd::PreviewEnvironment;
+use crate::crd::{PreviewEnvironment, PreviewEnvironmentSpec, PreviewEnvironmentStatus};
 use crate::names;
 
 pub const MANAGED_BY: &str = "previewd";
@@ -90,11 +93,17 @@ impl<'a> Preview<'a> {
         ])
     }
 
+    /// Annotations every object carries. The head commit is not among them: only what deploys
+    /// it (the ApplicationSet) changes with a push, so a push rewrites one object, not seven.
     pub fn annotations(&self) -> BTreeMap<String, String> {
-        BTreeMap::from([
-            (ANNOTATION_REPOSITORY.to_owned(), self.repo.name.clone()),
-            (ANNOTATION_HEAD_SHA.to_owned(), self.resource.spec.head_sha.clone()),
-        ])
+        BTreeMap::from([(ANNOTATION_REPOSITORY.to_owned(), self.repo.name.clone())])
+    }
+
+    /// The ApplicationSet's and its Applications' annotations: also the commit they deploy.
+    pub fn deploy_annotations(&self) -> BTreeMap<String, String> {
+        let mut annotations = self.annotations();
+        annotations.insert(ANNOTATION_HEAD_SHA.to_owned(), self.resource.spec.head_sha.clone());
+        annotations
     }
 
     /// Metadata of an object in the preview namespace (or `namespace`).
@@ -110,29 +119,87 @@ impl<'a> Preview<'a> {
     }
 }
 
-/// Every object of the preview, in the order they are applied.
-pub fn render(config: &Config, resource: &PreviewEnvironment) -> Result<Vec<Value>, RenderError> {
-    let preview = Preview::resolve(config, resource)?;
-    let mut objects = vec![
-        to_value(&namespace::namespace(&preview)),
-        to_value(&namespace::resource_quota(&preview)),
-        to_value(&namespace::limit_range(&preview)),
-    ];
-    objects.extend(network::network_policies(&preview).iter().map(to_value));
-    if let Some(ingress) = ingress::ingress(&preview) {
-        objects.push(to_value(&ingress));
-    }
-    objects.push(argocd::application_set(&preview));
-    Ok(objects)
+/// The kinds of object a preview consists of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Kind {
+    Namespace,
+    ResourceQuota,
+    LimitRange,
+    NetworkPolicy,
+    Ingress,
+    ApplicationSet,
 }
 
-fn to_value<K: serde::Serialize + k8s_openapi::Resource>(object: &K) -> Value {
-    // k8s-openapi objects serialise without apiVersion/kind; put them first for readers.
+/// One object to apply: its kind, name, namespace, and its content as JSON.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Desired {
+    pub kind: Kind,
+    pub name: String,
+    pub namespace: Option<String>,
+    pub object: Value,
+}
+
+/// Everything a preview consists of, typed.
+#[derive(Debug, Clone)]
+pub struct Rendered {
+    pub namespace: Namespace,
+    pub quota: ResourceQuota,
+    pub limits: LimitRange,
+    pub policies: Vec<NetworkPolicy>,
+    /// `None` when no service is exposed.
+    pub ingress: Option<Ingress>,
+    pub application_set: ApplicationSet,
+}
+
+impl Rendered {
+    pub fn of(preview: &Preview<'_>) -> Rendered {
+        Rendered {
+            namespace: namespace::namespace(preview),
+            quota: namespace::resource_quota(preview),
+            limits: namespace::limit_range(preview),
+            policies: network::network_policies(preview),
+            ingress: ingress::ingress(preview),
+            application_set: argocd::application_set(preview),
+        }
+    }
+
+    /// Every object, in the order they are applied (the namespace first).
+    pub fn desired(&self) -> Vec<Desired> {
+        let mut all = vec![
+            desired(Kind::Namespace, &self.namespace),
+            desired(Kind::ResourceQuota, &self.quota),
+            desired(Kind::LimitRange, &self.limits),
+        ];
+        all.extend(self.policies.iter().map(|p| desired(Kind::NetworkPolicy, p)));
+        all.extend(self.ingress.iter().map(|i| desired(Kind::Ingress, i)));
+        all.push(desired(Kind::ApplicationSet, &self.application_set));
+        all
+    }
+}
+
+fn desired<K: serde::Serialize + Resource<DynamicType = ()>>(kind: Kind, object: &K) -> Desired {
+    Desired {
+        kind,
+        name: object.meta().name.clone().unwrap_or_default(),
+        namespace: object.meta().namespace.clone(),
+        object: to_value(object),
+    }
+}
+
+/// Every object of the preview as JSON, in the order they are applied.
+pub fn render(config: &Config, resource: &PreviewEnvironment) -> Result<Vec<Value>, RenderError> {
+    let preview = Preview::resolve(config, resource)?;
+    Ok(Rendered::of(&preview).desired().into_iter().map(|d| d.object).collect())
+}
+
+/// `apiVersion` and `kind` first, for readers (k8s-openapi serialises them, custom resources
+/// too, but not always in front).
+fn to_value<K: serde::Serialize + Resource<DynamicType = ()>>(object: &K) -> Value {
     let mut value = serde_json::to_value(object).unwrap_or(Value::Null);
     if let Value::Object(map) = &mut value {
         let mut ordered = serde_json::Map::new();
-        ordered.insert("apiVersion".into(), Value::from(K::API_VERSION));
-        ordered.insert("kind".into(), Value::from(K::KIND));
+        ordered.insert("apiVersion".into(), Value::from(K::api_version(&()).into_owned()));
+        ordered.insert("kind".into(), Value::from(K::kind(&()).into_owned()));
         for (k, v) in std::mem::take(map) {
             if k != "apiVersion" && k != "kind" {
                 ordered.insert(k, v);
@@ -141,6 +208,26 @@ fn to_value<K: serde::Serialize + k8s_openapi::Resource>(object: &K) -> Value {
         *map = ordered;
     }
     value
+}
+
+/// The PreviewEnvironment of `spec` as the controller shows it once applied (created now):
+/// named, with its URL, namespace, cost and expiry in the status.
+pub fn as_applied(config: &Config, spec: PreviewEnvironmentSpec) -> Result<PreviewEnvironment, RenderError> {
+    let mut resource = PreviewEnvironment::new("", spec);
+    let preview = Preview::resolve(config, &resource)?;
+    let (name, url) = (preview.name.clone(), preview.url());
+    let created = chrono::Utc::now();
+    let cost = crate::cost::for_services(config, preview.services.iter().copied(), created, created);
+    let expires_at = crate::ttl::expiry(config, &resource.spec, created);
+    resource.metadata = ObjectMeta { name: Some(name.clone()), ..ObjectMeta::default() };
+    resource.status = Some(PreviewEnvironmentStatus {
+        cost_estimate: Some(cost),
+        url: Some(url),
+        namespace: Some(name),
+        expires_at: Some(expires_at),
+        ..PreviewEnvironmentStatus::default()
+    });
+    Ok(resource)
 }
 
 /// Multi-document YAML, as `previewd render` prints it.

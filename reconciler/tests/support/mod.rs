@@ -194,12 +194,17 @@ pub fn recording(client: Client) -> (Client, Arc<Mutex<Vec<Call>>>) {
             };
             let response = inner.send(http::Request::from_parts(parts, Body::from(bytes.to_vec()))).await?;
             let (parts, body) = response.into_parts();
+            if !write {
+                // Reads pass through as they come: a watch's body never ends.
+                record.lock().unwrap().push(call);
+                return Ok::<_, BoxError>(http::Response::from_parts(parts, body.boxed_unsync()));
+            }
             let bytes = body.collect().await?.to_bytes();
-            if write && parts.status.is_success() {
+            if parts.status.is_success() {
                 call.answer = serde_json::from_slice(&bytes).ok();
             }
             record.lock().unwrap().push(call);
-            Ok::<_, BoxError>(http::Response::from_parts(parts, Full::new(bytes)))
+            Ok(http::Response::from_parts(parts, Full::new(bytes).map_err(|never| match never {}).boxed_unsync()))
         }
     });
     (Client::new(service, "default"), seen)
@@ -229,18 +234,30 @@ pub async fn a_preview_life(kube: Client, unrecorded: Client) {
     opened.received_at = Utc::now();
     assert_eq!(consumer.handle_event(&opened).await, Consumed::Applied { name: NAME.into() });
     let api: kube::Api<PreviewEnvironment> = kube::Api::all(kube.clone());
+    // The first pass adds the finalizer, the next one builds the preview.
+    reconcile_at(&api.get(NAME).await.unwrap(), &ctx, Utc::now()).await.unwrap();
     reconcile_at(&api.get(NAME).await.unwrap(), &ctx, Utc::now()).await.unwrap();
     // Argo CD's Applications appear; the preview becomes ready (Events on the way).
-    healthy_application(&unrecorded, NAME, "web").await;
+    healthy_application(&unrecorded, NAME, "web", &opened.pull_request.head_sha).await;
     reconcile_at(&api.get(NAME).await.unwrap(), &ctx, Utc::now()).await.unwrap();
+    // Someone loosens the namespace's Pod Security level: the next pass puts it back.
+    let loosened = serde_json::json!({"metadata": {"labels": {"pod-security.kubernetes.io/enforce": "privileged"}}});
+    kube::Api::<k8s_openapi::api::core::v1::Namespace>::all(unrecorded.clone())
+        .patch(NAME, &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&loosened))
+        .await
+        .unwrap();
+    reconcile_at(&api.get(NAME).await.unwrap(), &ctx, Utc::now()).await.unwrap();
+    let namespace =
+        kube::Api::<k8s_openapi::api::core::v1::Namespace>::all(unrecorded.clone()).get(NAME).await.unwrap();
+    assert_eq!(namespace.metadata.labels.unwrap()["pod-security.kubernetes.io/enforce"], "restricted");
 
-    // Expiry deletes it; deletion runs the finalizer's cleanup.
+    // Expiry deletes it; deletion runs the finalizer's cleanup, which waits for GitHub.
     let pe = api.get(NAME).await.unwrap();
-    let being_deleted = deleting(pe.clone(), "expired");
-    reconcile_at(&being_deleted, &ctx, Utc::now()).await.unwrap();
-    notifier.flush(false).await;
-    reconcile_at(&being_deleted, &ctx, Utc::now()).await.unwrap();
     reconcile_at(&pe, &ctx, Utc::now() + chrono::Duration::days(8)).await.unwrap();
+    reconcile_at(&api.get(NAME).await.unwrap(), &ctx, Utc::now()).await.unwrap();
+    notifier.flush(false).await;
+    reconcile_at(&api.get(NAME).await.unwrap(), &ctx, Utc::now()).await.unwrap();
+    assert!(api.get_opt(NAME).await.unwrap().is_none(), "cleaned up and gone");
 
     // A PR closed: the consumer deletes.
     let mut reopened = opened.clone();
@@ -294,16 +311,27 @@ pub fn unused_sqs() -> aws_sdk_sqs::Client {
 }
 
 /// What Argo CD reports once `service` of `preview` runs: a healthy, synced Application.
-pub async fn healthy_application(client: &Client, preview: &str, service: &str) {
+pub async fn healthy_application(client: &Client, preview: &str, service: &str, revision: &str) {
+    application(client, preview, service, "Healthy", "Synced", revision).await;
+}
+
+/// What Argo CD reports for `service` of `preview`: its health and sync status at `revision`
+/// (created, or replaced as Argo CD's controllers update it).
+pub async fn application(client: &Client, preview: &str, service: &str, health: &str, sync: &str, revision: &str) {
     use previewd::argo::{Application, ApplicationSpec, ApplicationStatus, StatusField};
     let mut app = Application::new(&format!("{preview}-{service}"), ApplicationSpec::default());
     app.metadata.labels = Some([("preview.previewd.io/name".to_owned(), preview.to_owned())].into());
+    let field = |status: &str| StatusField { status: Some(status.into()), ..Default::default() };
     app.status = Some(ApplicationStatus {
-        health: Some(StatusField { status: Some("Healthy".into()), ..Default::default() }),
-        sync: Some(StatusField { status: Some("Synced".into()), ..Default::default() }),
+        health: Some(field(health)),
+        sync: Some(StatusField { revision: Some(revision.to_owned()), ..field(sync) }),
         ..Default::default()
     });
-    kube::Api::<Application>::namespaced(client.clone(), "argocd").create(&Default::default(), &app).await.unwrap();
+    let params = kube::api::PatchParams::apply("argocd-application-controller").force();
+    kube::Api::<Application>::namespaced(client.clone(), "argocd")
+        .patch(&app.metadata.name.clone().unwrap(), &params, &kube::api::Patch::Apply(&app))
+        .await
+        .unwrap();
 }
 
 /// `pe` as the API server shows it after a delete while the finalizer holds it, deleted for

@@ -11,14 +11,11 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use kube::Api;
-use kube::runtime::Controller;
-use kube::runtime::watcher;
 
 use crate::ai::engine::AiEngine;
 use crate::config::Config;
 use crate::consumer::Consumer;
 use crate::controller::{self, Context};
-use crate::crd::PreviewEnvironment;
 use crate::github::client::{GitHubClient, GitHubError, auth_from_lookup};
 use crate::github::notify::Notifier;
 use crate::leader::LeaderElection;
@@ -201,10 +198,10 @@ pub async fn run(config_path: &Path) -> Result<(), RunError> {
             }
         });
     }
-    let ctx = Arc::new(ctx);
-    let previews: Api<PreviewEnvironment> = Api::all(client);
+    let (caches, controller) = controller::watch::controller(&client, &config);
+    let ctx = Arc::new(ctx.with_caches(caches));
     tracing::info!(%addr, consumers, "previewd running");
-    Controller::new(previews, watcher::Config::default())
+    controller
         .graceful_shutdown_on(shutdown)
         .run(controller::reconcile, controller::error_policy, ctx)
         .for_each(|_| futures::future::ready(()))

@@ -4,7 +4,7 @@
 //! a folder, one directory per preview, and keeps it in step with the events (a removed
 //! preview's directory goes). Either way it returns a row per event for the summary table.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use aws_sdk_sqs::error::DisplayErrorContext;
@@ -12,24 +12,17 @@ use chrono::{DateTime, Utc};
 use previewd_events::PreviewEvent;
 
 use crate::config::Config;
-use crate::consumer::{Consumer, Outcome};
-use crate::controller::{Context, reconcile_at};
-use crate::crd::{PreviewEnvironment, SelectedBy, ServiceSelection};
-use crate::names;
-use crate::offline::{OfflineError, preview_resource};
-use crate::policy::{Decision, assumed_approval, decide, is_stale};
-use crate::render::{render, to_yaml};
+use crate::controller::{Context, reconcile_named};
+use crate::crd::PreviewEnvironment;
+use crate::intake::store::PreviewStore;
+use crate::intake::{Approvals, Intake, Outcome};
 
 #[derive(Debug, thiserror::Error)]
-pub enum LocalError {
+pub enum ConsumeError {
     #[error("SQS: {0}")]
     Sqs(String),
-    #[error("{path}: {message}")]
-    Io { path: String, message: String },
     #[error(transparent)]
-    Offline(#[from] OfflineError),
-    #[error(transparent)]
-    Render(#[from] crate::render::RenderError),
+    Store(#[from] crate::intake::store::StoreError),
     #[error("Kubernetes: {0}")]
     Kube(String),
 }
@@ -46,16 +39,12 @@ pub struct Row {
     pub expires: String,
 }
 
-fn io(path: &Path, err: impl std::fmt::Display) -> LocalError {
-    LocalError::Io { path: path.display().to_string(), message: err.to_string() }
-}
-
 /// Receives until the queue has been empty twice in a row, handing each message (in queue
 /// order) to `handle`; a message is deleted once handled.
-async fn drain<F, Fut>(sqs: &aws_sdk_sqs::Client, queue_url: &str, mut handle: F) -> Result<Vec<Row>, LocalError>
+async fn drain<F, Fut>(sqs: &aws_sdk_sqs::Client, queue_url: &str, mut handle: F) -> Result<Vec<Row>, ConsumeError>
 where
     F: FnMut(Result<PreviewEvent, String>) -> Fut,
-    Fut: std::future::Future<Output = Result<Row, LocalError>>,
+    Fut: std::future::Future<Output = Result<Row, ConsumeError>>,
 {
     let mut rows = Vec::new();
     let mut empty = 0;
@@ -67,7 +56,7 @@ where
             .wait_time_seconds(1)
             .send()
             .await
-            .map_err(|e| LocalError::Sqs(DisplayErrorContext(&e).to_string()))?;
+            .map_err(|e| ConsumeError::Sqs(DisplayErrorContext(&e).to_string()))?;
         let messages = received.messages.unwrap_or_default();
         if messages.is_empty() {
             empty += 1;
@@ -82,7 +71,7 @@ where
                 .receipt_handle(message.receipt_handle().unwrap_or_default())
                 .send()
                 .await
-                .map_err(|e| LocalError::Sqs(DisplayErrorContext(&e).to_string()))?;
+                .map_err(|e| ConsumeError::Sqs(DisplayErrorContext(&e).to_string()))?;
         }
     }
     Ok(rows)
@@ -114,111 +103,113 @@ fn describe(row: &mut Row, pe: &PreviewEnvironment) {
     row.expires = when(status.and_then(|s| s.expires_at));
 }
 
-/// Without a cluster: each preview's objects rendered into `out/<preview>/`.
+/// The event's row: what the intake did, and the preview it wrote (URL, cost, expiry). In a
+/// folder the row counts the objects written; in a cluster it names the preview, which the
+/// controller then builds.
+async fn handled(intake: &Intake, event: &PreviewEvent) -> Result<Row, ConsumeError> {
+    let name = intake.preview_name(event);
+    let before = match &name {
+        Some(name) => intake.store().get(name).await?,
+        None => None,
+    };
+    let outcome = intake.handle_event(event).await;
+    let mut r = row(event, String::new());
+    r.result = match &outcome {
+        Outcome::Applied { name } if matches!(intake.store(), PreviewStore::Cluster(_)) => format!("applied: {name}"),
+        Outcome::Applied { name } => {
+            let written = intake.store().get(name).await?;
+            let objects = written.as_ref().map_or(0, |pe| objects_of(intake.config(), pe));
+            if let Some(pe) = &written {
+                describe(&mut r, pe);
+            }
+            let verb = if before.is_some() { "updated" } else { "created" };
+            format!("{verb}: {objects} objects")
+        }
+        Outcome::Removed { reason, .. } => {
+            let what = if before.is_some() { "removed" } else { "no preview" };
+            format!("{what}: {}", reason.as_str())
+        }
+        Outcome::Ignored { reason } => format!("ignored: {}", reason.as_str()),
+        Outcome::Stale => "stale: dropped".to_owned(),
+        Outcome::Failed { error } => format!("failed: {error}"),
+        other => other.label().to_owned(),
+    };
+    Ok(r)
+}
+
+/// How many objects a preview consists of: itself and what the controller applies.
+fn objects_of(config: &Config, pe: &PreviewEnvironment) -> usize {
+    crate::render::render(config, pe).map_or(0, |objects| objects.len() + 1)
+}
+
+/// Without a cluster: each preview rendered into `out/<preview>/` (its PreviewEnvironment as
+/// the controller would show it, and every object it would apply), kept in step with the
+/// events (a removed preview's directory goes).
 pub async fn consume_to_folder(
-    config: &Config,
+    config: &Arc<Config>,
     sqs: &aws_sdk_sqs::Client,
     queue_url: &str,
     out: &Path,
-) -> Result<Vec<Row>, LocalError> {
-    std::fs::create_dir_all(out).map_err(|e| io(out, e))?;
+) -> Result<Vec<Row>, ConsumeError> {
+    let store = PreviewStore::Folder { root: out.to_path_buf(), config: Arc::clone(config) };
+    // Nothing is deployed, and there is no GitHub to ask who added a fork's label: it counts.
+    let intake = Intake::new(store, Arc::clone(config)).with_approvals(Approvals::Assumed);
+    let intake = &intake;
     drain(sqs, queue_url, |event| async move {
         match event {
-            Ok(event) => apply_to_folder(config, &event, out),
+            Ok(event) => handled(intake, &event).await,
             Err(error) => Ok(malformed(&error)),
         }
     })
     .await
 }
 
-/// One event applied to the folder (its directory kept in step with the event).
-pub fn apply_to_folder(config: &Config, event: &PreviewEvent, out: &Path) -> Result<Row, LocalError> {
-    let Some(repo) = config.repository(&event.repository.full_name) else {
-        return Ok(row(event, "ignored: repository not configured".to_owned()));
-    };
-    let name = names::preview_name(&config.namespace_prefix, &repo.slug(), event.pull_request.number);
-    let dir: PathBuf = out.join(&name);
-    let state = dir.join("previewenvironment.json");
-    let existing: Option<PreviewEnvironment> =
-        std::fs::read_to_string(&state).ok().and_then(|text| serde_json::from_str(&text).ok());
-    if existing.as_ref().is_some_and(|e| is_stale(event, &e.spec.last_event)) {
-        return Ok(row(event, "stale: dropped".to_owned()));
-    }
-    let previous = existing.as_ref().map(|e| &e.spec);
-    match decide(event, config, previous, assumed_approval(event, config)) {
-        Decision::Ignore { reason } => Ok(row(event, format!("ignored: {}", reason.as_str()))),
-        Decision::Remove { reason } => {
-            let had = dir.exists();
-            if had {
-                std::fs::remove_dir_all(&dir).map_err(|e| io(&dir, e))?;
-            }
-            let what = if had { "removed" } else { "no preview" };
-            Ok(row(event, format!("{what}: {}", reason.as_str())))
-        }
-        Decision::Upsert(spec) => {
-            let mut spec = *spec;
-            spec.selection = Some(ServiceSelection {
-                by: SelectedBy::AllServices,
-                head_sha: spec.head_sha.clone(),
-                changed_files: None,
-                note: Some("local run: no GitHub to read the changed files from".to_owned()),
-                ai: None,
-            });
-            let pe = preview_resource(config, spec)?;
-            let objects = render(config, &pe)?;
-            let mut documents = vec![serde_json::to_value(&pe).unwrap_or_default()];
-            documents.extend(objects);
-            std::fs::create_dir_all(&dir).map_err(|e| io(&dir, e))?;
-            let yaml = to_yaml(&documents).map_err(OfflineError::from)?;
-            let objects_path = dir.join("objects.yaml");
-            std::fs::write(&objects_path, yaml).map_err(|e| io(&objects_path, e))?;
-            let json = serde_json::to_string_pretty(&pe).unwrap_or_default();
-            std::fs::write(&state, json).map_err(|e| io(&state, e))?;
-            let verb = if existing.is_some() { "updated" } else { "created" };
-            let mut r = row(event, format!("{verb}: {} objects", documents.len()));
-            describe(&mut r, &pe);
-            Ok(r)
-        }
-    }
-}
-
-/// With a cluster: the consumer writes each PreviewEnvironment, then each written preview is
-/// reconciled once (objects applied, status with URL, cost and expiry).
+/// With a cluster: each event takes the path `previewd run` gives it, then each written preview
+/// is reconciled once (objects applied, status with URL, cost and expiry).
 pub async fn consume_to_cluster(
     config: Arc<Config>,
     sqs: aws_sdk_sqs::Client,
     queue_url: &str,
     kube: kube::Client,
-) -> Result<Vec<Row>, LocalError> {
-    let consumer = Consumer::new(sqs.clone(), queue_url.to_owned(), kube.clone(), Arc::clone(&config));
-    let consumer = &consumer;
+) -> Result<Vec<Row>, ConsumeError> {
+    let intake = Intake::new(PreviewStore::Cluster(kube.clone()), Arc::clone(&config));
+    let intake = &intake;
     let mut rows = drain(&sqs, queue_url, |event| async move {
-        let event = match event {
-            Ok(event) => event,
-            Err(error) => return Ok(malformed(&error)),
-        };
-        let outcome = consumer.handle_event(&event).await;
-        let result = match &outcome {
-            Outcome::Applied { name } => format!("applied: {name}"),
-            Outcome::Removed { reason, .. } => format!("removed: {}", reason.as_str()),
-            Outcome::Ignored { reason } => format!("ignored: {}", reason.as_str()),
-            Outcome::Failed { error } => format!("failed: {error}"),
-            other => other.label().to_owned(),
-        };
-        Ok(row(&event, result))
+        match event {
+            Ok(event) => handled(intake, &event).await,
+            Err(error) => Ok(malformed(&error)),
+        }
     })
     .await?;
     let ctx = Context::new(kube.clone(), Arc::clone(&config));
     let api: kube::Api<PreviewEnvironment> = kube::Api::all(kube);
     for r in &mut rows {
         let Some(name) = r.result.strip_prefix("applied: ").map(str::to_owned) else { continue };
-        let Some(pe) = api.get_opt(&name).await.map_err(|e| LocalError::Kube(e.to_string()))? else { continue };
-        reconcile_at(&pe, &ctx, Utc::now()).await.map_err(|e| LocalError::Kube(e.to_string()))?;
-        if let Some(pe) = api.get_opt(&name).await.map_err(|e| LocalError::Kube(e.to_string()))? {
+        reconcile_named(&ctx, &name, Utc::now()).await.map_err(|e| ConsumeError::Kube(e.to_string()))?;
+        if let Some(pe) = api.get_opt(&name).await.map_err(|e| ConsumeError::Kube(e.to_string()))? {
             describe(r, &pe);
         }
     }
     Ok(rows)
+}
+
+/// `previewd consume`: works the queue off into the cluster in `KUBECONFIG`, or else into
+/// `out`, and returns the summary table.
+pub async fn consume(config: &Path, out: &Path) -> Result<String, String> {
+    let config = Arc::new(Config::load(config).map_err(|e| e.to_string())?);
+    let queue_url = std::env::var("PREVIEWD_QUEUE_URL").map_err(|_| "PREVIEWD_QUEUE_URL is not set".to_owned())?;
+    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    let cluster = std::env::var("KUBECONFIG").is_ok_and(|v| !v.trim().is_empty());
+    let (rows, target) = if cluster {
+        let kube = kube::Client::try_default().await.map_err(|e| format!("Kubernetes: {e}"))?;
+        (consume_to_cluster(config, sqs, &queue_url, kube).await, "the cluster in KUBECONFIG".to_owned())
+    } else {
+        let rows = consume_to_folder(&config, &sqs, &queue_url, out).await;
+        (rows, format!("{} (no cluster configured: set KUBECONFIG to apply)", out.display()))
+    };
+    let rows = rows.map_err(|e| e.to_string())?;
+    Ok(format!("{}\n{} events handled; previews written to {target}\n", table(&rows), rows.len()))
 }
 
 /// A column of the summary table: its title and how a row fills it.
@@ -263,13 +254,15 @@ mod tests {
         event
     }
 
-    #[test]
-    fn the_folder_follows_a_prs_life() {
-        let config = Config::from_yaml(include_str!("../../docs/examples/config.yaml")).unwrap();
+    #[tokio::test]
+    async fn the_folder_follows_a_prs_life() {
+        let config = Arc::new(Config::from_yaml(include_str!("../../../docs/examples/config.yaml")).unwrap());
         let out = std::env::temp_dir().join(format!("previewd-local-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&out);
+        let store = PreviewStore::Folder { root: out.clone(), config: Arc::clone(&config) };
+        let intake = Intake::new(store, Arc::clone(&config)).with_approvals(Approvals::Assumed);
         let opened = event("opened.json");
-        let created = apply_to_folder(&config, &opened, &out).unwrap();
+        let created = handled(&intake, &opened).await.unwrap();
         assert_eq!(created.result, "created: 8 objects");
         assert_eq!(created.url, "https://shop-pr-42.preview.example.com");
         assert!(created.monthly.starts_with('$') && !created.expires.is_empty(), "{created:?}");
@@ -278,18 +271,18 @@ mod tests {
 
         let mut older = opened.clone();
         older.pull_request.updated_at -= chrono::Duration::minutes(5);
-        assert_eq!(apply_to_folder(&config, &older, &out).unwrap().result, "stale: dropped");
+        assert_eq!(handled(&intake, &older).await.unwrap().result, "stale: dropped");
         let mut pushed = opened.clone();
         pushed.pull_request.updated_at += chrono::Duration::minutes(1);
-        assert_eq!(apply_to_folder(&config, &pushed, &out).unwrap().result, "updated: 8 objects");
+        assert_eq!(handled(&intake, &pushed).await.unwrap().result, "updated: 8 objects");
 
         let mut closed = event("closed-merged.json");
         closed.pull_request.updated_at = pushed.pull_request.updated_at + chrono::Duration::minutes(1);
-        assert_eq!(apply_to_folder(&config, &closed, &out).unwrap().result, "removed: merged");
+        assert_eq!(handled(&intake, &closed).await.unwrap().result, "removed: merged");
         assert!(!out.join("preview-shop-pr-42").exists());
         let mut elsewhere = opened.clone();
         elsewhere.repository.full_name = "someone/else".into();
-        assert!(apply_to_folder(&config, &elsewhere, &out).unwrap().result.starts_with("ignored"));
+        assert!(handled(&intake, &elsewhere).await.unwrap().result.starts_with("ignored"));
 
         let text = table(&[created]);
         assert!(text.starts_with("PR ") && text.lines().nth(1).unwrap().starts_with("acme/shop#42  opened"), "{text}");

@@ -96,6 +96,52 @@ pub fn rate_limit_wait(status: StatusCode, headers: &HeaderMap, now_epoch: i64) 
     None
 }
 
+/// What a client knows of its rate limit: until when it must not call (a limit GitHub reported),
+/// and the last quota GitHub said remains. One per client, shared by all its calls.
+#[derive(Debug)]
+pub struct RateLimit {
+    /// Epoch seconds before which no request is sent.
+    blocked_until: std::sync::atomic::AtomicI64,
+    /// The last `x-ratelimit-remaining` (-1: none yet).
+    remaining: std::sync::atomic::AtomicI64,
+}
+
+impl Default for RateLimit {
+    fn default() -> Self {
+        RateLimit { blocked_until: 0.into(), remaining: (-1).into() }
+    }
+}
+
+impl RateLimit {
+    /// How long to wait before the next request, if a reported limit still holds at `now_epoch`.
+    pub fn blocked_for(&self, now_epoch: i64) -> Option<Duration> {
+        let until = self.blocked_until.load(std::sync::atomic::Ordering::Relaxed);
+        (until > now_epoch).then(|| Duration::from_secs(u64::try_from(until - now_epoch).unwrap_or(1)))
+    }
+
+    /// Records a response's rate-limit signals; returns the wait when GitHub refused the
+    /// request for its rate limit (GitHub did not act on it, so sending it again is safe).
+    pub fn observe(&self, status: StatusCode, headers: &HeaderMap, now_epoch: i64) -> Option<Duration> {
+        use std::sync::atomic::Ordering;
+        if let Some(remaining) =
+            headers.get("x-ratelimit-remaining").and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse().ok())
+        {
+            self.remaining.store(remaining, Ordering::Relaxed);
+        }
+        let wait = rate_limit_wait(status, headers, now_epoch);
+        if let Some(wait) = wait {
+            let until = now_epoch + i64::try_from(wait.as_secs()).unwrap_or(60);
+            self.blocked_until.fetch_max(until, Ordering::Relaxed);
+        }
+        wait.filter(|_| status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::FORBIDDEN)
+    }
+
+    /// The last remaining quota GitHub reported.
+    pub fn remaining(&self) -> Option<i64> {
+        Some(self.remaining.load(std::sync::atomic::Ordering::Relaxed)).filter(|r| *r >= 0)
+    }
+}
+
 /// The `rel="next"` URL of an RFC 8288 `Link` header.
 pub fn next_link(link: &str) -> Option<String> {
     link.split(',').find_map(|part| {
@@ -131,6 +177,21 @@ mod tests {
             map.insert(*k, HeaderValue::from_str(v).unwrap());
         }
         map
+    }
+
+    #[test]
+    fn a_reported_limit_holds_until_it_ends() {
+        let limit = RateLimit::default();
+        let mut headers = HeaderMap::new();
+        headers.insert("x-ratelimit-remaining", "0".parse().unwrap());
+        headers.insert("x-ratelimit-reset", "1100".parse().unwrap());
+        assert_eq!(limit.observe(StatusCode::FORBIDDEN, &headers, 1000), Some(Duration::from_secs(101)));
+        assert_eq!(limit.remaining(), Some(0));
+        assert_eq!(limit.blocked_for(1050), Some(Duration::from_secs(51)));
+        assert_eq!(limit.blocked_for(1101), None);
+        // A success that reports an exhausted quota blocks the next call, without a refusal.
+        assert_eq!(limit.observe(StatusCode::OK, &headers, 1000), None);
+        assert!(limit.blocked_for(1000).is_some());
     }
 
     #[test]

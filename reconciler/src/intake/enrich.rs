@@ -4,25 +4,25 @@
 
 use previewd_events::PreviewEvent;
 
-use super::Consumer;
+use super::Intake;
 use crate::ai::{self, answer, engine::AiEngine, excerpt::ChangedFile};
 use crate::config::{AiMode, RepositoryConfig};
 use crate::crd::{AiVerdict, PreviewEnvironment, PreviewEnvironmentSpec, SelectedBy, ServiceSelection, TtlPrediction};
 use crate::github::client::GitHubError;
 use crate::policy::Approval;
 
-impl Consumer {
+impl Intake {
     /// What a fork label just added approves: the head commit of this `labeled` event, if its
     /// sender has push access to the repository (asked of GitHub). Without GitHub credentials
     /// nobody can be checked, so nothing is approved.
     pub(super) async fn verify_approval(&self, event: &PreviewEvent) -> Result<Approval, GitHubError> {
-        let Some(notifier) = &self.github else {
+        let Some(github) = &self.github else {
             tracing::warn!(pr = event.pull_request.number, "fork label cannot be verified without GitHub credentials");
             return Ok(Approval::Untrusted);
         };
         let (installation, repo, labeler) =
             (event.installation_id, event.repository.full_name.as_str(), event.sender.as_str());
-        let allowed = notifier.github().can_push(installation, repo, labeler).await?;
+        let allowed = github.can_push(installation, repo, labeler).await?;
         tracing::info!(pr = event.pull_request.number, %labeler, allowed, sha = %event.pull_request.head_sha, "fork approval checked");
         Ok(if allowed { Approval::Verified(labeler.to_owned()) } else { Approval::Untrusted })
     }
@@ -58,22 +58,21 @@ impl Consumer {
             spec.selection = Some(chosen.clone());
             return;
         }
-        let Some(notifier) = &self.github else {
+        let Some(github) = &self.github else {
             let note = Some("GitHub is not configured: the changed files are unknown".to_owned());
             spec.selection = Some(selection(SelectedBy::AllServices, note));
             return;
         };
         let number = event.pull_request.number;
-        let changes =
-            match notifier.github().pr_changes(event.installation_id, &event.repository.full_name, number).await {
-                Ok(changes) => changes,
-                Err(err) => {
-                    tracing::warn!(pr = number, error = %err, "changed files unavailable; deploying every service");
-                    let note = Some(format!("changed files unavailable: {err}"));
-                    spec.selection = Some(selection(SelectedBy::Fallback, note));
-                    return;
-                }
-            };
+        let changes = match github.pr_changes(event.installation_id, &event.repository.full_name, number).await {
+            Ok(changes) => changes,
+            Err(err) => {
+                tracing::warn!(pr = number, error = %err, "changed files unavailable; deploying every service");
+                let note = Some(format!("changed files unavailable: {err}"));
+                spec.selection = Some(selection(SelectedBy::Fallback, note));
+                return;
+            }
+        };
         let files: Vec<&str> = changes
             .iter()
             .flat_map(|c| std::iter::once(c.filename.as_str()).chain(c.previous_filename.as_deref()))
@@ -96,12 +95,12 @@ impl Consumer {
 
     /// A shorter idle TTL for a quiet PR, from its activity on GitHub (when predicted).
     pub(super) async fn predict_ttl(&self, event: &PreviewEvent, spec: &mut PreviewEnvironmentSpec) {
-        let (Some(engine), Some(notifier)) = (&self.ai, &self.github) else { return };
+        let (Some(engine), Some(github)) = (&self.ai, &self.github) else { return };
         if !engine.config().features.ttl_prediction {
             return;
         }
         let number = event.pull_request.number;
-        match notifier.github().pr_activity(event.installation_id, &event.repository.full_name, number).await {
+        match github.pr_activity(event.installation_id, &event.repository.full_name, number).await {
             Ok(a) => {
                 let activity = ai::ttl::Activity {
                     commits: a.commits,

@@ -1,0 +1,6 @@
+//! What each subcommand of `previewd` does, one module each (`main.rs` only parses and wires).
+
+pub mod consume;
+pub mod cost;
+pub mod render;
+pub mod run;

@@ -1,0 +1,145 @@
+//! Performs a plan: the object writes (server-side apply, only what differs), an expiry, the
+//! status through one sink, the Events, the PR update, and the books and metrics.
+
+use chrono::{DateTime, Utc};
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::events::{Event, EventType};
+use kube::{Resource, ResourceExt};
+use serde_json::json;
+use tracing::Instrument;
+
+use super::plan::{Note, Plan};
+use super::{Context, Error, Outcome};
+use crate::cost;
+use crate::crd::{Phase, PreviewEnvironment, PreviewEnvironmentStatus, REMOVAL_REASON};
+use crate::policy::Reason;
+use crate::render::{Kind, Preview};
+
+/// The field manager of everything the controller applies.
+pub const FIELD_MANAGER: &str = "previewd";
+
+pub(super) async fn execute(
+    ctx: &Context,
+    pe: &PreviewEnvironment,
+    preview: Option<&Preview<'_>>,
+    plan: Plan,
+    now: DateTime<Utc>,
+) -> Result<Outcome, Error> {
+    let name = pe.name_any();
+    let api: Api<PreviewEnvironment> = Api::all(ctx.client.clone());
+    if plan.expire {
+        tracing::info!(preview = %name, "preview expired; deleting");
+        let note = json!({"metadata": {"annotations": {REMOVAL_REASON: Reason::Expired.as_str()}}});
+        api.patch(&name, &PatchParams::default(), &Patch::Merge(&note)).await?;
+        api.delete(&name, &Default::default()).await?;
+        publish(ctx, pe, &plan.events).await;
+        return Ok(plan.outcome);
+    }
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    for desired in &plan.apply {
+        let api = super::observe::api_for(&ctx.client, desired);
+        let patch = Patch::Apply(&desired.object);
+        let write = api.patch(&desired.name, &params, &patch);
+        let result = if desired.kind == Kind::ApplicationSet {
+            write.instrument(tracing::info_span!("argocd.create_applicationset", application_set = %desired.name)).await
+        } else {
+            write.await
+        };
+        result.map_err(|source| Error::Apply {
+            kind: format!("{:?}", desired.kind),
+            name: desired.name.clone(),
+            source: Box::new(source),
+        })?;
+    }
+    let previous = pe.status.clone();
+    if let Some(status) = &plan.status {
+        write_status(&api, &name, status).await?;
+    }
+    publish(ctx, pe, &plan.events).await;
+    if let (Some(notifier), Some(update)) = (&ctx.github, plan.update) {
+        notifier.publish(update);
+    }
+    if let (Some(preview), Some(status)) = (preview, plan.status.as_ref().or(previous.as_ref())) {
+        record(ctx, pe, preview, previous.as_ref(), status, now).await;
+    }
+    Ok(plan.outcome)
+}
+
+/// The one place a PreviewEnvironment's status is written.
+async fn write_status(
+    api: &Api<PreviewEnvironment>,
+    name: &str,
+    status: &PreviewEnvironmentStatus,
+) -> Result<(), Error> {
+    let patch = json!({"status": status});
+    api.patch_status(name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
+    Ok(())
+}
+
+/// Publishes Kubernetes Events about `pe`; events are best effort and never fail a reconcile.
+pub(super) async fn publish(ctx: &Context, pe: &PreviewEnvironment, notes: &[Note]) {
+    for note in notes {
+        let event = Event {
+            type_: if note.warning { EventType::Warning } else { EventType::Normal },
+            reason: note.reason.to_owned(),
+            note: Some(note.message.clone()),
+            action: "Reconcile".to_owned(),
+            secondary: None,
+        };
+        if let Err(err) = ctx.recorder.publish(&event, &pe.object_ref(&())).await {
+            tracing::debug!(error = %err, reason = note.reason, "could not publish event");
+        }
+    }
+}
+
+fn seconds_between(from: DateTime<Utc>, to: DateTime<Utc>) -> f64 {
+    (to - from).num_milliseconds().max(0) as f64 / 1000.0
+}
+
+/// Books the preview's cost and standing (alerting once when the budget is crossed) and
+/// observes how long it took to become ready.
+async fn record(
+    ctx: &Context,
+    pe: &PreviewEnvironment,
+    preview: &Preview<'_>,
+    previous: Option<&PreviewEnvironmentStatus>,
+    status: &PreviewEnvironmentStatus,
+    now: DateTime<Utc>,
+) {
+    if let Some(estimate) = &status.cost_estimate {
+        let line = cost::Line {
+            repository: preview.repo.name.clone(),
+            team: preview.repo.team.clone(),
+            hourly_usd: estimate.hourly_usd,
+        };
+        let standing = if status.phase == Some(Phase::Failed) {
+            super::books::Standing::Failed
+        } else {
+            super::books::Standing::Active
+        };
+        if let Some(crossed) = ctx.books.record(&pe.name_any(), line, pe.spec.pr_number, estimate.monthly_usd, standing)
+        {
+            let message = format!(
+                "Running previews project ${:.2}/month, over the ${:.2} budget",
+                crossed.projection_usd, crossed.budget_usd
+            );
+            tracing::warn!(preview = %pe.name_any(), "{message}");
+            publish(ctx, pe, &[Note { warning: true, reason: "BudgetExceeded", message }]).await;
+        }
+    }
+    let Some(m) = &ctx.metrics else { return };
+    let became_ready = status.phase == Some(Phase::Ready) && previous.and_then(|p| p.phase) != Some(Phase::Ready);
+    if became_ready {
+        m.webhook_to_ready.observe(seconds_between(pe.spec.last_event.received_at, now));
+        if previous.and_then(|p| p.ready_at).is_none()
+            && let Some(created) = status.created_at
+        {
+            m.creation_duration.observe(seconds_between(created, now));
+        }
+    }
+}
+
+/// How long between two moments, for the deletion metric.
+pub(super) fn elapsed(from: DateTime<Utc>, to: DateTime<Utc>) -> f64 {
+    seconds_between(from, to)
+}

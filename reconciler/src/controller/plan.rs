@@ -1,0 +1,210 @@
+//! What one reconcile of a live preview should do, decided from values alone (pure): which
+//! objects to apply (only those that differ from what the API holds), whether it expired, its
+//! new status (only when it changed), the Events to publish, what the PR should show, and when
+//! to look again.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+
+use super::Outcome;
+use super::observe::Observed;
+use super::status::{self, Facts};
+use crate::config::Config;
+use crate::cost;
+use crate::crd::{Phase, PreviewEnvironment, PreviewEnvironmentStatus};
+use crate::github::notify::Update;
+use crate::github::view;
+use crate::names;
+use crate::render::{Desired, Kind, Preview, RenderError};
+
+/// A Kubernetes Event to publish about the preview.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Note {
+    pub warning: bool,
+    pub reason: &'static str,
+    pub message: String,
+}
+
+impl Note {
+    fn normal(reason: &'static str, message: String) -> Note {
+        Note { warning: false, reason, message }
+    }
+
+    fn warning(reason: &'static str, message: String) -> Note {
+        Note { warning: true, reason, message }
+    }
+}
+
+/// Everything one reconcile does, as values.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// Objects to server-side apply: those missing or different from what the API holds.
+    pub apply: Vec<Desired>,
+    /// The preview expired: delete it (its finalizer cleans up).
+    pub expire: bool,
+    /// The new status, when it differs from the current one.
+    pub status: Option<PreviewEnvironmentStatus>,
+    pub events: Vec<Note>,
+    /// What the PR should show (the notifier sends only what GitHub does not show yet).
+    pub update: Option<Update>,
+    pub outcome: Outcome,
+}
+
+/// What the plan is made from: the preview (rendered, or why it cannot be), the live state,
+/// and whether a new ApplicationSet must wait for the rate limit.
+#[derive(Debug)]
+pub struct Inputs<'a> {
+    pub pe: &'a PreviewEnvironment,
+    pub config: &'a Config,
+    pub preview: Result<&'a Preview<'a>, &'a RenderError>,
+    pub desired: &'a [Desired],
+    pub observed: &'a Observed,
+    /// `Some(wait)`: the ApplicationSet does not exist and may not be created for `wait`.
+    pub throttle: Option<Duration>,
+    pub now: DateTime<Utc>,
+}
+
+/// Whether `live` already has every field `desired` sets, with the same values (the API server
+/// adds fields of its own: defaults, status, metadata; those do not count).
+pub fn contains(live: &Value, desired: &Value) -> bool {
+    match (live, desired) {
+        (Value::Object(live), Value::Object(desired)) => {
+            desired.iter().all(|(key, want)| live.get(key).is_some_and(|have| contains(have, want)))
+        }
+        (Value::Array(live), Value::Array(desired)) => {
+            live.len() == desired.len() && live.iter().zip(desired).all(|(have, want)| contains(have, want))
+        }
+        (live, desired) => live == desired,
+    }
+}
+
+fn created_at(pe: &PreviewEnvironment, now: DateTime<Utc>) -> DateTime<Utc> {
+    pe.status
+        .as_ref()
+        .and_then(|s| s.created_at)
+        .or_else(|| {
+            let t = pe.metadata.creation_timestamp.as_ref()?;
+            DateTime::from_timestamp(t.0.as_second(), u32::try_from(t.0.subsec_nanosecond()).unwrap_or(0))
+        })
+        .unwrap_or(now)
+}
+
+/// The plan for one reconcile of a live (not deleted) preview.
+pub fn plan(inputs: Inputs<'_>) -> Plan {
+    let Inputs { pe, config, preview, desired, observed, throttle, now } = inputs;
+    let previous = pe.status.as_ref();
+    let created = created_at(pe, now);
+    let expires_at = crate::ttl::expiry(config, &pe.spec, created);
+    let until_expiry = (expires_at - now).to_std().unwrap_or(Duration::ZERO) + Duration::from_secs(1);
+    if now >= expires_at {
+        return Plan {
+            apply: Vec::new(),
+            expire: true,
+            status: None,
+            events: vec![Note::normal("PreviewExpired", format!("Expired at {expires_at}; deleted"))],
+            update: None,
+            outcome: Outcome::Expired,
+        };
+    }
+    let preview = match preview {
+        Ok(preview) => preview,
+        Err(err) => {
+            // Said once in the status and an Event; it still expires, then it is cleaned up.
+            let next = status::invalid(previous, err.to_string(), pe.metadata.generation, created, expires_at, now);
+            let newly = previous.is_none_or(|p| !p.conditions.iter().any(|c| c.reason == "InvalidSpec"));
+            return Plan {
+                apply: Vec::new(),
+                expire: false,
+                status: (previous != Some(&next)).then_some(next),
+                events: if newly { vec![Note::warning("InvalidSpec", err.to_string())] } else { Vec::new() },
+                update: None,
+                outcome: Outcome::Invalid { reason: err.to_string(), requeue: until_expiry },
+            };
+        }
+    };
+
+    let app_set_exists = desired.iter().any(|d| d.kind == Kind::ApplicationSet && observed.object(d).is_some());
+    let apply: Vec<Desired> = desired
+        .iter()
+        .filter(|d| !(throttle.is_some() && d.kind == Kind::ApplicationSet))
+        .filter(|d| observed.object(d).is_none_or(|live| !contains(live, &d.object)))
+        .cloned()
+        .collect();
+    let mut events = Vec::new();
+    if previous.is_none() {
+        let note = format!("Creating preview environment for {}#{}", pe.spec.repository, pe.spec.pr_number);
+        events.push(Note::normal("PreviewCreating", note));
+    }
+    match throttle {
+        Some(wait) => {
+            let note = format!("ApplicationSet creation rate limit reached; retrying in {} s", wait.as_secs());
+            events.push(Note::normal("ApplicationSetRateLimited", note));
+        }
+        None if !app_set_exists => {
+            events.push(Note::normal("ApplicationSetCreated", format!("Created ApplicationSet {}", preview.name)));
+        }
+        None => {}
+    }
+
+    let head = &pe.spec.head_sha;
+    let services = preview
+        .services
+        .iter()
+        .map(|s| {
+            let app = names::application_name(&preview.name, &s.name);
+            status::service_status(&s.name, observed.application(&app), head)
+        })
+        .collect();
+    let facts = Facts {
+        services,
+        url: preview.url(),
+        namespace: preview.name.clone(),
+        created_at: created,
+        expires_at,
+        generation: pe.metadata.generation,
+        last_event: pe.spec.last_event.received_at,
+        throttled: throttle.is_some(),
+        cost: Some(cost::for_services(config, preview.services.iter().copied(), created, now)),
+    };
+    let mut next = status::compute(previous, facts, now);
+    next.selection = pe.spec.selection.clone();
+    let was = previous.and_then(|p| p.phase);
+    match next.phase {
+        Some(Phase::Ready) if was != next.phase => {
+            events.push(Note::normal("PreviewReady", format!("Preview environment ready at {}", preview.url())));
+        }
+        Some(Phase::Failed) if was != next.phase => {
+            let why = next.conditions.iter().find(|c| c.type_ == "Failed").map(|c| c.message.clone());
+            events.push(Note::warning("PreviewFailed", why.unwrap_or_default()));
+        }
+        _ => {}
+    }
+    let update = Some(view::live(config, pe, &next));
+    let outcome = match throttle {
+        Some(wait) => Outcome::Throttled { retry_in: wait.min(until_expiry) },
+        // Changes of the Applications arrive by watch; this is only the safety net, and the
+        // exact moment of expiry.
+        None => Outcome::Applied { requeue: config.ttl.sweep_interval.min(until_expiry) },
+    };
+    Plan { apply, expire: false, status: (previous != Some(&next)).then_some(next), events, update, outcome }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn the_live_object_may_have_more_but_not_other() {
+        let desired = json!({"metadata": {"name": "a", "labels": {"x": "1"}}, "spec": {"ports": [{"port": 53}]}});
+        let live = json!({"metadata": {"name": "a", "uid": "u", "labels": {"x": "1", "kubernetes.io/metadata.name": "a"}},
+                          "spec": {"ports": [{"port": 53, "protocol": "TCP"}]}, "status": {}});
+        assert!(contains(&live, &desired), "server defaults and metadata do not count");
+        let changed = json!({"metadata": {"name": "a", "labels": {"x": "2"}}, "spec": {"ports": [{"port": 53}]}});
+        assert!(!contains(&live, &changed));
+        let more_ports = json!({"metadata": {"name": "a"}, "spec": {"ports": [{"port": 53}, {"port": 54}]}});
+        assert!(!contains(&live, &more_ports), "a list is the whole list");
+    }
+}

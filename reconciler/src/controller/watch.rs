@@ -1,0 +1,83 @@
+//! The controller's watches: one reflector per kind it reads (PreviewEnvironments, the kinds it
+//! applies, Argo CD's Applications), each feeding a cache and triggering the preview it belongs
+//! to (by the `preview.previewd.io/name` label every such object carries). An Application's
+//! change reconciles its preview at once; a periodic resync of every preview is the safety net
+//! (expiry of previews whose exact requeue was lost, previews whose spec became invalid).
+
+use std::time::Duration;
+
+use futures::{Stream, StreamExt};
+use k8s_openapi::api::core::v1::{LimitRange, Namespace, ResourceQuota};
+use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{Controller, WatchStreamExt, watcher};
+use kube::{Api, Client, Resource};
+use serde::de::DeserializeOwned;
+
+use super::observe::Caches;
+use crate::argo::{Application, ApplicationSet};
+use crate::config::Config;
+use crate::crd::PreviewEnvironment;
+use crate::render::{LABEL_PREVIEW, MANAGED_BY};
+
+type Objects<K> = std::pin::Pin<Box<dyn Stream<Item = Result<K, watcher::Error>> + Send>>;
+
+/// A reflector on `api` (objects selected by `labels`, `managedFields` dropped): its cache, and
+/// the stream of objects that changed.
+fn reflect<K>(api: Api<K>, labels: Option<&str>) -> (Store<K>, Objects<K>)
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+{
+    let (reader, writer) = reflector::store();
+    let mut config = watcher::Config::default();
+    if let Some(labels) = labels {
+        config = config.labels(labels);
+    }
+    let stream = reflector::reflector(
+        writer,
+        watcher(api, config).default_backoff().modify(|o: &mut K| o.meta_mut().managed_fields = None),
+    )
+    .touched_objects()
+    .boxed();
+    (reader, stream)
+}
+
+/// The preview an object belongs to, by its label.
+fn preview_of<K: Resource>(object: K) -> Option<ObjectRef<PreviewEnvironment>> {
+    object.meta().labels.as_ref()?.get(LABEL_PREVIEW).map(|name| ObjectRef::new(name))
+}
+
+/// The caches, and the controller that keeps them and reconciles on their changes (and on a
+/// resync every `ttl.sweepInterval`).
+pub fn controller(client: &Client, config: &Config) -> (Caches, Controller<PreviewEnvironment>) {
+    let managed = format!("app.kubernetes.io/managed-by={MANAGED_BY}");
+    let argocd = &config.argocd.namespace;
+    let (previews, preview_events) = reflect(Api::<PreviewEnvironment>::all(client.clone()), None);
+    let (namespaces, namespace_events) = reflect(Api::<Namespace>::all(client.clone()), Some(&managed));
+    let (quotas, quota_events) = reflect(Api::<ResourceQuota>::all(client.clone()), Some(&managed));
+    let (limits, limit_events) = reflect(Api::<LimitRange>::all(client.clone()), Some(&managed));
+    let (policies, policy_events) = reflect(Api::<NetworkPolicy>::all(client.clone()), Some(&managed));
+    let (ingresses, ingress_events) = reflect(Api::<Ingress>::all(client.clone()), Some(&managed));
+    let (application_sets, app_set_events) =
+        reflect(Api::<ApplicationSet>::namespaced(client.clone(), argocd), Some(&managed));
+    let (applications, app_events) =
+        reflect(Api::<Application>::namespaced(client.clone(), argocd), Some(LABEL_PREVIEW));
+    let every = resync_every(config);
+    let first = tokio::time::Instant::now() + every;
+    let resync = tokio_stream::wrappers::IntervalStream::new(tokio::time::interval_at(first, every)).map(|_| ());
+    let controller = Controller::for_stream(preview_events, previews.clone())
+        .watches_stream(namespace_events, preview_of)
+        .watches_stream(quota_events, preview_of)
+        .watches_stream(limit_events, preview_of)
+        .watches_stream(policy_events, preview_of)
+        .watches_stream(ingress_events, preview_of)
+        .watches_stream(app_set_events, preview_of)
+        .watches_stream(app_events, preview_of)
+        .reconcile_all_on(resync);
+    let caches = Caches { previews, namespaces, quotas, limits, policies, ingresses, application_sets, applications };
+    (caches, controller)
+}
+
+fn resync_every(config: &Config) -> Duration {
+    config.ttl.sweep_interval.max(Duration::from_secs(10))
+}

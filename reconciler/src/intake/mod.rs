@@ -1,0 +1,216 @@
+//! From a PR event to its preview: the one path every subcommand takes (`previewd run`'s queue
+//! consumer, `previewd consume`, `previewd render`), whatever store the previews live in.
+//! Stale events are dropped, the policy decides (fork approvals checked with GitHub), GitHub and
+//! the AI choose the services, and the preview is written or removed.
+
+mod enrich;
+pub mod store;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use previewd_events::PreviewEvent;
+
+use crate::ai::engine::AiEngine;
+use crate::config::Config;
+use crate::crd::PreviewEnvironment;
+use crate::github::client::GitHubClient;
+use crate::github::detect::ServiceMatcher;
+use crate::github::notify::Notifier;
+use crate::github::view;
+use crate::names;
+use crate::policy::{self, Approval, Decision, Reason};
+use store::PreviewStore;
+
+/// What happened to one event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The PreviewEnvironment was created or updated.
+    Applied { name: String },
+    /// The PR's preview was removed (or there was none).
+    Removed { name: String, reason: Reason },
+    /// Not Previewd's business (e.g. a repository not in the configuration).
+    Ignored { reason: Reason },
+    /// Older than what the PreviewEnvironment already reflects.
+    Stale,
+    /// A newer event for the same PR in the same batch won.
+    Superseded,
+    /// Not a valid contract message: left for the dead-letter queue.
+    Malformed { error: String },
+    /// The write failed: the message stays and comes back.
+    Failed { error: String },
+}
+
+impl Outcome {
+    /// Every value of [`Outcome::label`].
+    pub const LABELS: [&'static str; 7] =
+        ["applied", "removed", "ignored", "stale", "superseded", "malformed", "failed"];
+
+    /// A bounded label for metrics.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Outcome::Applied { .. } => "applied",
+            Outcome::Removed { .. } => "removed",
+            Outcome::Ignored { .. } => "ignored",
+            Outcome::Stale => "stale",
+            Outcome::Superseded => "superseded",
+            Outcome::Malformed { .. } => "malformed",
+            Outcome::Failed { .. } => "failed",
+        }
+    }
+}
+
+/// How fork approvals are checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Approvals {
+    /// With GitHub (push access of whoever added the label); without GitHub, none count.
+    Checked,
+    /// The label's sender counts as a maintainer (`previewd render`, and `previewd consume`
+    /// into a folder: there is no GitHub to ask, and nothing is deployed).
+    Assumed,
+}
+
+#[derive(Clone)]
+pub struct Intake {
+    store: PreviewStore,
+    config: Arc<Config>,
+    approvals: Approvals,
+    /// GitHub, when credentials are configured: changed files and fork checks (read here) ...
+    github: Option<Arc<GitHubClient>>,
+    /// ... and the PR comment (published through the notifier).
+    notifier: Option<Arc<Notifier>>,
+    /// AI augmentation (service detection, test suggestions, TTL prediction), when on.
+    ai: Option<Arc<AiEngine>>,
+    /// Each repository's path globs.
+    matchers: Arc<HashMap<String, ServiceMatcher>>,
+}
+
+impl std::fmt::Debug for Intake {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Intake").field("store", &self.store).finish_non_exhaustive()
+    }
+}
+
+impl Intake {
+    pub fn new(store: PreviewStore, config: Arc<Config>) -> Intake {
+        let matchers = config.repositories.iter().map(|repo| (repo.name.clone(), ServiceMatcher::new(repo))).collect();
+        Intake {
+            store,
+            config,
+            approvals: Approvals::Checked,
+            github: None,
+            notifier: None,
+            ai: None,
+            matchers: Arc::new(matchers),
+        }
+    }
+
+    pub fn with_approvals(mut self, approvals: Approvals) -> Intake {
+        self.approvals = approvals;
+        self
+    }
+
+    /// Reads changed files and checks fork labels with the notifier's GitHub client, and
+    /// explains missing previews on the PR through the notifier.
+    pub fn with_github(mut self, notifier: Arc<Notifier>) -> Intake {
+        self.github = Some(Arc::clone(notifier.github()));
+        self.notifier = Some(notifier);
+        self
+    }
+
+    /// Asks the AI engine too (it needs GitHub for the diff).
+    pub fn with_ai(mut self, engine: Arc<AiEngine>) -> Intake {
+        self.ai = Some(engine);
+        self
+    }
+
+    pub fn store(&self) -> &PreviewStore {
+        &self.store
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The name of the preview `event` is about (`None`: its repository is not configured).
+    pub fn preview_name(&self, event: &PreviewEvent) -> Option<String> {
+        let repo = self.config.repository(&event.repository.full_name)?;
+        Some(names::preview_name(&self.config.namespace_prefix, &repo.slug(), event.pull_request.number))
+    }
+
+    async fn approval(&self, event: &PreviewEvent) -> Result<Approval, String> {
+        if !policy::offers_approval(event, &self.config) {
+            return Ok(Approval::None);
+        }
+        match self.approvals {
+            Approvals::Assumed => Ok(policy::assumed_approval(event, &self.config)),
+            // Fail closed: an unverified fork stays undeployed, and the message comes back.
+            Approvals::Checked => {
+                self.verify_approval(event).await.map_err(|e| format!("checking the fork label: {e}"))
+            }
+        }
+    }
+
+    /// Applies one event to the store.
+    pub async fn handle_event(&self, event: &PreviewEvent) -> Outcome {
+        let (Some(repo), Some(name)) = (self.config.repository(&event.repository.full_name), self.preview_name(event))
+        else {
+            return Outcome::Ignored { reason: Reason::RepositoryNotConfigured };
+        };
+        let existing = match self.store.get(&name).await {
+            Ok(Some(existing)) if policy::is_stale(event, &existing.spec.last_event) => return Outcome::Stale,
+            Ok(existing) => existing,
+            Err(err) => return Outcome::Failed { error: err.to_string() },
+        };
+        let deleting = existing.as_ref().is_some_and(|e| e.metadata.deletion_timestamp.is_some());
+        let approval = match self.approval(event).await {
+            Ok(approval) => approval,
+            Err(error) => return Outcome::Failed { error },
+        };
+        // A preview being torn down approves nothing any more.
+        let previous = existing.as_ref().filter(|_| !deleting).map(|e| &e.spec);
+        let mut spec = match policy::decide(event, &self.config, previous, approval) {
+            Decision::Upsert(spec) => *spec,
+            Decision::Remove { reason } => return self.remove(name, existing, event, reason).await,
+            Decision::Ignore { reason } => return Outcome::Ignored { reason },
+        };
+        if deleting {
+            // The previous preview is still being torn down: keep the message for a retry
+            // rather than write into an object that is about to disappear.
+            return Outcome::Failed { error: format!("{name} is still being deleted; retrying later") };
+        }
+        // A fork's unapproved push keeps the approved commit, and with it the services chosen
+        // for that commit (the PR's files now describe the unapproved head).
+        if spec.awaiting_approval.is_none() {
+            self.select_services(repo, event, existing.as_ref(), &mut spec).await;
+        }
+        self.predict_ttl(event, &mut spec).await;
+        if spec.services.is_empty() {
+            return self.remove(name, existing, event, Reason::NoServicesAffected).await;
+        }
+        match self.store.apply(&PreviewEnvironment::new(&name, spec)).await {
+            Ok(()) => Outcome::Applied { name },
+            Err(err) => Outcome::Failed { error: err.to_string() },
+        }
+    }
+
+    /// No preview for this PR: delete one that exists, or tell the PR why none was created.
+    async fn remove(
+        &self,
+        name: String,
+        existing: Option<PreviewEnvironment>,
+        event: &PreviewEvent,
+        reason: Reason,
+    ) -> Outcome {
+        let Some(existing) = existing else {
+            if let Some(notifier) = &self.notifier {
+                notifier.publish(view::not_created(&self.config, event, reason));
+            }
+            return Outcome::Removed { name, reason };
+        };
+        match self.store.remove(&existing, reason).await {
+            Ok(()) => Outcome::Removed { name, reason },
+            Err(err) => Outcome::Failed { error: err.to_string() },
+        }
+    }
+}
