@@ -157,22 +157,41 @@ async fn measure(n: u64) {
     let idle = |_: Arc<PreviewEnvironment>, _: Arc<()>| async { Ok::<Action, kube::Error>(Action::await_change()) };
     let filling =
         tokio::spawn(controller.run(idle, |_, _, _| Action::await_change(), Arc::new(())).for_each(|_| async {}));
-    caches.ready().await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let filled = tokio::time::timeout(Duration::from_secs(120), caches.ready())
+        .await
+        .expect("the caches fill from the API within two minutes");
+    assert!(filled, "a cache's watch failed");
+    settle(&api).await;
     let stats = region.change();
     let held = stats.bytes_allocated.saturating_sub(stats.bytes_deallocated);
-    let objects = caches.namespaces.state().len()
-        + caches.quotas.state().len()
-        + caches.limits.state().len()
-        + caches.policies.state().len()
-        + caches.ingresses.state().len()
-        + caches.application_sets.state().len()
-        + caches.applications.state().len()
-        + caches.previews.state().len();
+    // The objects themselves: a deep copy of each allocates what the cached one holds.
+    fn copies<K: Clone + kube::Resource + 'static>(store: &kube::runtime::reflector::Store<K>) -> (usize, usize)
+    where
+        K::DynamicType: Eq + std::hash::Hash + Clone,
+    {
+        let region = Region::new(GLOBAL);
+        let copied: Vec<K> = store.state().iter().map(|o| (**o).clone()).collect();
+        let bytes = region.change().bytes_allocated;
+        (copied.len(), bytes)
+    }
+    let sizes = [
+        copies(&caches.namespaces),
+        copies(&caches.quotas),
+        copies(&caches.limits),
+        copies(&caches.policies),
+        copies(&caches.ingresses),
+        copies(&caches.application_sets),
+        copies(&caches.applications),
+        copies(&caches.previews),
+    ];
+    let objects: usize = sizes.iter().map(|(n, _)| n).sum();
+    let bytes: usize = sizes.iter().map(|(_, b)| b).sum();
     println!(
-        "{n} previews: caches hold {objects} objects in {:.1} MiB, {} bytes per preview",
+        "{n} previews: the caches hold {objects} objects, {:.1} MiB, {} bytes per preview \
+         (the process grew {:.1} MiB while filling them: caches, watch buffers, the in-memory server's side)",
+        bytes as f64 / 1_048_576.0,
+        bytes / n as usize,
         held as f64 / 1_048_576.0,
-        held / n as usize
     );
     filling.abort();
 }
@@ -183,7 +202,10 @@ fn main() {
         return;
     }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
-    for n in [100, 1000] {
+    let sizes: Vec<u64> = std::env::var("PREVIEWD_BENCH_SIZES")
+        .ok()
+        .map_or(vec![100, 1000], |v| v.split(',').filter_map(|n| n.parse().ok()).collect());
+    for n in sizes {
         runtime.block_on(measure(n));
     }
 }

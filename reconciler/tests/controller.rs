@@ -375,3 +375,22 @@ async fn an_unchanged_preview_is_reconciled_without_writes() {
     assert!(requests.is_empty(), "an unchanged preview cost {requests:#?}");
     running.abort();
 }
+
+#[tokio::test]
+async fn a_reconcile_from_a_lagging_cache_does_not_repeat_the_status_write() {
+    let (api, client) = cluster();
+    let config = config();
+    let now = Utc::now();
+    create(&client, &config, "opened.json", now).await;
+    let ctx = context(&client, config);
+    // As the cache holds it: no status yet.
+    let lagging = fetch(&client, NAME).await;
+    reconcile_at(&lagging, &ctx, now).await.unwrap();
+    assert_eq!(fetch(&client, NAME).await.status.and_then(|s| s.phase), Some(Phase::Deploying));
+    // Another watch event brings the same stale copy back before the status update arrives.
+    api.clear_requests();
+    reconcile_at(&lagging, &ctx, now).await.unwrap();
+    let writes: Vec<String> =
+        api.requests().iter().filter(|r| r.is_write()).map(|r| format!("{} {}", r.verb, r.path)).collect();
+    assert!(writes.is_empty(), "the status (and its Events) were written again: {writes:#?}");
+}

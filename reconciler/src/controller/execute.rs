@@ -54,6 +54,7 @@ pub(super) async fn execute(
     let previous = pe.status.clone();
     if let Some(status) = &plan.status {
         write_status(&api, &name, status).await?;
+        ctx.written.remember(pe, status, std::time::Instant::now());
     }
     publish(ctx, pe, &plan.events).await;
     if let (Some(notifier), Some(update)) = (&ctx.github, plan.update) {

@@ -16,6 +16,7 @@ pub mod observe;
 pub mod plan;
 pub mod status;
 pub mod watch;
+mod written;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -49,6 +50,8 @@ pub struct Context {
     /// Cost and state of every live preview (gauges, budget).
     pub books: Books,
     pub metrics: Option<Metrics>,
+    /// Statuses written that the cache may not show yet.
+    written: written::Written,
     /// Consecutive failed reconciles per PreviewEnvironment, for exponential backoff.
     failures: Mutex<std::collections::HashMap<String, u32>>,
 }
@@ -75,6 +78,7 @@ impl Context {
             github: None,
             books,
             metrics: None,
+            written: written::Written::default(),
             failures: Mutex::default(),
         }
     }
@@ -209,6 +213,7 @@ pub async fn reconcile_at(pe: &PreviewEnvironment, ctx: &Context, now: DateTime<
             Ok(decided.unwrap_or_else(|| {
                 if deleting {
                     ctx.books.forget(&pe.name_any());
+                    ctx.written.forget(pe);
                     Outcome::Finalized
                 } else {
                     Outcome::FinalizerAdded
@@ -240,6 +245,15 @@ pub async fn reconcile_named(ctx: &Context, name: &str, now: DateTime<Utc>) -> R
 /// Dereference, plan, execute: one reconcile of a preview that is not being deleted.
 async fn reconcile_live(pe: &PreviewEnvironment, ctx: &Context, now: DateTime<Utc>) -> Result<Outcome, Error> {
     let config = &ctx.config;
+    // The cache may not show this controller's last status write yet: plan from that write.
+    let fresher;
+    let pe = match ctx.written.newer_than(pe, std::time::Instant::now()) {
+        Some(status) => {
+            fresher = PreviewEnvironment { status: Some(status), ..pe.clone() };
+            &fresher
+        }
+        None => pe,
+    };
     let resolved = Preview::resolve(config, pe);
     let desired = resolved.as_ref().map(|p| Rendered::of(p).desired()).unwrap_or_default();
     let name = pe.name_any();

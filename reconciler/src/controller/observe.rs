@@ -34,7 +34,7 @@ impl Observed {
         self.applications.get(name)
     }
 
-    fn insert(&mut self, desired: &Desired, object: Value) {
+    pub(super) fn insert(&mut self, desired: &Desired, object: Value) {
         self.objects.insert((desired.kind, desired.namespace.clone(), desired.name.clone()), object);
     }
 }

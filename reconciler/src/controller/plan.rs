@@ -194,7 +194,85 @@ pub fn plan(inputs: Inputs<'_>) -> Plan {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::crd::PreviewEnvironmentSpec;
+    use crate::render::Rendered;
     use serde_json::json;
+
+    fn config() -> Config {
+        Config::from_yaml(include_str!("../../../docs/examples/config.yaml")).unwrap()
+    }
+
+    fn preview(config: &Config, now: DateTime<Utc>) -> PreviewEnvironment {
+        let spec = PreviewEnvironmentSpec {
+            repository: "acme/shop".into(),
+            pr_number: 42,
+            head_sha: "abc".into(),
+            services: vec!["web".into()],
+            last_activity: now,
+            ..PreviewEnvironmentSpec::default()
+        };
+        let mut pe = crate::render::as_applied(config, spec).unwrap();
+        pe.status = None;
+        pe.metadata.uid = Some("uid-1".into());
+        pe
+    }
+
+    /// What the API would hold after applying `desired`.
+    fn live(desired: &[Desired]) -> Observed {
+        let mut observed = Observed::default();
+        for d in desired {
+            observed.insert(d, d.object.clone());
+        }
+        observed
+    }
+
+    #[test]
+    fn a_preview_in_step_with_its_objects_writes_nothing() {
+        let (config, now) = (config(), Utc::now());
+        let pe = preview(&config, now);
+        let resolved = Preview::resolve(&config, &pe).unwrap();
+        let desired = Rendered::of(&resolved).desired();
+        let nothing = Observed::default();
+        let inputs = |pe, observed| Inputs {
+            pe,
+            config: &config,
+            preview: Ok(&resolved),
+            desired: &desired,
+            observed,
+            throttle: None,
+            now,
+        };
+        // Nothing there yet: everything is applied and the status written.
+        let first = plan(inputs(&pe, &nothing));
+        assert_eq!(first.apply.len(), desired.len());
+        let mut written = pe.clone();
+        written.status = first.status.clone();
+        // Everything there, status as planned: nothing to write.
+        let all = live(&desired);
+        let again = plan(inputs(&written, &all));
+        assert!(again.apply.is_empty() && again.status.is_none() && again.events.is_empty(), "{again:?}");
+        assert_eq!(again.outcome, Outcome::Applied { requeue: config.ttl.sweep_interval });
+    }
+
+    #[test]
+    fn past_its_expiry_a_preview_is_deleted_and_nothing_else() {
+        let (config, now) = (config(), Utc::now());
+        let pe = preview(&config, now - chrono::Duration::hours(5));
+        let resolved = Preview::resolve(&config, &pe).unwrap();
+        let desired = Rendered::of(&resolved).desired();
+        let observed = Observed::default();
+        let expired = plan(Inputs {
+            pe: &pe,
+            config: &config,
+            preview: Ok(&resolved),
+            desired: &desired,
+            observed: &observed,
+            throttle: None,
+            now,
+        });
+        assert!(expired.expire && expired.apply.is_empty() && expired.status.is_none());
+        assert_eq!(expired.outcome, Outcome::Expired);
+    }
 
     #[test]
     fn the_live_object_may_have_more_but_not_other() {
