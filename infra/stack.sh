@@ -23,7 +23,8 @@ up() {
       echo "stack: port $port already answers but was not started by this script" >&2
       exit 1
     fi
-    nohup .venv/bin/moto_server -H 127.0.0.1 -p "$port" >"$run/moto.log" 2>&1 &
+    # moto, with DynamoDB requests isolated from each other as DynamoDB does (infra/emulator.py).
+    nohup .venv/bin/python infra/emulator.py -H 127.0.0.1 -p "$port" >"$run/moto.log" 2>&1 &
     echo $! >"$pidfile"
   fi
   for _ in $(seq 1 100); do

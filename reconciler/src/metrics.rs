@@ -13,8 +13,11 @@ pub struct Metrics {
     pub registry: Registry,
     /// `previewd_queue_messages_received_total`.
     pub queue_received: IntCounter,
-    /// `previewd_queue_messages_total{outcome}`: applied, removed, ignored, stale, superseded, malformed, failed.
+    /// `previewd_queue_messages_total{outcome}`: applied, removed, ignored, stale, superseded, malformed, newer_version, waiting, failed.
     pub queue_messages: IntCounterVec,
+    /// `previewd_queue_delete_failures_total`: handled messages SQS would not delete (they come
+    /// back, and are dropped as already applied).
+    pub queue_delete_failures: IntCounter,
     /// `previewd_queue_last_poll_timestamp_seconds`: when this replica last received from the
     /// queue (0 on a standby replica).
     pub queue_last_poll: Gauge,
@@ -90,6 +93,10 @@ impl Metrics {
             queue_messages: register!(IntCounterVec::new(
                 Opts::new("previewd_queue_messages_total", "Queue messages handled, by outcome"),
                 &["outcome"],
+            )?),
+            queue_delete_failures: register!(IntCounter::new(
+                "previewd_queue_delete_failures_total",
+                "Handled queue messages that could not be deleted"
             )?),
             queue_last_poll: register!(Gauge::new(
                 "previewd_queue_last_poll_timestamp_seconds",

@@ -16,9 +16,16 @@ pub fn expires_at(
     predicted_idle: Option<std::time::Duration>,
 ) -> DateTime<Utc> {
     let idle = if do_not_expire { ttl.do_not_expire } else { predicted_idle.map_or(ttl.idle, |p| p.min(ttl.idle)) };
-    let by_activity = last_activity + chrono::Duration::from_std(idle).unwrap_or(chrono::Duration::MAX);
-    let absolute = created_at + chrono::Duration::from_std(ttl.max).unwrap_or(chrono::Duration::MAX);
-    by_activity.min(absolute)
+    after(last_activity, idle).min(after(created_at, ttl.max))
+}
+
+/// `at + span`, saturating at the latest time chrono can hold (the configuration bounds the
+/// spans; stored timestamps are whatever the API server holds).
+fn after(at: DateTime<Utc>, span: std::time::Duration) -> DateTime<Utc> {
+    chrono::Duration::from_std(span)
+        .ok()
+        .and_then(|span| at.checked_add_signed(span))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
 }
 
 /// When the preview of `spec`, created at `created_at`, expires under `config`.
@@ -31,6 +38,25 @@ pub fn expiry(config: &Config, spec: &PreviewEnvironmentSpec, created_at: DateTi
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Any TTL the configuration's types can hold, at any time chrono can hold: no panic,
+        /// and the expiry is never before the creation.
+        #[test]
+        fn no_ttl_configuration_panics(
+            idle in any::<u64>(), do_not_expire in any::<u64>(), max in any::<u64>(), nanos in any::<u32>(),
+            predicted in proptest::option::of(any::<u64>()),
+            activity in any::<i64>(), created in any::<i64>(), label in any::<bool>(),
+        ) {
+            let span = |s: u64| std::time::Duration::new(s, nanos % 1_000_000_000);
+            let ttl = TtlConfig { idle: span(idle), do_not_expire: span(do_not_expire), max: span(max), ..TtlConfig::default() };
+            let time = |ms: i64| DateTime::<Utc>::from_timestamp_millis(ms).unwrap_or(DateTime::<Utc>::MAX_UTC);
+            let (activity, created) = (time(activity), time(created));
+            let at = expires_at(&ttl, activity, created, label, predicted.map(std::time::Duration::from_secs));
+            prop_assert!(at >= created.min(activity));
+        }
+    }
 
     fn at(s: &str) -> DateTime<Utc> {
         s.parse().unwrap()

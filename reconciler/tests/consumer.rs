@@ -186,7 +186,7 @@ async fn malformed_messages_end_in_the_dead_letter_queue() {
         .sqs
         .send_message()
         .queue_url(&s.stack.queue_url)
-        .message_body("{\"version\": 99}")
+        .message_body("{\"version\": 1, \"delivery_id\": 7}")
         .message_group_id("garbage")
         .message_deduplication_id("garbage-1")
         .send()
@@ -281,5 +281,157 @@ async fn a_maintainers_approval_in_a_burst_is_not_superseded() {
     let spec = s.preview(name).await.unwrap().spec;
     assert_eq!(spec.head_sha, approved.pull_request.head_sha, "x, approved, runs");
     assert_eq!(spec.awaiting_approval.map(|a| a.sha), Some(pushed.pull_request.head_sha), "y waits");
+    assert_eq!(s.queued(&s.stack.queue_url).await, (0, 0));
+}
+
+/// Receives until `polls` receives returned something, waiting for delayed messages to come
+/// back in between; returns every outcome.
+async fn poll_received(s: &Setup, polls: usize) -> Vec<Outcome> {
+    let mut outcomes = Vec::new();
+    let mut received = 0;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while received < polls {
+        assert!(std::time::Instant::now() < deadline, "only {received} receives returned a message: {outcomes:?}");
+        let batch = s.poll().await;
+        if batch.is_empty() {
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            continue;
+        }
+        received += 1;
+        outcomes.extend(batch);
+    }
+    outcomes
+}
+
+fn quick_backoff(consumer: &mut Consumer) {
+    consumer.backoff = previewd::consumer::Backoff {
+        first: std::time::Duration::from_secs(1),
+        max: std::time::Duration::from_secs(1),
+    };
+}
+
+#[tokio::test]
+async fn a_newer_schema_version_is_returned_not_dead_lettered() {
+    let mut s = setup("newer-version", false).await;
+    quick_backoff(&mut s.consumer);
+    let mut newer = serde_json::to_value(event("opened.json")).unwrap();
+    newer["version"] = serde_json::json!(previewd_events::SCHEMA_VERSION + 1);
+    let group = event("opened.json").message_group_id();
+    s.stack
+        .sqs
+        .send_message()
+        .queue_url(&s.stack.queue_url)
+        .message_body(newer.to_string())
+        .message_group_id(&group)
+        .message_deduplication_id("from-a-newer-front")
+        .send()
+        .await
+        .unwrap();
+    // Twice the queue's maxReceiveCount (5): a malformed message would be in the DLQ by now.
+    let outcomes = poll_received(&s, 10).await;
+    assert_eq!(outcomes.len(), 10, "{outcomes:?}");
+    assert!(outcomes.iter().all(|o| matches!(o, Outcome::NewerVersion { .. })), "{outcomes:?}");
+    assert_eq!(s.queued(&s.stack.dlq_url).await, (0, 0), "nothing dead-lettered");
+    assert_eq!(s.queued(&s.stack.queue_url).await.0 + s.queued(&s.stack.queue_url).await.1, 1, "still queued, once");
+    // It is the same message for whoever can read it: its body is unchanged.
+    let mut reader = s.stack.sqs.receive_message().queue_url(&s.stack.queue_url).wait_time_seconds(3);
+    reader = reader.max_number_of_messages(10);
+    let bodies: Vec<String> =
+        reader.send().await.unwrap().messages.unwrap_or_default().into_iter().filter_map(|m| m.body).collect();
+    assert_eq!(
+        bodies.iter().map(|b| serde_json::from_str::<serde_json::Value>(b).unwrap()).collect::<Vec<_>>(),
+        vec![newer]
+    );
+}
+
+#[tokio::test]
+async fn an_event_for_a_preview_being_deleted_waits_instead_of_dead_lettering() {
+    let mut s = setup("teardown-wait", false).await;
+    quick_backoff(&mut s.consumer);
+    let opened = event("opened.json");
+    s.send(&opened).await;
+    assert_eq!(s.poll().await, vec![Outcome::Applied { name: NAME.into() }]);
+    // The controller's finalizer holds the preview while its teardown runs.
+    let api = Api::<PreviewEnvironment>::all(s.kube.clone());
+    let finalizer = serde_json::json!({"metadata": {"finalizers": ["preview.previewd.io/cleanup"]}});
+    api.patch(NAME, &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&finalizer)).await.unwrap();
+    api.delete(NAME, &Default::default()).await.unwrap();
+    assert!(s.preview(NAME).await.unwrap().metadata.deletion_timestamp.is_some());
+
+    let mut reopened = later(opened, 5, "d-reopened");
+    reopened.action = PrAction::Reopened;
+    s.send(&reopened).await;
+    let outcomes = poll_received(&s, 8).await;
+    assert!(outcomes.iter().all(|o| matches!(o, Outcome::Waiting { .. })), "{outcomes:?}");
+    assert_eq!(s.queued(&s.stack.dlq_url).await, (0, 0), "never dead-lettered while the teardown runs");
+
+    // The teardown ends: the event that waited builds the new preview.
+    let none = serde_json::json!({"metadata": {"finalizers": null}});
+    api.patch(NAME, &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&none)).await.unwrap();
+    assert!(s.preview(NAME).await.is_none());
+    assert_eq!(poll_received(&s, 1).await, vec![Outcome::Applied { name: NAME.into() }]);
+    let pe = s.preview(NAME).await.unwrap();
+    assert_eq!(pe.spec.last_event.delivery_id, "d-reopened");
+    assert_eq!(s.queued(&s.stack.queue_url).await, (0, 0));
+}
+
+#[tokio::test]
+async fn a_slow_event_keeps_its_message_invisible() {
+    let s = setup("slow-github", false).await;
+    let github = support::github::FakeGitHub::start().await;
+    {
+        let mut gh = github.lock();
+        gh.files = vec![serde_json::json!({"filename": "web/a.ts", "status": "modified"})];
+        // Each event reads its PR's files: slower than the messages' visibility timeout.
+        gh.latency = std::time::Duration::from_millis(2500);
+    }
+    let notifier =
+        Arc::new(previewd::github::notify::Notifier::new(Arc::new(github.client()), s.config.github.clone()));
+    let mut consumer = s.consumer.clone().with_github(notifier);
+    consumer.visibility = std::time::Duration::from_secs(1);
+    let prs = [42_u64, 43, 44];
+    for (i, number) in prs.iter().enumerate() {
+        let mut e = event("opened.json");
+        e.pull_request.number = *number;
+        e.delivery_id = format!("d-{i}");
+        s.send(&e).await;
+    }
+    // Two replicas' consumers poll side by side until all three are handled, then on for a
+    // while: long enough for a message whose visibility lapsed to be handed out again.
+    let handled = std::sync::atomic::AtomicUsize::new(0);
+    let run = |consumer: Consumer| {
+        let handled = &handled;
+        async move {
+            let mut outcomes = Vec::new();
+            let give_up = std::time::Instant::now() + std::time::Duration::from_secs(30);
+            let mut all_done: Option<std::time::Instant> = None;
+            while std::time::Instant::now() < give_up
+                && all_done.is_none_or(|at| at.elapsed() < std::time::Duration::from_secs(3))
+            {
+                let batch = consumer.poll_once().await.unwrap();
+                handled.fetch_add(batch.len(), std::sync::atomic::Ordering::SeqCst);
+                if batch.is_empty() {
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+                outcomes.extend(batch);
+                if all_done.is_none() && handled.load(std::sync::atomic::Ordering::SeqCst) >= prs.len() {
+                    all_done = Some(std::time::Instant::now());
+                }
+            }
+            outcomes
+        }
+    };
+    let (a, b) = tokio::join!(run(consumer.clone()), run(consumer.clone()));
+    let mut applied: Vec<String> = a
+        .iter()
+        .chain(&b)
+        .map(|o| match o {
+            Outcome::Applied { name } => name.clone(),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    applied.sort();
+    assert_eq!(applied, ["preview-shop-pr-42", "preview-shop-pr-43", "preview-shop-pr-44"], "each handled once");
+    assert_eq!(github.lock().count("GET", "/files"), 3, "each event read its files once");
     assert_eq!(s.queued(&s.stack.queue_url).await, (0, 0));
 }

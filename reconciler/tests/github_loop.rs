@@ -89,6 +89,18 @@ impl World {
     }
 }
 
+/// Every test's exchanges are held to GitHub's published REST description: a request GitHub
+/// would refuse, or an answer it would never send, fails the test that made it.
+impl Drop for World {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            return;
+        }
+        let problems = previewd_testkit::github_api::problems(&self.github.lock().exchanges);
+        assert!(problems.is_empty(), "GitHub contract:\n{}", problems.join("\n"));
+    }
+}
+
 /// An example queue message, as if the PR had just been updated.
 fn event(name: &str) -> PreviewEvent {
     let mut e = support::event(name);
@@ -551,6 +563,61 @@ async fn docs_only_changes_get_no_preview_and_are_told_why() {
     assert_eq!(comments.len(), 1);
     assert!(comments[0].body.contains("Preview deploying"));
     assert!(comments[0].body.contains("The `do-not-expire` label keeps it longer"));
+}
+
+/// A whole life through every endpoint Previewd calls (changed files, a collaborator's
+/// permission, deployments and their statuses, a commit status, the sticky comment, the
+/// App's installation tokens), each request and each stand-in answer checked against GitHub's
+/// published REST description (`@octokit/openapi`).
+#[tokio::test]
+async fn every_github_request_matches_the_published_api() {
+    let mut config = config();
+    config.github.commit_status = true;
+    let w = World::with_config(config).await;
+    {
+        let mut gh = w.github.lock();
+        gh.files = changed(&["web/a.ts", "README.md"]);
+        gh.permissions.insert("maintainer".into(), "write".into());
+    }
+    w.consumer.handle_event(&event("opened.json")).await;
+    let now = Utc::now();
+    w.reconcile(NAME, now).await;
+    w.notifier.flush(false).await;
+    w.services_healthy(NAME).await;
+    w.reconcile(NAME, now).await;
+    w.notifier.flush(false).await;
+    // A fork, labelled by a maintainer: their permission is asked.
+    let mut labelled = event("fork-labeled.json");
+    labelled.sender = "maintainer".into();
+    assert!(matches!(w.consumer.handle_event(&labelled).await, Consumed::Applied { .. }));
+    // Merged: destroyed.
+    let deleting = w.deleting(NAME, Reason::Merged).await;
+    reconcile_at(&deleting, &w.ctx, now).await.unwrap();
+    w.notifier.flush(false).await;
+    reconcile_at(&deleting, &w.ctx, now).await.unwrap();
+
+    let exchanges = w.github.lock().exchanges.clone();
+    let operations: std::collections::BTreeSet<String> = exchanges
+        .iter()
+        .filter_map(|e| {
+            previewd_testkit::github_api::operation(&e.method, &e.path).map(|o| format!("{} {o}", e.method))
+        })
+        .collect();
+    for expected in [
+        "POST /app/installations/{installation_id}/access_tokens",
+        "GET /repos/{owner}/{repo}/pulls/{pull_number}/files",
+        "GET /repos/{owner}/{repo}/collaborators/{username}/permission",
+        "POST /repos/{owner}/{repo}/deployments",
+        "POST /repos/{owner}/{repo}/deployments/{deployment_id}/statuses",
+        "POST /repos/{owner}/{repo}/statuses/{sha}",
+        "GET /repos/{owner}/{repo}/issues/{issue_number}/comments",
+        "POST /repos/{owner}/{repo}/issues/{issue_number}/comments",
+        "PATCH /repos/{owner}/{repo}/issues/comments/{comment_id}",
+    ] {
+        assert!(operations.contains(expected), "{expected} not exercised: {operations:#?}");
+    }
+    let problems = previewd_testkit::github_api::problems(&exchanges);
+    assert!(problems.is_empty(), "GitHub contract:\n{}", problems.join("\n"));
 }
 
 #[tokio::test]

@@ -4,6 +4,9 @@
 //! emulator) while no reconciler runs. Then the reconciler starts, once cleanly and once
 //! killed mid-way and started again, and every PR must end exactly as its newest event says:
 //! nothing lost, nothing enqueued twice, per-PR order kept, no namespace for an unapproved fork.
+//! Some webhook invocations die between the claim and the enqueue (killed while SendMessage is
+//! in flight, so they neither enqueue nor release); their redeliveries inside the claim's lease
+//! are told to come back (409), and the ones after it are accepted, or stale if superseded.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod support;
@@ -22,6 +25,7 @@ use previewd::consumer::{Consumer, Outcome};
 use previewd::controller::{Context, reconcile_named};
 use previewd::crd::PreviewEnvironment;
 use previewd_testkit::Stack;
+use previewd_testkit::fault::{Fault, FaultProxy};
 use previewd_webhook::budget::Budget;
 use previewd_webhook::ledger::Ledger;
 use previewd_webhook::queue::EventQueue;
@@ -65,7 +69,22 @@ struct Sent {
     action: &'static str,
     head_sha: String,
     labels: Vec<String>,
+    kind: SendKind,
 }
+
+/// How a send is made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SendKind {
+    Normal,
+    /// The invocation dies once its SendMessage is in flight: no answer, claim left pending.
+    Dies,
+    /// A redelivery after the claim's lease ran out (the webhook's clock moved past it).
+    AfterLease,
+}
+
+/// The claim lease in the drill: longer than the whole run, so every redelivery of a died
+/// delivery made on the real clock lands inside it; `AfterLease` sends move past it.
+const LEASE: i64 = 3_600;
 
 #[derive(Debug, Clone)]
 struct Pr {
@@ -147,6 +166,7 @@ fn scenario(seed: u64) -> (Vec<Pr>, Vec<Vec<Sent>>) {
                     action,
                     head_sha: sha.to_owned(),
                     labels: labels.to_vec(),
+                    kind: SendKind::Normal,
                 });
             };
         push(&mut pr, &mut rng, "opened", &labels, &sha, None);
@@ -186,35 +206,65 @@ fn scenario(seed: u64) -> (Vec<Pr>, Vec<Vec<Sent>>) {
             let at = i + 1 + rng.below((sends.len() - i) as u64) as usize;
             sends.insert(at.min(sends.len()), again);
         }
+        // Deaths between claim and enqueue, each followed by a redelivery inside the lease
+        // (right away, as a manual redelivery would be) and one after it (later).
+        let mut i = 0;
+        while i < sends.len() {
+            let first = !sends[..i].iter().any(|s| s.id == sends[i].id);
+            if first && rng.chance(4) {
+                sends[i].kind = SendKind::Dies;
+                let mut inside = sends[i].clone();
+                inside.kind = SendKind::Normal;
+                sends.insert(i + 1, inside);
+                let mut after = sends[i].clone();
+                after.kind = SendKind::AfterLease;
+                let at = i + 2 + rng.below((sends.len() - i - 1) as u64) as usize;
+                sends.insert(at.min(sends.len()), after);
+                i += 1;
+            }
+            i += 1;
+        }
         lane.extend(sends);
     }
     (prs, lanes)
 }
 
-/// What the webhook must answer, per delivery, and which events reach the queue.
-fn expected_answers(lane: &[Sent]) -> Vec<Answer> {
+/// What the webhook must answer, per delivery (`None`: the invocation died), and so which
+/// events reach the queue. Only an accepted delivery raises its PR's order mark; a died one
+/// leaves a live claim, which answers 409 until its lease is over.
+fn expected_answers(lane: &[Sent]) -> Vec<Option<Answer>> {
     let mut seen: HashSet<&str> = HashSet::new();
+    let mut pending: HashSet<&str> = HashSet::new();
     let mut mark: HashMap<(usize, u64), DateTime<Utc>> = HashMap::new();
     lane.iter()
         .map(|sent| {
             if seen.contains(sent.id.as_str()) {
-                return Answer::Duplicate;
+                return Some(Answer::Duplicate);
+            }
+            if sent.kind != SendKind::AfterLease && pending.contains(sent.id.as_str()) {
+                return Some(Answer::InProgress);
             }
             if mark.get(&sent.pr).is_some_and(|m| sent.updated_at < *m) {
-                return Answer::Stale;
+                return Some(Answer::Stale);
             }
+            if sent.kind == SendKind::Dies {
+                pending.insert(&sent.id);
+                return None;
+            }
+            pending.remove(sent.id.as_str());
             seen.insert(&sent.id);
             mark.insert(sent.pr, sent.updated_at);
-            Answer::Accepted
+            Some(Answer::Accepted)
         })
         .collect()
 }
 
-fn webhook(stack: &Stack) -> Webhook {
+fn webhook(stack: &Stack, sqs: aws_sdk_sqs::Client) -> Webhook {
     let env = [
         ("PREVIEWD_WEBHOOK_SECRET", SECRET.to_owned()),
         ("PREVIEWD_QUEUE_URL", stack.queue_url.clone()),
         ("PREVIEWD_TABLE_NAME", stack.table.clone()),
+        ("PREVIEWD_CLAIM_LEASE_SECONDS", LEASE.to_string()),
         // The burst is far over any per-minute limit: this test is about outages.
         ("PREVIEWD_RATE_LIMIT_PER_MINUTE", "0".to_owned()),
     ];
@@ -229,31 +279,70 @@ fn webhook(stack: &Stack) -> Webhook {
     // tested in functions/webhook (template.rs, faults.rs).
     let room = Duration::from_secs(30);
     let budget = Budget { ledger: room, enqueue: room, settle: room, ..Budget::LAMBDA };
-    Webhook::new(config, secrets, ledger, EventQueue::new(stack.sqs.clone(), stack.queue_url.clone()))
-        .with_budget(budget)
+    Webhook::new(config, secrets, ledger, EventQueue::new(sqs, stack.queue_url.clone())).with_budget(budget)
 }
 
-/// Sends every lane concurrently (each lane in order); returns the answers per lane.
-async fn deliver(stack: &Stack, lanes: &[Vec<Sent>]) -> Vec<Vec<Answer>> {
-    let webhook = Arc::new(webhook(stack));
+fn delivery(sent: &Sent) -> Delivery<'_> {
+    Delivery {
+        event: Some("pull_request"),
+        delivery_id: Some(&sent.id),
+        signature: Some(&sent.signature),
+        content_type: Some("application/json"),
+        body: &sent.body,
+    }
+}
+
+/// One send, as its kind says; `None` when the invocation was killed mid-enqueue.
+async fn send(webhook: &Arc<Webhook>, proxy: &FaultProxy, sent: &Sent) -> Option<Answer> {
+    let reply = match sent.kind {
+        SendKind::Normal => webhook.handle(&delivery(sent)).await,
+        SendKind::AfterLease => {
+            let later = Utc::now() + chrono::Duration::seconds(LEASE + 60);
+            webhook.process(&delivery(sent), later).await.0
+        }
+        SendKind::Dies => {
+            proxy.fail("SendMessage", Some(&sent.id), Fault::Hang);
+            let (webhook, owned) = (Arc::clone(webhook), sent.clone());
+            let mut invocation = tokio::spawn(async move { webhook.handle(&delivery(&owned)).await });
+            let died = loop {
+                tokio::select! {
+                    reply = &mut invocation => break Err(reply.unwrap()),
+                    () = tokio::time::sleep(Duration::from_millis(10)) => {
+                        if proxy.saw("SendMessage", &sent.id) {
+                            invocation.abort();
+                            break Ok(());
+                        }
+                    }
+                }
+            };
+            proxy.heal_matching(&sent.id);
+            match died {
+                Ok(()) => return None,
+                // It never got as far as the enqueue (a duplicate, or stale).
+                Err(reply) => reply,
+            }
+        }
+    };
+    assert!(reply.status() < 500, "{reply:?}");
+    Some(reply.outcome)
+}
+
+/// Sends every lane concurrently (each lane in order); returns the answers per lane. The
+/// webhook's SQS client goes through a proxy, where an invocation can be caught mid-enqueue.
+async fn deliver(stack: &Stack, lanes: &[Vec<Sent>]) -> Vec<Vec<Option<Answer>>> {
+    let upstream = stack.sdk.endpoint_url().unwrap_or_default().to_owned();
+    let proxy = FaultProxy::start(&upstream).await;
+    let sqs = aws_sdk_sqs::Client::new(&previewd_testkit::sdk_config(&proxy.endpoint).await);
+    let webhook = Arc::new(webhook(stack, sqs));
     let tasks: Vec<_> = lanes
         .iter()
         .cloned()
         .map(|lane| {
-            let webhook = Arc::clone(&webhook);
+            let (webhook, proxy) = (Arc::clone(&webhook), proxy.clone());
             tokio::spawn(async move {
                 let mut answers = Vec::new();
                 for sent in &lane {
-                    let delivery = Delivery {
-                        event: Some("pull_request"),
-                        delivery_id: Some(&sent.id),
-                        signature: Some(&sent.signature),
-                        content_type: Some("application/json"),
-                        body: &sent.body,
-                    };
-                    let reply = webhook.handle(&delivery).await;
-                    assert!(reply.status() < 500, "{reply:?}");
-                    answers.push(reply.outcome);
+                    answers.push(send(&webhook, &proxy, sent).await);
                 }
                 answers
             })
@@ -360,14 +449,13 @@ async fn deliveries_during_outage(stack: Stack, seed: u64) -> Run {
     for (lane, answers) in lanes.iter().zip(&answers) {
         assert_eq!(answers, &expected_answers(lane), "each answer is what the ledger and the order mark imply");
         for a in answers {
-            *tally.entry(a.as_str()).or_default() += 1;
+            *tally.entry(a.map_or("died", |a| a.as_str())).or_default() += 1;
         }
     }
     let accepted = tally.get("accepted").copied().unwrap_or(0);
-    assert!(
-        tally.get("duplicate").copied().unwrap_or(0) > 100 && tally.get("stale").copied().unwrap_or(0) > 20,
-        "{tally:?}"
-    );
+    let count = |name: &str| tally.get(name).copied().unwrap_or(0);
+    assert!(count("duplicate") > 100 && count("stale") > 20, "{tally:?}");
+    assert!(count("died") > 20 && count("in_progress") >= count("died"), "deaths and their redeliveries: {tally:?}");
     println!("{sent} deliveries over {} PRs: {tally:?}", prs.len());
     assert_eq!(
         stack.queued(&stack.queue_url).await,
@@ -415,7 +503,10 @@ async fn a_reconciler_killed_mid_way_loses_nothing() {
         .unwrap();
     let kube = support::fake_cluster().await;
 
-    let first = consumer(&run.stack, &kube);
+    let mut first = consumer(&run.stack, &kube);
+    // Its heartbeat keeps what it holds invisible for 2 s at a time; once it is killed, that
+    // comes back after 2 s.
+    first.visibility = Duration::from_secs(2);
     let worker = tokio::spawn(async move {
         loop {
             // A receive or delete can fail here (a receipt outlives its 2 s lease): the process

@@ -1,7 +1,9 @@
 //! A fault-injecting HTTP proxy in front of the local AWS emulator: tests point a real SDK
 //! client at it and switch faults on and off while the code under test runs. A request is
 //! matched by its AWS operation (`X-Amz-Target`, e.g. `DynamoDB_20120810.PutItem`) and,
-//! optionally, a fragment of its body (e.g. `rate#` for the rate-window writes only).
+//! optionally, a fragment of its body (e.g. `rate#` for the rate-window writes only). It also
+//! records every request it sees ([`FaultProxy::calls`]): one proxy per principal is how the
+//! IAM contract check (`iam`) knows who made which call.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -22,6 +24,9 @@ pub enum Fault {
     Status(u16),
     /// The emulator's answer, after this many milliseconds (for client timeouts).
     Delay(u64),
+    /// No answer, ever, and nothing forwarded: the caller is stuck mid-request (so a test can
+    /// kill it there, like a Lambda dying between two calls). Counted in `injected` on arrival.
+    Hang,
 }
 
 #[derive(Debug, Clone)]
@@ -53,6 +58,7 @@ pub struct FaultProxy {
     rules: Arc<Mutex<Vec<Rule>>>,
     injected: Arc<AtomicU64>,
     forwarded: Arc<AtomicU64>,
+    calls: Arc<Mutex<Vec<crate::iam::AwsCall>>>,
 }
 
 impl FaultProxy {
@@ -63,18 +69,22 @@ impl FaultProxy {
         let rules: Arc<Mutex<Vec<Rule>>> = Arc::default();
         let injected = Arc::new(AtomicU64::new(0));
         let forwarded = Arc::new(AtomicU64::new(0));
+        let calls: Arc<Mutex<Vec<crate::iam::AwsCall>>> = Arc::default();
         let client: Client<HttpConnector, Full<axum::body::Bytes>> =
             Client::builder(TokioExecutor::new()).build(HttpConnector::new());
         let upstream = upstream.trim_end_matches('/').to_owned();
-        let state = (Arc::clone(&rules), Arc::clone(&injected), Arc::clone(&forwarded));
+        let state = (Arc::clone(&rules), Arc::clone(&injected), Arc::clone(&forwarded), Arc::clone(&calls));
         let app = axum::Router::new().fallback(move |request: Request| {
-            let (rules, injected, forwarded) = state.clone();
+            let (rules, injected, forwarded, calls) = state.clone();
             let client = client.clone();
             let upstream = upstream.clone();
-            async move { proxy(request, &rules, &injected, &forwarded, &client, &upstream).await }
+            async move {
+                let counters = Counters { injected: &injected, forwarded: &forwarded, calls: &calls };
+                proxy(request, &rules, counters, &client, &upstream).await
+            }
         });
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        FaultProxy { endpoint: format!("http://{addr}"), rules, injected, forwarded }
+        FaultProxy { endpoint: format!("http://{addr}"), rules, injected, forwarded, calls }
     }
 
     /// Injects `fault` into every request for `operation` (`*`: all), optionally only those
@@ -92,6 +102,16 @@ impl FaultProxy {
         self.rules.lock().unwrap().clear();
     }
 
+    /// Removes the faults for requests containing `body_contains` only.
+    pub fn heal_matching(&self, body_contains: &str) {
+        self.rules.lock().unwrap().retain(|r| r.body_contains.as_deref() != Some(body_contains));
+    }
+
+    /// Whether a request for `operation` whose body contains `needle` has arrived.
+    pub fn saw(&self, operation: &str, needle: &str) -> bool {
+        self.calls.lock().unwrap().iter().any(|c| c.target.ends_with(operation) && c.body.to_string().contains(needle))
+    }
+
     /// Requests answered with a fault so far.
     pub fn injected(&self) -> u64 {
         self.injected.load(Ordering::Relaxed)
@@ -101,19 +121,34 @@ impl FaultProxy {
     pub fn forwarded(&self) -> u64 {
         self.forwarded.load(Ordering::Relaxed)
     }
+
+    /// Every request seen so far (faulted or forwarded), in arrival order.
+    pub fn calls(&self) -> Vec<crate::iam::AwsCall> {
+        self.calls.lock().unwrap().clone()
+    }
+}
+
+struct Counters<'a> {
+    injected: &'a AtomicU64,
+    forwarded: &'a AtomicU64,
+    calls: &'a Mutex<Vec<crate::iam::AwsCall>>,
 }
 
 async fn proxy(
     request: Request,
     rules: &Mutex<Vec<Rule>>,
-    injected: &AtomicU64,
-    forwarded: &AtomicU64,
+    counters: Counters<'_>,
     client: &Client<HttpConnector, Full<axum::body::Bytes>>,
     upstream: &str,
 ) -> Response {
+    let Counters { injected, forwarded, calls } = counters;
     let (parts, body) = request.into_parts();
     let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
     let target = parts.headers.get("x-amz-target").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    calls.lock().unwrap().push(crate::iam::AwsCall {
+        target: target.clone(),
+        body: serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
+    });
     let fault = rules.lock().unwrap().iter().find(|r| r.matches(&target, &body)).map(|r| r.fault);
     match fault {
         Some(Fault::Status(status)) => {
@@ -131,6 +166,10 @@ async fn proxy(
         Some(Fault::Delay(ms)) => {
             injected.fetch_add(1, Ordering::Relaxed);
             tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+        }
+        Some(Fault::Hang) => {
+            injected.fetch_add(1, Ordering::Relaxed);
+            std::future::pending::<()>().await;
         }
         None => {}
     }

@@ -8,6 +8,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod fault;
+pub mod github_api;
+pub mod iam;
 pub mod load;
 pub mod mutate;
 
@@ -98,8 +100,10 @@ pub struct PrivateEmulator {
 impl PrivateEmulator {
     pub async fn start() -> PrivateEmulator {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let program = workspace_root().join(".venv/bin/moto_server");
+        // moto with DynamoDB requests isolated from each other (infra/emulator.py says why).
+        let program = workspace_root().join(".venv/bin/python");
         let child = std::process::Command::new(&program)
+            .arg(workspace_root().join("infra/emulator.py"))
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())

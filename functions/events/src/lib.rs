@@ -158,18 +158,39 @@ pub enum DecodeError {
     UnsupportedVersion { found: u32 },
 }
 
+impl DecodeError {
+    /// A contract version later than this build's: written by a newer front during a rolling
+    /// deploy, readable by a newer consumer. Not malformed.
+    pub fn is_newer_version(&self) -> bool {
+        matches!(self, DecodeError::UnsupportedVersion { found } if *found > SCHEMA_VERSION)
+    }
+}
+
 #[derive(Deserialize)]
 struct VersionProbe {
     version: u32,
 }
 
+/// The one case rule for keys built from a repository name. GitHub treats `Acme/Shop` and
+/// `acme/shop` as the same repository, and so does every key Previewd derives from a name: the
+/// FIFO group, the ledger's rate and order items, the consumer's batching.
+pub fn repository_key(full_name: &str) -> String {
+    full_name.to_ascii_lowercase()
+}
+
 impl PreviewEvent {
+    /// The PR this event is about, as a key ([`repository_key`] and the number).
+    pub fn pr_key(&self) -> (String, u64) {
+        (repository_key(&self.repository.full_name), self.pull_request.number)
+    }
+
     /// The FIFO message group: all events of one PR are delivered in order, PRs in parallel.
     ///
-    /// `<owner>/<repo>#<pr>`; SQS caps group ids at 128 characters, and GitHub names can
-    /// reach 39 + 1 + 100, so an over-long name falls back to the repository's numeric id.
+    /// `<owner>/<repo>#<pr>` ([`repository_key`]); SQS caps group ids at 128 characters, and
+    /// GitHub names can reach 39 + 1 + 100, so an over-long name falls back to the repository's
+    /// numeric id.
     pub fn message_group_id(&self) -> String {
-        let by_name = format!("{}#{}", self.repository.full_name, self.pull_request.number);
+        let by_name = format!("{}#{}", repository_key(&self.repository.full_name), self.pull_request.number);
         if by_name.len() <= MAX_GROUP_ID_LEN {
             by_name
         } else {
@@ -238,6 +259,14 @@ mod tests {
     #[test]
     fn group_id_is_per_pull_request() {
         assert_eq!(sample().message_group_id(), "acme/shop#12");
+    }
+
+    #[test]
+    fn a_pr_has_one_group_whatever_the_case_of_its_repository_name() {
+        let mut event = sample();
+        event.repository.full_name = "Acme/Shop".into();
+        assert_eq!(event.message_group_id(), sample().message_group_id());
+        assert_eq!(event.pr_key(), sample().pr_key());
     }
 
     #[test]

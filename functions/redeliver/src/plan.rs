@@ -20,7 +20,8 @@ pub enum Verdict {
 pub fn classify(status_code: u16) -> Verdict {
     match status_code {
         200..=299 => Verdict::Succeeded,
-        0 | 408 | 429 | 500..=599 => Verdict::Retryable,
+        // 409: the webhook met a live claim on the delivery, which may still fail.
+        0 | 408 | 409 | 429 | 500..=599 => Verdict::Retryable,
         _ => Verdict::Permanent,
     }
 }

@@ -12,7 +12,7 @@ use tokio::time::Instant;
 use crate::config::{Config, HookTarget, REDELIVERABLE_FOR};
 use crate::github::{GitHub, GitHubError};
 use crate::plan::Scan;
-use crate::state::{Attempt, State};
+use crate::state::{Attempt, Progress, Resume, State};
 
 /// What a run did; returned as the invocation's result and written as EMF metrics.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -63,6 +63,16 @@ pub struct Redeliverer {
     overlap: Duration,
     max_pages: u32,
     max_wait: Duration,
+}
+
+/// How a walk over pages ended.
+enum Walked {
+    Done,
+    /// Cut short: `next` is the first page not read.
+    Paused {
+        next: String,
+        why: String,
+    },
 }
 
 enum Stop {
@@ -117,30 +127,79 @@ impl Redeliverer {
         report
     }
 
+    /// Newest first down to the watermark. A scan cut short saves where it stopped, and the
+    /// next run finishes that range first: its deliveries are the oldest, nearest to leaving
+    /// GitHub's redelivery window, and a burst that keeps the newest pages full would
+    /// otherwise hide them from every run until they expire.
     async fn scan(&self, now: DateTime<Utc>, deadline: Instant, report: &mut Report) -> Result<(), Stop> {
         let now_epoch = now.timestamp();
         let floor = now_epoch - secs(REDELIVERABLE_FOR);
-        let watermark = self.state.watermark(&self.hook).await.map_err(|e| Stop::Fault(e.to_string()))?;
-        let since = watermark.unwrap_or(now_epoch - secs(self.lookback)).max(floor);
-        let mut url = self.github.first_page(&self.hook);
+        let progress = self.state.progress(&self.hook).await.map_err(|e| Stop::Fault(e.to_string()))?;
+        let since = progress.since.unwrap_or(now_epoch - secs(self.lookback)).max(floor);
         let mut scan = Scan::default();
+        let top_lower = match &progress.resume {
+            Some(resume) => {
+                let lower = resume.lower.max(floor);
+                if let Walked::Paused { next, why } =
+                    self.walk(resume.next.clone(), lower, now_epoch, deadline, &mut scan, report).await?
+                {
+                    let resume = Resume { next, ..resume.clone() };
+                    self.save(&Progress { since: progress.since, resume: Some(resume) }).await?;
+                    return Err(Stop::Pause(why));
+                }
+                // Deliveries still in flight when that scan began are read again.
+                (resume.head - secs(self.overlap)).max(floor)
+            }
+            None => since,
+        };
+        match self.walk(self.github.first_page(&self.hook), top_lower, now_epoch, deadline, &mut scan, report).await? {
+            Walked::Done => {
+                report.complete = true;
+                // Deliveries still in flight at `now` are read again by the next run.
+                let next_since = now_epoch - secs(self.overlap);
+                self.state.set_watermark(&self.hook, next_since).await.map_err(|e| Stop::Fault(e.to_string()))
+            }
+            Walked::Paused { next, why } => {
+                let resume = Resume { next, lower: top_lower, head: now_epoch };
+                self.save(&Progress { since: Some(top_lower), resume: Some(resume) }).await?;
+                Err(Stop::Pause(why))
+            }
+        }
+    }
+
+    async fn save(&self, progress: &Progress) -> Result<(), Stop> {
+        self.state.save_progress(&self.hook, progress).await.map_err(|e| Stop::Fault(e.to_string()))
+    }
+
+    /// Reads pages from `url` down to deliveries older than `lower`, redelivering candidates.
+    async fn walk(
+        &self,
+        mut url: String,
+        lower: i64,
+        now_epoch: i64,
+        deadline: Instant,
+        scan: &mut Scan,
+        report: &mut Report,
+    ) -> Result<Walked, Stop> {
         loop {
             if report.pages >= self.max_pages {
-                return Err(Stop::Pause(format!("page limit of {} reached", self.max_pages)));
+                return Ok(Walked::Paused { next: url, why: format!("page limit of {} reached", self.max_pages) });
             }
             if Instant::now() >= deadline {
-                return Err(Stop::Pause("time budget spent".to_owned()));
+                return Ok(Walked::Paused { next: url, why: "time budget spent".to_owned() });
             }
             let page = match self.call(deadline, || self.github.list(&url)).await {
                 Ok(page) => page,
-                Err(err @ GitHubError::RateLimited(_)) => return Err(Stop::Pause(err.to_string())),
+                Err(err @ GitHubError::RateLimited(_)) => {
+                    return Ok(Walked::Paused { next: url, why: err.to_string() });
+                }
                 Err(err) => return Err(Stop::Fault(err.to_string())),
             };
             report.pages += 1;
-            let mut reached_watermark = false;
+            let mut reached_lower = false;
             for delivery in &page.deliveries {
-                if delivery.delivered_at.timestamp() < since {
-                    reached_watermark = true;
+                if delivery.delivered_at.timestamp() < lower {
+                    reached_lower = true;
                     break;
                 }
                 report.scanned += 1;
@@ -151,14 +210,10 @@ impl Redeliverer {
             }
             report.permanent = scan.permanent;
             match page.next {
-                Some(next) if !reached_watermark => url = next,
-                _ => break,
+                Some(next) if !reached_lower => url = next,
+                _ => return Ok(Walked::Done),
             }
         }
-        report.complete = true;
-        // Deliveries still in flight at `now` are read again by the next run.
-        let next_since = now_epoch - secs(self.overlap);
-        self.state.set_watermark(&self.hook, next_since).await.map_err(|e| Stop::Fault(e.to_string()))
     }
 
     async fn redeliver(

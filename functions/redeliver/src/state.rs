@@ -1,5 +1,6 @@
 //! What survives between invocations, in the front's DynamoDB table: attempts per GUID (so a
-//! delivery is never redelivered beyond its budget) and the watermark of the last complete scan.
+//! delivery is never redelivered beyond its budget), the watermark of the last complete scan,
+//! and where an interrupted scan resumes.
 
 use aws_sdk_dynamodb::error::DisplayErrorContext;
 use aws_sdk_dynamodb::types::AttributeValue;
@@ -38,6 +39,26 @@ pub fn attempt_key(guid: &str) -> String {
 
 pub fn watermark_key(hook: &HookTarget) -> String {
     format!("redeliver-watermark#{hook}")
+}
+
+/// A scan cut short (page limit, time budget, a long rate limit): the rest of its range, read
+/// first by the next run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resume {
+    /// The next page to read (GitHub's cursor link).
+    pub next: String,
+    /// Read down to deliveries this old (epoch seconds).
+    pub lower: i64,
+    /// When the interrupted scan began: what is newer is the next top scan's.
+    pub head: i64,
+}
+
+/// The scan's progress for one hook.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Progress {
+    /// Epoch seconds from which a scan must read, if one ever completed.
+    pub since: Option<i64>,
+    pub resume: Option<Resume>,
 }
 
 #[derive(Debug, Clone)]
@@ -108,6 +129,11 @@ impl State {
 
     /// Epoch seconds from which the next scan must read, if a scan ever completed.
     pub async fn watermark(&self, hook: &HookTarget) -> Result<Option<i64>, StateError> {
+        Ok(self.progress(hook).await?.since)
+    }
+
+    /// The watermark and an interrupted scan, if any (one item, one read).
+    pub async fn progress(&self, hook: &HookTarget) -> Result<Progress, StateError> {
         let out = self
             .client
             .get_item()
@@ -120,21 +146,36 @@ impl State {
                 operation: "GetItem (watermark)",
                 message: DisplayErrorContext(&err).to_string(),
             })?;
-        Ok(out.item().and_then(|i| i.get("since")).and_then(|v| v.as_n().ok()).and_then(|v| v.parse().ok()))
+        let item = out.item();
+        let number =
+            |name: &str| item.and_then(|i| i.get(name)).and_then(|v| v.as_n().ok()).and_then(|v| v.parse().ok());
+        let next = item.and_then(|i| i.get("resume_next")).and_then(|v| v.as_s().ok()).cloned();
+        let resume = match (next, number("resume_lower"), number("resume_head")) {
+            (Some(next), Some(lower), Some(head)) => Some(Resume { next, lower, head }),
+            _ => None,
+        };
+        Ok(Progress { since: number("since"), resume })
     }
 
+    /// A complete scan: the watermark moves and any interrupted scan is done.
     pub async fn set_watermark(&self, hook: &HookTarget, since: i64) -> Result<(), StateError> {
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .item("pk", s(watermark_key(hook)))
-            .item("since", n(since))
-            .send()
-            .await
-            .map(|_| ())
-            .map_err(|err| StateError {
-                operation: "PutItem (watermark)",
-                message: DisplayErrorContext(&err).to_string(),
-            })
+        self.save_progress(hook, &Progress { since: Some(since), resume: None }).await
+    }
+
+    pub async fn save_progress(&self, hook: &HookTarget, progress: &Progress) -> Result<(), StateError> {
+        let mut put = self.client.put_item().table_name(&self.table).item("pk", s(watermark_key(hook)));
+        if let Some(since) = progress.since {
+            put = put.item("since", n(since));
+        }
+        if let Some(resume) = &progress.resume {
+            put = put
+                .item("resume_next", s(resume.next.clone()))
+                .item("resume_lower", n(resume.lower))
+                .item("resume_head", n(resume.head));
+        }
+        put.send().await.map(|_| ()).map_err(|err| StateError {
+            operation: "PutItem (watermark)",
+            message: DisplayErrorContext(&err).to_string(),
+        })
     }
 }

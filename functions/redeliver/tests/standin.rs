@@ -76,6 +76,25 @@ async fn redelivers_only_failed_deliveries_that_never_succeeded() {
     });
 }
 
+/// The webhook answers 409 when a redelivery meets another request's live claim: that request
+/// may die before it enqueues, so the delivery is tried again until one attempt gets a 2xx.
+#[tokio::test]
+async fn an_in_flight_duplicate_is_redelivered() {
+    let t = now();
+    let s = setup("in-flight", t, 3).await;
+    s.github.with(|g| {
+        g.push("claimed-elsewhere", 409, ago(t, 20));
+        g.push("settled", 409, ago(t, 15));
+        g.push("settled", 200, ago(t, 10)); // a later attempt found it enqueued
+    });
+    let report = run(&s, t).await;
+    assert_eq!((report.found, report.redelivered, report.permanent), (1, 1, 0), "{report:?}");
+    s.github.with(|g| {
+        assert_eq!(g.attempts_for("claimed-elsewhere"), 1);
+        assert_eq!(g.attempts_for("settled"), 0);
+    });
+}
+
 #[tokio::test]
 async fn follows_cursor_pagination_across_pages() {
     let t = now();
@@ -162,6 +181,55 @@ async fn resumes_across_invocations_after_errors_and_rate_limits() {
     assert_eq!(s.github.with(|g| g.list_requests()) - before, 2);
 }
 
+/// A burst that keeps more new deliveries coming than one run may read (the page limit) must
+/// not hide older failures until GitHub's 3-day window closes on them: an interrupted scan is
+/// resumed where it stopped, oldest range first.
+#[tokio::test]
+async fn older_failures_are_reached_under_a_burst_longer_than_the_page_limit() {
+    let t = now();
+    let key = app_key();
+    let github = FakeGitHub::start(Auth::App { app_id: APP_ID, public_pem: key.public_pem.clone() }, t).await;
+    let stack = Stack::new("burst").await;
+    let env = [
+        ("PREVIEWD_TABLE_NAME", stack.table.clone()),
+        ("PREVIEWD_GITHUB_HOOK", "app".to_owned()),
+        ("PREVIEWD_GITHUB_API_URL", github.url.clone()),
+        ("PREVIEWD_GITHUB_APP_ID", APP_ID.to_string()),
+        ("PREVIEWD_GITHUB_APP_PRIVATE_KEY", key.private_pem.clone()),
+        ("PREVIEWD_REDELIVER_MAX_PAGES", "2".to_owned()),
+    ];
+    let config = Config::from_lookup(|k| env.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone())).unwrap();
+    let redeliverer = previewd_redeliver::from_config(&config, &stack.sdk).await.unwrap();
+    let mut next = 0;
+    let mut burst = |g: &mut support::Inner, at: chrono::DateTime<Utc>| {
+        for _ in 0..6 {
+            next += 1;
+            g.push(&format!("ok-{next}"), 202, at);
+        }
+    };
+    github.with(|g| {
+        g.page_size = 2;
+        g.push("old-1", 503, ago(t, 300));
+        g.push("old-2", 503, ago(t, 290));
+        burst(g, ago(t, 280));
+    });
+    // Every five minutes six more successful deliveries arrive: more than a run's two pages.
+    let mut runs = 0;
+    while github.with(|g| g.attempts_for("old-1") + g.attempts_for("old-2")) < 2 {
+        runs += 1;
+        assert!(runs <= 6, "the old failures were never reached in {} runs", runs - 1);
+        let at = t + chrono::Duration::minutes(5 * runs);
+        github.with(|g| burst(g, at - chrono::Duration::minutes(1)));
+        github.with(|g| g.now = at);
+        let report = redeliverer.run(at, Instant::now() + Duration::from_secs(30)).await;
+        assert!(!report.failed, "{report:?}");
+    }
+    github.with(|g| {
+        assert_eq!((g.attempts_for("old-1"), g.attempts_for("old-2")), (1, 1));
+        assert!(g.attempts.len() == 2, "only the failures are redelivered: {:?}", g.attempts);
+    });
+}
+
 /// A second container against the same GitHub stand-in and table.
 async fn setup_again(s: &Setup) -> Setup {
     let redeliverer = previewd_redeliver::from_config(&s.config, &s.sdk).await.unwrap();
@@ -213,4 +281,54 @@ async fn repository_hooks_use_a_token() {
     github.with(|g| {
         assert!(g.requests.iter().any(|(m, p)| m == "POST" && p.starts_with("/repos/acme/shop/hooks/77/deliveries/")));
     });
+}
+
+/// The function's requests (the App's and a repository's hook deliveries, paginated, and
+/// their redelivery attempts) and the stand-in's answers, checked against GitHub's published
+/// REST description (`@octokit/openapi`).
+#[tokio::test]
+async fn every_github_request_matches_the_published_api() {
+    let t = now();
+    let s = setup("contract", t, 3).await;
+    s.github.with(|g| {
+        g.page_size = 2;
+        for (i, guid) in ["a", "b", "c", "d", "e"].iter().enumerate() {
+            g.push(guid, if i % 2 == 0 { 503 } else { 202 }, ago(t, 50 - i64::try_from(i).unwrap()));
+        }
+        g.inject_attempt.push_back(Some(Inject::ServerError));
+    });
+    let report = run(&s, t).await;
+    assert!(report.redelivered >= 2, "{report:?}");
+
+    let repo_hook = FakeGitHub::start(Auth::Token("ghs_valid".into()), t).await;
+    let stack = Stack::new("contract-repo").await;
+    let env = [
+        ("PREVIEWD_TABLE_NAME", stack.table.clone()),
+        ("PREVIEWD_GITHUB_HOOK", "repo:acme/shop:77".to_owned()),
+        ("PREVIEWD_GITHUB_API_URL", repo_hook.url.clone()),
+        ("PREVIEWD_GITHUB_TOKEN", "ghs_valid".to_owned()),
+    ];
+    let config = Config::from_lookup(|k| env.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone())).unwrap();
+    repo_hook.with(|g| g.push("x", 504, ago(t, 3)));
+    let redeliverer = previewd_redeliver::from_config(&config, &stack.sdk).await.unwrap();
+    assert_eq!(redeliverer.run(t, Instant::now() + Duration::from_secs(30)).await.redelivered, 1);
+
+    let mut exchanges = s.github.with(|g| g.exchanges.clone());
+    exchanges.extend(repo_hook.with(|g| g.exchanges.clone()));
+    let operations: std::collections::BTreeSet<String> = exchanges
+        .iter()
+        .filter_map(|e| {
+            previewd_testkit::github_api::operation(&e.method, &e.path).map(|o| format!("{} {o}", e.method))
+        })
+        .collect();
+    for expected in [
+        "GET /app/hook/deliveries",
+        "POST /app/hook/deliveries/{delivery_id}/attempts",
+        "GET /repos/{owner}/{repo}/hooks/{hook_id}/deliveries",
+        "POST /repos/{owner}/{repo}/hooks/{hook_id}/deliveries/{delivery_id}/attempts",
+    ] {
+        assert!(operations.contains(expected), "{expected} not exercised: {operations:#?}");
+    }
+    let problems = previewd_testkit::github_api::problems(&exchanges);
+    assert!(problems.is_empty(), "GitHub contract:\n{}", problems.join("\n"));
 }

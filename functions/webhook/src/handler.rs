@@ -1,6 +1,6 @@
 //! The request pipeline: a pure part ([`prepare`]: size -> signature -> headers -> body ->
-//! parse -> policy) and the I/O part ([`Webhook::process`]: dedupe + rate limit in DynamoDB,
-//! concurrently, then SQS, then confirm).
+//! parse -> policy) and the I/O part ([`Webhook::process`]: admission and rate limit in
+//! DynamoDB, concurrently, then SQS, then settle: three sequential round trips).
 
 use std::time::Instant;
 
@@ -13,7 +13,7 @@ use crate::budget::{Budget, within};
 use crate::config::Config;
 use crate::emf;
 use crate::github::{EventKind, Parsed, parse_pull_request};
-use crate::ledger::{Claim, Ledger, Order, RateDecision};
+use crate::ledger::{Admission, ClaimToken, Entry, Ledger, RateDecision};
 use crate::queue::EventQueue;
 use crate::reply::{Outcome, Reply};
 use crate::secrets::SecretSource;
@@ -197,73 +197,63 @@ impl Webhook {
     }
 
     async fn enqueue(&self, event: &PreviewEvent, now: i64) -> Reply {
-        let id = event.delivery_id.as_str();
-        let repository = event.repository.full_name.as_str();
-        let updated_ms = event.pull_request.updated_at.timestamp_millis();
-        // The three DynamoDB writes are independent: one round trip of latency for all.
+        let entry = Entry {
+            delivery_id: event.delivery_id.as_str(),
+            repository: event.repository.full_name.as_str(),
+            number: event.pull_request.number,
+            updated_ms: event.pull_request.updated_at.timestamp_millis(),
+        };
+        // Admission and the rate window are independent: one round trip of latency for both.
         // Each stage is bounded (`budget`), so GitHub gets an answer within its deadline.
-        let (claim, rate, order) = tokio::join!(
-            within(self.budget.ledger, self.ledger.claim(id, now)),
+        let (admission, rate) = tokio::join!(
+            within(self.budget.ledger, self.ledger.admit(entry, now)),
             within(self.budget.ledger, async {
                 match self.config.rate_limit_per_minute {
-                    Some(limit) => self.ledger.hit_rate(repository, limit, now).await.map(Some),
+                    Some(limit) => self.ledger.hit_rate(entry.repository, limit, now).await.map(Some),
                     None => Ok(None),
                 }
             }),
-            within(self.budget.ledger, self.ledger.advance(repository, event.pull_request.number, updated_ms, now)),
         );
-        // Dedupe fails closed: without the ledger a delivery could be enqueued twice, and a
+        // Admission fails closed: without the ledger a delivery could be enqueued twice, and a
         // 503 is safe (GitHub marks it failed; the redeliver function sends it again).
-        let token = match claim {
-            Ok(Claim::Claimed(token)) => token,
-            Ok(Claim::Duplicate { in_progress }) => {
-                let reason = if in_progress {
-                    "delivery is being processed by another request"
-                } else {
-                    "delivery already enqueued"
-                };
-                return Reply::new(Outcome::Duplicate, reason);
+        let token = match admission {
+            Ok(Admission::Claimed(token)) => token,
+            Ok(Admission::Duplicate { in_progress: false }) => {
+                return Reply::new(Outcome::Duplicate, "delivery already enqueued");
+            }
+            // The other request may still die before it enqueues: only a non-2xx answer makes
+            // GitHub (and the redeliver function) try this delivery again.
+            Ok(Admission::Duplicate { in_progress: true }) => {
+                let mut reply = Reply::new(Outcome::InProgress, "delivery is being processed by another request");
+                reply.retry_after = Some(self.config.claim_lease.as_secs().max(1));
+                return reply;
+            }
+            Ok(Admission::Superseded) => {
+                return Reply::new(Outcome::Stale, "a newer event for this pull request was already accepted");
             }
             Err(err) => {
-                tracing::error!(error = %err, "dedupe claim failed");
+                tracing::error!(error = %err, "delivery admission failed");
                 return Reply::new(Outcome::Unavailable, "delivery ledger unavailable; retry later");
             }
         };
-        let refusal = match rate {
+        match rate {
             Ok(Some(RateDecision::Limited { retry_after_seconds })) => {
+                self.release(entry.delivery_id, &token).await;
                 let mut reply = Reply::new(Outcome::RateLimited, "repository is over its per-minute delivery limit");
                 reply.retry_after = Some(retry_after_seconds);
-                Some(reply)
+                return reply;
             }
-            Ok(None | Some(RateDecision::Allowed)) => None,
+            Ok(None | Some(RateDecision::Allowed)) => {}
             // The rate limit fails open: it protects the cluster from floods, and refusing
             // every delivery while its counter is unwritable would drop real work.
-            Err(err) => {
-                tracing::warn!(error = %err, "rate limit check failed; delivery let through");
-                None
-            }
-        };
-        let refusal = refusal.or_else(|| match order {
-            Ok(Order::Newest) => None,
-            Ok(Order::Superseded) => {
-                Some(Reply::new(Outcome::Stale, "a newer event for this pull request was already accepted"))
-            }
-            // Fails open too: the reconciler drops stale events against the preview it holds.
-            Err(err) => {
-                tracing::warn!(error = %err, "PR high-water mark unavailable; delivery let through");
-                None
-            }
-        });
-        if let Some(reply) = refusal {
-            self.release(id, &token).await;
-            return reply;
+            Err(err) => tracing::warn!(error = %err, "rate limit check failed; delivery let through"),
         }
         match within(self.budget.enqueue, self.queue.send(event)).await {
             Ok(message_id) => {
-                if let Err(err) = within(self.budget.settle, self.ledger.confirm(id, &token, now)).await {
+                if let Err(err) = within(self.budget.settle, self.ledger.settle(entry, &token, now)).await {
                     // The message is on the queue; the claim still blocks duplicates for its
-                    // lease and the reconciler applies a delivery idempotently after that.
-                    tracing::warn!(error = %err, "could not confirm delivery");
+                    // lease, and the reconciler drops an event older than its preview's.
+                    tracing::warn!(error = %err, "could not settle the delivery in the ledger");
                 }
                 let mut reply = Reply::new(Outcome::Accepted, "enqueued");
                 reply.message_id = Some(message_id);
@@ -271,13 +261,13 @@ impl Webhook {
             }
             Err(err) => {
                 tracing::error!(error = %err, "enqueue failed");
-                self.release(id, &token).await;
+                self.release(entry.delivery_id, &token).await;
                 Reply::new(Outcome::Unavailable, "queue unavailable; GitHub may redeliver")
             }
         }
     }
 
-    async fn release(&self, id: &str, token: &crate::ledger::ClaimToken) {
+    async fn release(&self, id: &str, token: &ClaimToken) {
         if let Err(err) = within(self.budget.settle, self.ledger.release(id, token)).await {
             // The lease ends the claim anyway; a redelivery after it is accepted.
             tracing::warn!(error = %err, "could not release claim");

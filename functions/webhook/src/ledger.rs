@@ -2,19 +2,30 @@
 //! windows and per-PR high-water marks, all in the one table (`pk` string key, `expires_at`
 //! TTL attribute).
 //!
-//! A delivery is *claimed* (state `pending`, with a lease and a random token) before it is
-//! enqueued, *confirmed* (state `enqueued`) after SQS took it, and *released* (deleted) when
-//! the enqueue failed — so GitHub's redelivery of a failed delivery is accepted again. A claim
-//! left behind by a container that died mid-request blocks duplicates only until its lease
-//! ends. DynamoDB deletes expired items late (up to days), so every condition also treats an
-//! item past `expires_at` as absent.
+//! A delivery is *admitted* before it is enqueued: one `TransactWriteItems` claims it (state
+//! `pending`, with a lease and a random token) on the condition that no newer event was
+//! accepted for its PR (a condition check on the PR's high-water mark, which it does not
+//! write). After SQS took the message, a second transaction *settles* it: the claim becomes
+//! `enqueued` and the mark rises to the event's time. So only an accepted delivery ever raises
+//! the mark. A delivery refused after the claim (rate limit, failed enqueue) *releases* its
+//! claim, so GitHub's redelivery of it is accepted again; a claim left behind by a container
+//! that died mid-request blocks duplicates only until its lease ends, and a redelivery that
+//! meets it is told to come back (409). DynamoDB deletes expired items late (up to days), so
+//! every condition also treats an item past `expires_at` as absent.
+//!
+//! The per-repository rate window is a plain atomic update beside the transaction, not in it:
+//! it is one item shared by every delivery of a repository, and a transaction on a shared item
+//! is cancelled by any concurrent one (`TransactionConflict`).
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
-use aws_sdk_dynamodb::operation::put_item::PutItemError;
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{
+    AttributeValue, CancellationReason, ConditionCheck, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
+    Update,
+};
 
 #[derive(Debug, thiserror::Error)]
 #[error("DynamoDB {operation}: {message}")]
@@ -41,14 +52,61 @@ where
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClaimToken(String);
 
+/// What the ledger says about a delivery before it is enqueued.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Claim {
+pub enum Admission {
+    /// Claimed for this request, and no newer event was accepted for its PR.
     Claimed(ClaimToken),
-    /// Already enqueued, or another request holds a live claim.
+    /// Already enqueued (`in_progress: false`), or another request holds a live claim on it:
+    /// that request may still die before enqueueing, so this one must be retried later.
+    Duplicate { in_progress: bool },
+    /// An event with a later `updated_at` was already accepted for the PR: enqueueing this one
+    /// could undo it (e.g. an `opened` redelivered after the PR's `closed`). Nothing written.
+    Superseded,
+}
+
+/// Why DynamoDB cancelled a transaction, read from its `CancellationReasons` (one per item, in
+/// request order: the claim first, then the PR's mark).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Cancelled {
     Duplicate {
         in_progress: bool,
     },
+    Superseded,
+    /// Another transaction held one of the items at that moment: try again.
+    Conflict,
+    Other(String),
 }
+
+fn code(reason: &CancellationReason) -> &str {
+    reason.code().unwrap_or("None")
+}
+
+/// The admission transaction's cancellation, read (pure). A duplicate wins over a superseded
+/// event: a redelivery of an accepted event is a duplicate, whatever the mark says now.
+fn read_admission_cancel(reasons: &[CancellationReason], now: i64) -> Cancelled {
+    let failed = |i: usize| reasons.get(i).is_some_and(|r| code(r) == "ConditionalCheckFailed");
+    if failed(0) {
+        let claim = reasons.first().and_then(CancellationReason::item);
+        // The claim's condition admits an expired lease, so a pending claim that failed it is
+        // live (the time check is repeated in case the item came back without `lease_until`).
+        let in_progress = claim.is_some_and(|item| {
+            attr_str(item, "state") == Some(STATE_PENDING) && attr_num(item, "lease_until").is_none_or(|l| l >= now)
+        });
+        return Cancelled::Duplicate { in_progress };
+    }
+    if failed(1) {
+        return Cancelled::Superseded;
+    }
+    if reasons.iter().any(|r| code(r) == "TransactionConflict") {
+        return Cancelled::Conflict;
+    }
+    let codes: Vec<&str> = reasons.iter().map(code).collect();
+    Cancelled::Other(format!("transaction cancelled: [{}]", codes.join(", ")))
+}
+
+/// Attempts per transaction cancelled by a conflict (two deliveries of one PR at once).
+const CONFLICT_ATTEMPTS: u32 = 4;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RateDecision {
@@ -56,15 +114,20 @@ pub enum RateDecision {
     Limited { retry_after_seconds: u64 },
 }
 
-/// Whether a delivery is the newest GitHub has sent for its PR so far.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Order {
-    /// Not older than anything accepted for the PR (the high-water mark now covers it).
-    Newest,
-    /// An event with a later `updated_at` was already accepted for the PR: enqueueing this one
-    /// could undo it (e.g. an `opened` redelivered after the PR's `closed`).
-    Superseded,
+/// The delivery being admitted: its id and where it sits in its PR's history.
+#[derive(Debug, Clone, Copy)]
+pub struct Entry<'a> {
+    pub delivery_id: &'a str,
+    pub repository: &'a str,
+    pub number: u64,
+    /// The event's `updated_at`, epoch milliseconds.
+    pub updated_ms: i64,
 }
+
+/// The condition that the PR's mark is not newer than `:u`. Equal times pass: GitHub can stamp
+/// two events (e.g. `opened` and `labeled`) with the same second, and a redelivery after a
+/// failed enqueue carries the time the mark may already hold.
+const NOT_NEWER: &str = "attribute_not_exists(updated_ms) OR updated_ms <= :u OR expires_at < :now";
 
 const STATE_PENDING: &str = "pending";
 const STATE_ENQUEUED: &str = "enqueued";
@@ -76,12 +139,12 @@ pub fn delivery_key(delivery_id: &str) -> String {
 /// Fixed one-minute windows: one atomic `ADD` per request. (A window boundary can let up to
 /// twice the limit through within one minute; documented in docs/webhook.md.)
 pub fn rate_key(repository: &str, window_start: i64) -> String {
-    format!("rate#{}#{window_start}", repository.to_ascii_lowercase())
+    format!("rate#{}#{window_start}", previewd_events::repository_key(repository))
 }
 
 /// The high-water mark of one PR: the newest `updated_at` accepted for it.
 pub fn pr_key(repository: &str, number: u64) -> String {
-    format!("pr#{}#{number}", repository.to_ascii_lowercase())
+    format!("pr#{}#{number}", previewd_events::repository_key(repository))
 }
 
 fn s(value: impl Into<String>) -> AttributeValue {
@@ -105,18 +168,16 @@ impl Ledger {
         Ledger { client, table, lease, retention }
     }
 
-    /// Claims `delivery_id` for this request (one conditional write).
-    pub async fn claim(&self, delivery_id: &str, now: i64) -> Result<Claim, LedgerError> {
+    /// Claims the delivery for this request unless it is a duplicate or a newer event was
+    /// accepted for its PR: one transaction, which writes nothing unless it claims.
+    pub async fn admit(&self, entry: Entry<'_>, now: i64) -> Result<Admission, LedgerError> {
         let token = uuid::Uuid::new_v4().to_string();
-        let lease_until = now.saturating_add(secs(self.lease));
-        let result = self
-            .client
-            .put_item()
+        let claim = Put::builder()
             .table_name(&self.table)
-            .item("pk", s(delivery_key(delivery_id)))
+            .item("pk", s(delivery_key(entry.delivery_id)))
             .item("state", s(STATE_PENDING))
             .item("token", s(token.clone()))
-            .item("lease_until", n(lease_until))
+            .item("lease_until", n(now.saturating_add(secs(self.lease))))
             .item("expires_at", n(now.saturating_add(secs(self.retention))))
             .condition_expression(
                 "attribute_not_exists(pk) OR expires_at < :now OR (#state = :pending AND lease_until < :now)",
@@ -125,25 +186,70 @@ impl Ledger {
             .expression_attribute_values(":now", n(now))
             .expression_attribute_values(":pending", s(STATE_PENDING))
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(Claim::Claimed(ClaimToken(token))),
-            Err(err) => match err.as_service_error() {
-                Some(PutItemError::ConditionalCheckFailedException(failed)) => {
-                    let in_progress =
-                        failed.item().map(|item| attr_str(item, "state") == Some(STATE_PENDING)).unwrap_or(false);
-                    Ok(Claim::Duplicate { in_progress })
-                }
-                _ => Err(ledger_error("PutItem (claim delivery)", &err)),
-            },
+            .build()
+            .map_err(|e| LedgerError { operation: "TransactWriteItems (admit)", message: e.to_string() })?;
+        let newest = ConditionCheck::builder()
+            .table_name(&self.table)
+            .key("pk", s(pr_key(entry.repository, entry.number)))
+            .condition_expression(NOT_NEWER)
+            .expression_attribute_values(":u", n(entry.updated_ms))
+            .expression_attribute_values(":now", n(now))
+            .build()
+            .map_err(|e| LedgerError { operation: "TransactWriteItems (admit)", message: e.to_string() })?;
+        let items = vec![
+            TransactWriteItem::builder().put(claim).build(),
+            TransactWriteItem::builder().condition_check(newest).build(),
+        ];
+        match self.transact("TransactWriteItems (admit)", items, |reasons| read_admission_cancel(reasons, now)).await? {
+            None => Ok(Admission::Claimed(ClaimToken(token))),
+            Some(Cancelled::Duplicate { in_progress }) => Ok(Admission::Duplicate { in_progress }),
+            Some(Cancelled::Superseded) => Ok(Admission::Superseded),
+            Some(Cancelled::Conflict | Cancelled::Other(_)) => {
+                Err(LedgerError { operation: "TransactWriteItems (admit)", message: "unexpected cancellation".into() })
+            }
         }
     }
 
-    /// Marks the claimed delivery as enqueued for the rest of the retention period.
-    pub async fn confirm(&self, delivery_id: &str, token: &ClaimToken, now: i64) -> Result<(), LedgerError> {
-        self.client
-            .update_item()
+    /// After SQS took the message: the claim becomes `enqueued` for the rest of the retention,
+    /// and the PR's mark rises to the event's time (unless a newer one is there already).
+    pub async fn settle(&self, entry: Entry<'_>, token: &ClaimToken, now: i64) -> Result<(), LedgerError> {
+        let confirm = self.confirm_update(entry.delivery_id, token, now)?;
+        let raise = self.raise_update(entry, now)?;
+        let items = vec![
+            TransactWriteItem::builder().update(confirm).build(),
+            TransactWriteItem::builder().update(raise).build(),
+        ];
+        let outcome = self
+            .transact("TransactWriteItems (settle)", items, |reasons| {
+                let failed = |i: usize| reasons.get(i).is_some_and(|r| code(r) == "ConditionalCheckFailed");
+                match (failed(0), failed(1)) {
+                    // Someone took the claim over after our lease: the mark is still ours to raise.
+                    (true, _) => Cancelled::Duplicate { in_progress: false },
+                    // A newer event was accepted meanwhile: its mark stays; confirm alone.
+                    (false, true) => Cancelled::Superseded,
+                    _ if reasons.iter().any(|r| code(r) == "TransactionConflict") => Cancelled::Conflict,
+                    _ => Cancelled::Other("transaction cancelled".into()),
+                }
+            })
+            .await?;
+        match outcome {
+            None => Ok(()),
+            Some(Cancelled::Superseded) => {
+                let update = self.confirm_update(entry.delivery_id, token, now)?;
+                self.update(update, "UpdateItem (confirm delivery)").await
+            }
+            Some(Cancelled::Duplicate { .. }) => {
+                let update = self.raise_update(entry, now)?;
+                self.update(update, "UpdateItem (PR high-water mark)").await
+            }
+            Some(Cancelled::Conflict | Cancelled::Other(_)) => {
+                Err(LedgerError { operation: "TransactWriteItems (settle)", message: "unexpected cancellation".into() })
+            }
+        }
+    }
+
+    fn confirm_update(&self, delivery_id: &str, token: &ClaimToken, now: i64) -> Result<Update, LedgerError> {
+        Update::builder()
             .table_name(&self.table)
             .key("pk", s(delivery_key(delivery_id)))
             .update_expression("SET #state = :enqueued, expires_at = :exp REMOVE lease_until")
@@ -153,10 +259,78 @@ impl Ledger {
             .expression_attribute_values(":enqueued", s(STATE_ENQUEUED))
             .expression_attribute_values(":exp", n(now.saturating_add(secs(self.retention))))
             .expression_attribute_values(":token", s(token.0.clone()))
+            .build()
+            .map_err(|e| LedgerError { operation: "UpdateItem (confirm delivery)", message: e.to_string() })
+    }
+
+    fn raise_update(&self, entry: Entry<'_>, now: i64) -> Result<Update, LedgerError> {
+        Update::builder()
+            .table_name(&self.table)
+            .key("pk", s(pr_key(entry.repository, entry.number)))
+            .update_expression("SET updated_ms = :u, expires_at = :exp")
+            .condition_expression(NOT_NEWER)
+            .expression_attribute_values(":u", n(entry.updated_ms))
+            .expression_attribute_values(":now", n(now))
+            // As long as a delivery id is remembered: older events are refused by age after it.
+            .expression_attribute_values(":exp", n(now.saturating_add(secs(self.retention))))
+            .build()
+            .map_err(|e| LedgerError { operation: "UpdateItem (PR high-water mark)", message: e.to_string() })
+    }
+
+    /// One conditional update on its own; a failed condition is not an error (what it guards
+    /// is already so).
+    async fn update(&self, update: Update, operation: &'static str) -> Result<(), LedgerError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(update.table_name())
+            .set_key(Some(update.key().clone()))
+            .update_expression(update.update_expression())
+            .set_condition_expression(update.condition_expression().map(str::to_owned))
+            .set_expression_attribute_names(update.expression_attribute_names().cloned())
+            .set_expression_attribute_values(update.expression_attribute_values().cloned())
             .send()
-            .await
-            .map(|_| ())
-            .map_err(|err| ledger_error("UpdateItem (confirm delivery)", &err))
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(err) if err.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => Ok(()),
+            Err(err) => Err(ledger_error(operation, &err)),
+        }
+    }
+
+    /// Runs a transaction; `None` when it committed, else why it was cancelled (`read`). A
+    /// conflict with a concurrent transaction on the same items is retried after a short,
+    /// random pause.
+    async fn transact(
+        &self,
+        operation: &'static str,
+        items: Vec<TransactWriteItem>,
+        read: impl Fn(&[CancellationReason]) -> Cancelled,
+    ) -> Result<Option<Cancelled>, LedgerError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let result = self.client.transact_write_items().set_transact_items(Some(items.clone())).send().await;
+            let err = match result {
+                Ok(_) => return Ok(None),
+                Err(err) => err,
+            };
+            let cancelled = match err.as_service_error() {
+                Some(TransactWriteItemsError::TransactionCanceledException(e)) => read(e.cancellation_reasons()),
+                _ => return Err(ledger_error(operation, &err)),
+            };
+            match cancelled {
+                Cancelled::Conflict if attempt < CONFLICT_ATTEMPTS => {
+                    let pause = 10 + u64::from(uuid::Uuid::new_v4().as_bytes()[0] % 40);
+                    tokio::time::sleep(Duration::from_millis(pause * u64::from(attempt))).await;
+                }
+                Cancelled::Conflict => {
+                    return Err(LedgerError { operation, message: "transaction conflicts persisted".into() });
+                }
+                Cancelled::Other(message) => return Err(LedgerError { operation, message }),
+                decided => return Ok(Some(decided)),
+            }
+        }
     }
 
     /// Gives the claim up so a redelivery is accepted (only if this request still holds it).
@@ -176,39 +350,6 @@ impl Ledger {
             // Someone else took the claim over after our lease: nothing of ours to release.
             Err(err) if err.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => Ok(()),
             Err(err) => Err(ledger_error("DeleteItem (release delivery)", &err)),
-        }
-    }
-
-    /// Moves the PR's high-water mark up to `updated_at` (epoch milliseconds), or reports that
-    /// a newer event was already accepted. Equal times pass: GitHub can stamp two events
-    /// (e.g. `opened` and `labeled`) with the same second, and a redelivery after a failed
-    /// enqueue carries the time the mark already holds.
-    pub async fn advance(
-        &self,
-        repository: &str,
-        number: u64,
-        updated_at_ms: i64,
-        now: i64,
-    ) -> Result<Order, LedgerError> {
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", s(pr_key(repository, number)))
-            .update_expression("SET updated_ms = :u, expires_at = :exp")
-            .condition_expression("attribute_not_exists(updated_ms) OR updated_ms <= :u OR expires_at < :now")
-            .expression_attribute_values(":u", n(updated_at_ms))
-            .expression_attribute_values(":now", n(now))
-            // As long as a delivery id is remembered: older events are refused by age after it.
-            .expression_attribute_values(":exp", n(now.saturating_add(secs(self.retention))))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(Order::Newest),
-            Err(err) if err.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => {
-                Ok(Order::Superseded)
-            }
-            Err(err) => Err(ledger_error("UpdateItem (PR high-water mark)", &err)),
         }
     }
 
@@ -244,6 +385,10 @@ fn attr_str<'a>(item: &'a HashMap<String, AttributeValue>, name: &str) -> Option
     item.get(name).and_then(|v| v.as_s().ok()).map(String::as_str)
 }
 
+fn attr_num(item: &HashMap<String, AttributeValue>, name: &str) -> Option<i64> {
+    item.get(name).and_then(|v| v.as_n().ok()).and_then(|v| v.parse().ok())
+}
+
 fn secs(d: Duration) -> i64 {
     i64::try_from(d.as_secs()).unwrap_or(i64::MAX)
 }
@@ -251,6 +396,37 @@ fn secs(d: Duration) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn reason(code: &str, item: Option<&[(&str, AttributeValue)]>) -> CancellationReason {
+        let mut r = CancellationReason::builder().code(code);
+        for (k, v) in item.unwrap_or_default() {
+            r = r.item(*k, v.clone());
+        }
+        r.build()
+    }
+
+    #[test]
+    fn cancellations_name_what_refused_the_delivery() {
+        let pending = [("state", s(STATE_PENDING)), ("lease_until", n(160))];
+        let enqueued = [("state", s(STATE_ENQUEUED))];
+        let ok = reason("None", None);
+        let check = |reasons: &[CancellationReason]| read_admission_cancel(reasons, 100);
+        let failed = |item| reason("ConditionalCheckFailed", item);
+        assert_eq!(check(&[failed(Some(&pending)), ok.clone()]), Cancelled::Duplicate { in_progress: true });
+        assert_eq!(check(&[failed(Some(&enqueued)), ok.clone()]), Cancelled::Duplicate { in_progress: false });
+        let superseded = reason("ConditionalCheckFailed", None);
+        assert_eq!(
+            check(&[failed(Some(&pending)), superseded.clone()]),
+            Cancelled::Duplicate { in_progress: true },
+            "a redelivery is a duplicate before it is stale"
+        );
+        assert_eq!(check(&[ok.clone(), superseded]), Cancelled::Superseded);
+        assert_eq!(check(&[reason("TransactionConflict", None), ok.clone()]), Cancelled::Conflict);
+        assert!(
+            matches!(check(&[reason("ThrottlingError", None), ok]), Cancelled::Other(m) if m.contains("ThrottlingError"))
+        );
+        assert!(matches!(check(&[]), Cancelled::Other(_)));
+    }
 
     #[test]
     fn keys_are_namespaced_and_case_folded() {

@@ -9,6 +9,8 @@ pub enum Outcome {
     Accepted,
     Pong,
     Duplicate,
+    /// Another request holds a live claim on this delivery and may still fail: retry later.
+    InProgress,
     /// A newer event for the same PR was already accepted, or the event is older than the
     /// replay window.
     Stale,
@@ -26,6 +28,8 @@ impl Outcome {
             Outcome::Accepted => 202,
             Outcome::Pong | Outcome::Duplicate | Outcome::Stale | Outcome::Ignored => 200,
             Outcome::Malformed => 400,
+            // Conflict: retryable by the redeliver function (and counted failed by GitHub).
+            Outcome::InProgress => 409,
             Outcome::Unauthorized => 401,
             Outcome::TooLarge => 413,
             Outcome::RateLimited => 429,
@@ -38,6 +42,7 @@ impl Outcome {
             Outcome::Accepted => "accepted",
             Outcome::Pong => "pong",
             Outcome::Duplicate => "duplicate",
+            Outcome::InProgress => "in_progress",
             Outcome::Stale => "stale",
             Outcome::Ignored => "ignored",
             Outcome::Malformed => "malformed",
@@ -57,7 +62,7 @@ pub struct Reply {
     pub delivery: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub message_id: Option<String>,
-    /// Seconds, for 429 (also sent as the `Retry-After` header).
+    /// Seconds, for 409 and 429 (also sent as the `Retry-After` header).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retry_after: Option<u64>,
 }

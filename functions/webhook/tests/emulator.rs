@@ -143,9 +143,10 @@ async fn concurrent_identical_deliveries_enqueue_exactly_one_message() {
     for task in tasks {
         outcomes.push(task.await.unwrap());
     }
+    // One is accepted; the others met its claim (in flight: retry later) or its record.
     let accepted = outcomes.iter().filter(|o| **o == Outcome::Accepted).count();
-    let duplicates = outcomes.iter().filter(|o| **o == Outcome::Duplicate).count();
-    assert_eq!((accepted, duplicates), (1, 15), "{outcomes:?}");
+    let others = outcomes.iter().filter(|o| matches!(o, Outcome::Duplicate | Outcome::InProgress)).count();
+    assert_eq!((accepted, others), (1, 15), "{outcomes:?}");
     assert_eq!(stack.drain().await.len(), 1);
 }
 
@@ -182,9 +183,88 @@ async fn abandoned_claims_and_expired_records_do_not_swallow_deliveries() {
     }
     let signed = Signed::json("pull_request", &in_flight, &pr_payload("opened", "acme/shop", 2));
     let reply = webhook.handle(&signed.delivery()).await;
-    assert_eq!(reply.outcome, Outcome::Duplicate);
+    assert_eq!(reply.outcome, Outcome::InProgress);
     assert!(reply.reason.contains("being processed"), "{}", reply.reason);
     assert_eq!(stack.drain().await.len(), 2);
+}
+
+/// A redelivery that meets another request's live claim must not be answered 2xx: that request
+/// can still die before it enqueues, and GitHub (and the redeliver function) only try a failed
+/// delivery again.
+#[tokio::test]
+async fn an_in_flight_duplicate_is_answered_with_a_retryable_status() {
+    let stack = Stack::new("in-flight").await;
+    let webhook = stack.webhook(100);
+    let id = new_delivery_id();
+    let now = Utc::now().timestamp();
+    // A request that claimed the delivery a moment ago and has not enqueued it (yet, or ever).
+    stack
+        .ddb
+        .put_item()
+        .table_name(&stack.table)
+        .item("pk", AttributeValue::S(delivery_key(&id)))
+        .item("state", AttributeValue::S("pending".into()))
+        .item("token", AttributeValue::S("another-request".into()))
+        .item("lease_until", AttributeValue::N((now + 60).to_string()))
+        .item("expires_at", AttributeValue::N((now + 86_400).to_string()))
+        .send()
+        .await
+        .unwrap();
+    let signed = Signed::json("pull_request", &id, &pr_payload("synchronize", "acme/shop", 3));
+    let reply = webhook.handle(&signed.delivery()).await;
+    assert_eq!(reply.outcome, Outcome::InProgress, "{reply:?}");
+    assert!(!(200..300).contains(&reply.status()), "{}", reply.status());
+    assert_eq!(
+        reply.status(),
+        409,
+        "retried by the redeliver function (redeliver's `an_in_flight_duplicate_is_redelivered`)"
+    );
+    assert!(reply.retry_after.is_some());
+    assert!(stack.drain().await.is_empty());
+
+    // The other request died; once its lease is over, the redelivery goes through.
+    let later = Utc::now() + chrono::Duration::seconds(61);
+    let (reply, _) = webhook.process(&signed.delivery(), later).await;
+    assert_eq!(reply.outcome, Outcome::Accepted, "{reply:?}");
+    assert_eq!(stack.drain().await.len(), 1);
+}
+
+/// Only an accepted delivery raises its PR's order mark: a refused one (rate limit, failed
+/// enqueue) leaves it where it was, so an older event it would have superseded still goes in.
+#[tokio::test]
+async fn a_refused_delivery_does_not_raise_the_order_mark() {
+    let stack = Stack::new("refused-mark").await;
+    let webhook = stack.webhook(1);
+    let now = Utc.timestamp_opt(1_795_000_815, 0).unwrap();
+    let at = |minutes_ago: i64| {
+        (Utc::now() - chrono::Duration::minutes(minutes_ago)).format("%Y-%m-%dT%H:%M:%SZ").to_string()
+    };
+    let with_time = |number: u64, updated: String| {
+        let mut payload = pr_payload("synchronize", "acme/busy", number);
+        payload["pull_request"]["updated_at"] = serde_json::json!(updated);
+        Signed::json("pull_request", &new_delivery_id(), &payload)
+    };
+    // The minute's one delivery goes to PR 1; PR 2's newer event is refused for the rate.
+    assert_eq!(webhook.process(&with_time(1, at(0)).delivery(), now).await.0.outcome, Outcome::Accepted);
+    let refused = with_time(2, at(1));
+    assert_eq!(webhook.process(&refused.delivery(), now).await.0.outcome, Outcome::RateLimited);
+    // A delivery whose enqueue fails is refused too (503).
+    let dead = support::sdk_config("http://127.0.0.1:9").await;
+    let no_queue = stack.webhook_with_queue_client(100, aws_sdk_sqs::Client::new(&dead));
+    let unqueued = with_time(3, at(1));
+    assert_eq!(no_queue.process(&unqueued.delivery(), now).await.0.outcome, Outcome::Unavailable);
+
+    // PR 2's and 3's older events, in the next window, are not stale: nothing newer was accepted.
+    let next_minute = now + chrono::Duration::seconds(60);
+    for number in [2_i64, 3] {
+        let older = with_time(number.cast_unsigned(), at(10));
+        let (reply, _) = webhook.process(&older.delivery(), next_minute + chrono::Duration::minutes(number)).await;
+        assert_eq!(reply.outcome, Outcome::Accepted, "PR {number}: {reply:?}");
+    }
+    // And an accepted event does raise it: PR 1's older event is stale.
+    let (reply, _) =
+        webhook.process(&with_time(1, at(10)).delivery(), next_minute + chrono::Duration::minutes(10)).await;
+    assert_eq!(reply.outcome, Outcome::Stale, "{reply:?}");
 }
 
 #[tokio::test]

@@ -76,7 +76,9 @@ fn assert_matches_payload(event: &PreviewEvent, payload: &Value, id: &str, recei
     assert_eq!(event.pull_request.html_url, s(&pr["html_url"]));
     assert_eq!(event.sender, s(&payload["sender"]["login"]));
     assert_eq!(event.label, payload["label"]["name"].as_str().map(str::to_owned));
-    assert_eq!(event.message_group_id(), format!("{}#{}", event.repository.full_name, event.pull_request.number));
+    // One case rule for every key: the group is the lowercased name (`repository_key`).
+    let group = format!("{}#{}", event.repository.full_name.to_ascii_lowercase(), event.pull_request.number);
+    assert_eq!(event.message_group_id(), group);
 }
 
 #[test]

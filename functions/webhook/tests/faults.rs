@@ -76,7 +76,7 @@ async fn dynamodb_down_fails_closed_and_the_redelivery_is_accepted() {
 }
 
 #[tokio::test]
-async fn an_unwritable_rate_window_or_order_mark_lets_the_delivery_through() {
+async fn an_unwritable_rate_window_or_settle_lets_the_delivery_through() {
     let stack = Stack::new("rate-down").await;
     let proxy = FaultProxy::start(&support::endpoint()).await;
     let webhook = webhook_through(&stack, &proxy, Through::DynamoDb).await;
@@ -88,11 +88,18 @@ async fn an_unwritable_rate_window_or_order_mark_lets_the_delivery_through() {
     assert_eq!(proxy.injected(), 1, "exactly the rate-window write failed");
     proxy.heal();
 
+    // The settle transaction (confirm + raise the mark) after the enqueue: the message is on
+    // the queue, so the delivery is accepted; its claim blocks duplicates for its lease.
+    proxy.fail("TransactWriteItems", Some("pr#"), Fault::Status(503));
     proxy.fail("UpdateItem", Some("pr#"), Fault::Status(503));
     let signed = Signed::json("pull_request", &new_delivery_id(), &pr_payload("synchronize", "acme/shop", 12));
     let reply = webhook.handle(&signed.delivery()).await;
-    assert_eq!(reply.outcome, Outcome::Accepted, "the order mark fails open: {reply:?}");
-    assert_eq!(proxy.injected(), 2);
+    // The admission transaction also names the mark (its condition check): it fails closed.
+    assert_eq!(reply.outcome, Outcome::Unavailable, "{reply:?}");
+    proxy.heal();
+    proxy.fail("TransactWriteItems", Some("enqueued"), Fault::Status(503));
+    let reply = webhook.handle(&signed.delivery()).await;
+    assert_eq!(reply.outcome, Outcome::Accepted, "settling fails open: {reply:?}");
     assert_eq!(stack.drain().await.len(), 2);
 }
 

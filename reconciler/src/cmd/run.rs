@@ -172,15 +172,10 @@ pub async fn run(config_path: &Path) -> Result<(), RunError> {
             }
         }));
     }
-    let lost_leadership = Arc::new(AtomicBool::new(false));
     let shutdown = {
-        let (stopping, lost, lost_leadership) =
-            (Arc::clone(&stopping), Arc::clone(&lost), Arc::clone(&lost_leadership));
+        let stopping = Arc::clone(&stopping);
         async move {
-            tokio::select! {
-                () = shutdown_signal() => {}
-                () = lost.notified() => lost_leadership.store(true, Ordering::Relaxed),
-            }
+            shutdown_signal().await;
             stopping.store(true, Ordering::Relaxed);
         }
     };
@@ -201,21 +196,32 @@ pub async fn run(config_path: &Path) -> Result<(), RunError> {
     let (caches, controller) = controller::watch::controller(&client, &config);
     let ctx = Arc::new(ctx.with_caches(caches));
     tracing::info!(%addr, consumers, "previewd running");
-    controller
+    let work = controller
         .graceful_shutdown_on(shutdown)
         .run(controller::reconcile, controller::error_policy, ctx)
-        .for_each(|_| futures::future::ready(()))
-        .await;
-
+        .for_each(|_| futures::future::ready(()));
+    // Losing the lease stops everything at once, not gracefully: the renew deadline leaves a
+    // few seconds before another replica may take over, and a batch or reconcile finished
+    // after that would race the new leader. What was cut off is redone by it (messages come
+    // back after their visibility timeout; reconciles are level-triggered).
+    let lost_leadership = tokio::select! {
+        () = work => false,
+        () = lost.notified() => true,
+    };
     stopping.store(true, Ordering::Relaxed);
     ready.store(false, Ordering::Relaxed);
+    if lost_leadership {
+        for task in &consumer_tasks {
+            task.abort();
+        }
+        server.abort();
+        tracing::error!("lost the leader lease; work stopped");
+        return Err(RunError::LostLeadership);
+    }
     for task in consumer_tasks {
         let _ = task.await;
     }
     server.abort();
-    if lost_leadership.load(Ordering::Relaxed) {
-        return Err(RunError::LostLeadership);
-    }
     tracing::info!("previewd stopped");
     Ok(())
 }

@@ -87,6 +87,9 @@ impl AiConfig {
         if self.timeout.is_zero() || self.timeout > Duration::from_secs(300) {
             return Err(invalid("ai.timeout", "between 1s and 5m"));
         }
+        if self.cache_ttl > Duration::from_secs(30 * 24 * 3600) {
+            return Err(invalid("ai.cacheTtl", "at most 30d"));
+        }
         if !(1024..=256 * 1024).contains(&self.max_diff_bytes) {
             return Err(invalid("ai.maxDiffBytes", "between 1024 and 262144"));
         }

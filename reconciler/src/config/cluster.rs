@@ -164,13 +164,22 @@ impl Default for TtlConfig {
     }
 }
 
+/// The longest `ttl.max` the configuration accepts.
+pub(crate) const MAX_TTL: Duration = Duration::from_secs(365 * 24 * 3600);
+
 impl TtlConfig {
     pub(super) fn validate(&self) -> Result<(), ConfigError> {
         if self.idle.is_zero() || self.idle > self.do_not_expire || self.do_not_expire > self.max {
             return Err(invalid("ttl", "expected 0 < idle <= doNotExpire <= max"));
         }
-        if self.sweep_interval < Duration::from_secs(10) {
-            return Err(invalid("ttl.sweepInterval", "at least 10s"));
+        // A preview is a short-lived thing; the bound also keeps every expiry well inside what
+        // timestamps and timers can hold.
+        if self.max > MAX_TTL {
+            return Err(invalid("ttl.max", "at most 365d"));
+        }
+        // The controller's timers (a requeue per preview) cannot be set years ahead.
+        if self.sweep_interval < Duration::from_secs(10) || self.sweep_interval > Duration::from_secs(24 * 3600) {
+            return Err(invalid("ttl.sweepInterval", "between 10s and 24h"));
         }
         Ok(())
     }

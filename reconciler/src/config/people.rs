@@ -87,6 +87,9 @@ impl GitHubConfig {
         if !(1..=32).contains(&self.concurrency) {
             return Err(invalid("github.concurrency", "between 1 and 32"));
         }
+        if self.destroy_grace > Duration::from_secs(24 * 3600) {
+            return Err(invalid("github.destroyGrace", "at most 24h"));
+        }
         if self.status_context.trim().is_empty() {
             return Err(invalid("github.statusContext", "must not be empty"));
         }

@@ -54,7 +54,7 @@ impl DeploymentUpdate {
 
 impl Update {
     fn key(&self) -> (String, u64) {
-        (self.repository.to_ascii_lowercase(), self.number)
+        (previewd_events::repository_key(&self.repository), self.number)
     }
 
     /// The PR's transient environment.

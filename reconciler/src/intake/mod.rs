@@ -37,14 +37,20 @@ pub enum Outcome {
     Superseded,
     /// Not a valid contract message: left for the dead-letter queue.
     Malformed { error: String },
+    /// A contract version newer than this build reads: returned to the queue for a newer
+    /// consumer (a rolling deploy), never dead-lettered.
+    NewerVersion { error: String },
+    /// Cannot be handled yet (the previous preview is still being torn down): returned to the
+    /// queue with a delay, never dead-lettered.
+    Waiting { reason: String },
     /// The write failed: the message stays and comes back.
     Failed { error: String },
 }
 
 impl Outcome {
     /// Every value of [`Outcome::label`].
-    pub const LABELS: [&'static str; 7] =
-        ["applied", "removed", "ignored", "stale", "superseded", "malformed", "failed"];
+    pub const LABELS: [&'static str; 9] =
+        ["applied", "removed", "ignored", "stale", "superseded", "malformed", "newer_version", "waiting", "failed"];
 
     /// A bounded label for metrics.
     pub fn label(&self) -> &'static str {
@@ -55,6 +61,8 @@ impl Outcome {
             Outcome::Stale => "stale",
             Outcome::Superseded => "superseded",
             Outcome::Malformed { .. } => "malformed",
+            Outcome::NewerVersion { .. } => "newer_version",
+            Outcome::Waiting { .. } => "waiting",
             Outcome::Failed { .. } => "failed",
         }
     }
@@ -175,9 +183,9 @@ impl Intake {
             Decision::Ignore { reason } => return Outcome::Ignored { reason },
         };
         if deleting {
-            // The previous preview is still being torn down: keep the message for a retry
+            // The previous preview is still being torn down: the event waits for the teardown
             // rather than write into an object that is about to disappear.
-            return Outcome::Failed { error: format!("{name} is still being deleted; retrying later") };
+            return Outcome::Waiting { reason: format!("{name} is still being deleted") };
         }
         // A fork's unapproved push keeps the approved commit, and with it the services chosen
         // for that commit (the PR's files now describe the unapproved head).

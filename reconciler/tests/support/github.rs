@@ -1,5 +1,7 @@
 //! A local stand-in for the GitHub REST API: the endpoints Previewd calls, answering with the
-//! documented shapes (ids, `Link` pagination, `x-ratelimit-*` headers), recording every request,
+//! documented shapes (GitHub's own examples from its REST description, with the ids and fields
+//! the stand-in controls; `Link` pagination, `x-ratelimit-*` headers), recording every exchange
+//! (checked against the description by `every_github_request_matches_the_published_api`),
 //! and able to fail on demand (an outage, or one injected answer for a path).
 //!
 //! Auth: `POST /app/installations/{id}/access_tokens` needs a valid App JWT (RS256, `iss` = the
@@ -13,6 +15,7 @@ use axum::body::{Body, to_bytes};
 use axum::extract::{Request, State};
 use axum::http::{Method, StatusCode};
 use axum::response::Response;
+use previewd_testkit::github_api::{Exchange, shaped};
 use serde_json::{Value, json};
 
 pub const APP_ID: u64 = 31337;
@@ -56,10 +59,14 @@ pub struct GitHubState {
     pub commit_statuses: Vec<(String, Value)>,
     /// (method, path?query) of every request.
     pub requests: Vec<(String, String)>,
+    /// Every request with its answer.
+    pub exchanges: Vec<Exchange>,
     /// Every request gets this status (an outage) while set.
     pub outage: Option<u16>,
     /// One answer each for the next requests whose path contains the fragment.
     pub inject: Vec<(String, Response)>,
+    /// How long every answer takes (a slow GitHub).
+    pub latency: std::time::Duration,
     next_id: u64,
 }
 
@@ -196,6 +203,35 @@ async fn handle(State((state, base)): State<(Shared, String)>, request: Request)
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
         .unwrap_or(Value::Null);
+    let latency = state.lock().unwrap().latency;
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
+    let response = answer(&state, &base, &method, &path, &raw_query, &auth, body.clone());
+    let (parts, answer_body) = response.into_parts();
+    let bytes = to_bytes(answer_body, 1 << 24).await.unwrap_or_default();
+    state.lock().unwrap().exchanges.push(Exchange {
+        method: method.to_string(),
+        path,
+        query: raw_query,
+        body,
+        status: parts.status.as_u16(),
+        response: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    });
+    Response::from_parts(parts, Body::from(bytes))
+}
+
+fn answer(
+    state: &Shared,
+    base: &str,
+    method: &Method,
+    path: &str,
+    raw_query: &str,
+    auth: &str,
+    body: Value,
+) -> Response {
+    let (method, path, raw_query, auth) = (method.clone(), path.to_owned(), raw_query.to_owned(), auth.to_owned());
+    let base = base.to_owned();
     let mut s = state.lock().unwrap();
     let full = if raw_query.is_empty() { path.clone() } else { format!("{path}?{raw_query}") };
     s.requests.push((method.to_string(), full));
@@ -221,7 +257,12 @@ async fn handle(State((state, base)): State<(Shared, String)>, request: Request)
         let expires = chrono::Utc::now() + chrono::Duration::seconds(s.token_ttl);
         return json_response(
             StatusCode::CREATED,
-            json!({"token": token, "expires_at": expires.to_rfc3339(), "permissions": {"pull_requests": "write", "deployments": "write"}}),
+            shaped(
+                "POST",
+                &path,
+                201,
+                json!({"token": token, "expires_at": expires.to_rfc3339(), "permissions": {"pull_requests": "write", "deployments": "write"}}),
+            ),
         );
     }
     let installation = s.tokens_minted.iter().any(|(_, t)| auth == format!("Bearer {t}"));
@@ -232,9 +273,12 @@ async fn handle(State((state, base)): State<(Shared, String)>, request: Request)
     let ["repos", owner, name, rest @ ..] = &segments[..] else { return not_found() };
     let repository = format!("{owner}/{name}");
     match (&method, rest) {
-        (&Method::GET, ["pulls", _, "files"]) => page(s.files.clone(), &base, &path, &q),
+        (&Method::GET, ["pulls", _, "files"]) => {
+            let files = s.files.iter().map(|f| shaped("GET", &path, 200, f.clone())).collect();
+            page(files, &base, &path, &q)
+        }
         (&Method::GET, ["pulls", _]) => match &s.pull {
-            Some(pull) => json_response(StatusCode::OK, pull.clone()),
+            Some(pull) => json_response(StatusCode::OK, shaped("GET", &path, 200, pull.clone())),
             None => not_found(),
         },
         (&Method::GET, ["collaborators", user, "permission"]) => {
@@ -242,7 +286,10 @@ async fn handle(State((state, base)): State<(Shared, String)>, request: Request)
             match s.permissions.get(&user) {
                 Some(p) => {
                     let role = if p == "none" { "none" } else { p.as_str() };
-                    json_response(StatusCode::OK, json!({"permission": p, "role_name": role, "user": {"login": user}}))
+                    // (GitHub's own example lacks the user's `role_name`, which its schema requires.)
+                    let permission =
+                        json!({"permission": p, "role_name": role, "user": {"login": user, "role_name": role}});
+                    json_response(StatusCode::OK, shaped("GET", &path, 200, permission))
                 }
                 None => not_found(),
             }
@@ -255,7 +302,10 @@ async fn handle(State((state, base)): State<(Shared, String)>, request: Request)
                 .filter(|d| d.repository == repository)
                 .filter(|d| q.get("sha").is_none_or(|sha| *sha == d.sha))
                 .filter(|d| q.get("environment").is_none_or(|e| *e == d.environment))
-                .map(|d| json!({"id": d.id, "sha": d.sha, "ref": d.sha, "environment": d.environment}))
+                .map(|d| {
+                    let fields = json!({"id": d.id, "sha": d.sha, "ref": d.sha, "environment": d.environment});
+                    shaped("GET", &path, 200, fields)
+                })
                 .collect();
             page(found, &base, &path, &q)
         }
@@ -271,26 +321,33 @@ async fn handle(State((state, base)): State<(Shared, String)>, request: Request)
                 body,
                 statuses: Vec::new(),
             });
-            json_response(StatusCode::CREATED, json!({"id": id, "sha": sha, "ref": sha, "environment": environment}))
+            let fields = json!({"id": id, "sha": sha, "ref": sha, "environment": environment});
+            json_response(StatusCode::CREATED, shaped("POST", &path, 201, fields))
         }
         (&Method::GET, ["deployments", id, "statuses"]) => {
             let Some(d) = s.deployments.iter().find(|d| d.id.to_string() == *id) else { return not_found() };
-            page(d.statuses.iter().rev().cloned().collect(), &base, &path, &q)
+            let statuses = d.statuses.iter().rev().map(|st| shaped("GET", &path, 200, st.clone())).collect();
+            page(statuses, &base, &path, &q)
         }
         (&Method::POST, ["deployments", id, "statuses"]) => {
             let status_id = s.id();
             let Some(d) = s.deployments.iter_mut().find(|d| d.id.to_string() == *id) else { return not_found() };
-            let mut status = body.clone();
-            status["id"] = json!(status_id);
+            // What the request set, over the documented example.
+            let mut status = json!({"id": status_id, "state": body["state"]});
+            for field in ["description", "environment", "environment_url", "log_url"] {
+                if let Some(value) = body.get(field) {
+                    status[field] = value.clone();
+                }
+            }
             d.statuses.push(status.clone());
-            json_response(StatusCode::CREATED, status)
+            json_response(StatusCode::CREATED, shaped("POST", &path, 201, status))
         }
         (&Method::POST, ["statuses", sha]) => {
             let status_id = s.id();
             let mut status = body.clone();
             status["id"] = json!(status_id);
             s.commit_statuses.push((sha.to_string(), status.clone()));
-            json_response(StatusCode::CREATED, status)
+            json_response(StatusCode::CREATED, shaped("POST", &path, 201, status))
         }
         (&Method::GET, ["issues", number, "comments"]) => {
             let number: u64 = number.parse().unwrap_or(0);
@@ -298,7 +355,10 @@ async fn handle(State((state, base)): State<(Shared, String)>, request: Request)
                 .comments
                 .iter()
                 .filter(|c| c.repository == repository && c.number == number)
-                .map(|c| json!({"id": c.id, "body": c.body, "user": {"login": c.login, "type": c.kind}}))
+                .map(|c| {
+                    let fields = json!({"id": c.id, "body": c.body, "user": {"login": c.login, "type": c.kind}});
+                    shaped("GET", &path, 200, fields)
+                })
                 .collect();
             page(found, &base, &path, &q)
         }
@@ -314,14 +374,20 @@ async fn handle(State((state, base)): State<(Shared, String)>, request: Request)
                 login: login.into(),
                 kind: kind.into(),
             });
-            json_response(StatusCode::CREATED, json!({"id": id, "body": text, "user": {"login": login, "type": kind}}))
+            let fields = json!({"id": id, "body": text, "user": {"login": login, "type": kind}});
+            json_response(StatusCode::CREATED, shaped("POST", &path, 201, fields))
         }
         (&Method::PATCH, ["issues", "comments", id]) => {
             let Some(c) = s.comments.iter_mut().find(|c| c.id.to_string() == *id) else { return not_found() };
             c.body = body["body"].as_str().unwrap_or("").to_owned();
             json_response(
                 StatusCode::OK,
-                json!({"id": c.id, "body": c.body, "user": {"login": c.login, "type": c.kind}}),
+                shaped(
+                    "PATCH",
+                    &path,
+                    200,
+                    json!({"id": c.id, "body": c.body, "user": {"login": c.login, "type": c.kind}}),
+                ),
             )
         }
         _ => not_found(),

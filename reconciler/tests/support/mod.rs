@@ -274,8 +274,11 @@ pub async fn a_preview_life(kube: Client, unrecorded: Client) {
         "previewd-leader",
         "pod-a",
     );
-    assert!(lease.try_acquire_or_renew(k8s_openapi::jiff::Timestamp::now()).await.unwrap());
-    assert!(lease.try_acquire_or_renew(k8s_openapi::jiff::Timestamp::now()).await.unwrap());
+    let now = || (k8s_openapi::jiff::Timestamp::now(), std::time::Instant::now());
+    let (t, l) = now();
+    assert!(lease.try_acquire_or_renew(t, l).await.unwrap());
+    let (t, l) = now();
+    assert!(lease.try_acquire_or_renew(t, l).await.unwrap());
 }
 
 /// The in-memory API serving the core kinds, Previewd's and Argo CD's resources.

@@ -43,6 +43,8 @@ pub struct Inner {
     pub auth: Auth,
     /// Requests answered so far: (method, path and query).
     pub requests: Vec<(String, String)>,
+    /// Every request with its answer (checked against GitHub's REST description).
+    pub exchanges: Vec<previewd_testkit::github_api::Exchange>,
     /// Delivery ids whose redelivery was requested, in order.
     pub attempts: Vec<u64>,
     /// What the receiver answers a redelivery now (202 healthy, 503 down).
@@ -96,6 +98,7 @@ impl FakeGitHub {
             page_size: 100,
             auth,
             requests: Vec::new(),
+            exchanges: Vec::new(),
             attempts: Vec::new(),
             receiver_status: 202,
             now,
@@ -186,9 +189,27 @@ async fn handle(State((inner, base)): State<(Arc<Mutex<Inner>>, String)>, reques
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
     let query = request.uri().query().unwrap_or("").to_owned();
+    let (parts, body) = request.into_parts();
+    let body = axum::body::to_bytes(body, 1 << 20).await.unwrap_or_default();
+    let response = answer(&inner, &base, &method, &path, &query, &parts.headers);
+    let (answer_parts, answer_body) = response.into_parts();
+    let bytes = axum::body::to_bytes(answer_body, 1 << 24).await.unwrap_or_default();
+    inner.lock().unwrap().exchanges.push(previewd_testkit::github_api::Exchange {
+        method: method.to_string(),
+        path,
+        query,
+        body: serde_json::from_slice(&body).unwrap_or(Value::Null),
+        status: answer_parts.status.as_u16(),
+        response: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    });
+    Response::from_parts(answer_parts, Body::from(bytes))
+}
+
+fn answer(inner: &Mutex<Inner>, base: &str, method: &Method, path: &str, query: &str, headers: &HeaderMap) -> Response {
+    let (method, path, query) = (method.clone(), path.to_owned(), query.to_owned());
     let mut inner = inner.lock().unwrap();
     inner.requests.push((method.to_string(), format!("{path}?{query}")));
-    if !authorised(&inner.auth, request.headers()) {
+    if !authorised(&inner.auth, headers) {
         return json_response(StatusCode::UNAUTHORIZED, json!({"message": "Bad credentials"}));
     }
     let Some(prefix) = hook_prefix(&path) else {

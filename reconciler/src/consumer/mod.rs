@@ -1,0 +1,382 @@
+//! The queue consumer: long-polls the SQS FIFO queue, hands each PR event to the intake (a
+//! PreviewEnvironment write or delete), and deletes the message only once the cluster write
+//! succeeded. While a batch is being handled its messages are kept invisible (a heartbeat), so
+//! a slow batch is never handed to a second consumer. Malformed messages are left to SQS's
+//! redrive into the DLQ; messages that cannot be handled *yet* (a newer contract version, a
+//! preview still being torn down) are delayed and never dead-lettered; stale events are
+//! dropped; a batch's events for one PR collapse to the newest.
+
+mod defer;
+mod held;
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_sdk_sqs::error::DisplayErrorContext;
+use aws_sdk_sqs::types::{
+    ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry, Message, MessageSystemAttributeName,
+};
+use previewd_events::PreviewEvent;
+use tracing::Instrument;
+
+use crate::ai::engine::AiEngine;
+use crate::config::Config;
+use crate::github::notify::Notifier;
+use crate::intake::Intake;
+pub use crate::intake::Outcome;
+pub use crate::intake::store::FIELD_MANAGER;
+use crate::intake::store::PreviewStore;
+use crate::metrics::Metrics;
+use crate::policy;
+pub use defer::Backoff;
+use defer::{Deferral, visibility_seconds};
+use held::Held;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConsumerError {
+    #[error("SQS {operation}: {message}")]
+    Sqs { operation: &'static str, message: String },
+}
+
+#[derive(Clone)]
+pub struct Consumer {
+    sqs: aws_sdk_sqs::Client,
+    queue_url: String,
+    /// Where each event goes: the one event path, into the cluster.
+    intake: Intake,
+    metrics: Option<Metrics>,
+    /// Messages per receive (1-10).
+    pub batch_size: i32,
+    /// Long-poll wait (0-20 s).
+    pub wait_seconds: i32,
+    /// How long a received message stays invisible; the heartbeat renews it every third of
+    /// that while the message is being handled (the queue's `VisibilityTimeout`, 120 s).
+    pub visibility: Duration,
+    /// The queue's `maxReceiveCount`: a deferred message is sent again before it reaches it.
+    pub max_receives: u32,
+    /// Delays of messages that cannot be handled yet.
+    pub backoff: Backoff,
+}
+
+/// One received message.
+#[derive(Debug)]
+struct Received {
+    id: String,
+    receipt: String,
+    body: String,
+    group: String,
+    receives: u32,
+}
+
+impl Received {
+    fn of(message: Message) -> Received {
+        let attribute = |name: MessageSystemAttributeName| {
+            message.attributes().and_then(|a| a.get(&name)).cloned().unwrap_or_default()
+        };
+        Received {
+            receives: attribute(MessageSystemAttributeName::ApproximateReceiveCount).parse().unwrap_or(1),
+            group: attribute(MessageSystemAttributeName::MessageGroupId),
+            id: message.message_id.unwrap_or_default(),
+            receipt: message.receipt_handle.unwrap_or_default(),
+            body: message.body.unwrap_or_default(),
+        }
+    }
+}
+
+impl std::fmt::Debug for Consumer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Consumer").field("queue_url", &self.queue_url).finish_non_exhaustive()
+    }
+}
+
+fn sqs_error<E: std::error::Error + 'static, R: std::fmt::Debug>(
+    operation: &'static str,
+    err: &aws_sdk_sqs::error::SdkError<E, R>,
+) -> ConsumerError {
+    ConsumerError::Sqs { operation, message: DisplayErrorContext(err).to_string() }
+}
+
+impl Consumer {
+    pub fn new(sqs: aws_sdk_sqs::Client, queue_url: String, kube: kube::Client, config: Arc<Config>) -> Consumer {
+        let intake = Intake::new(PreviewStore::Cluster(kube), config);
+        Consumer {
+            sqs,
+            queue_url,
+            intake,
+            metrics: None,
+            batch_size: 10,
+            wait_seconds: 20,
+            visibility: Duration::from_secs(120),
+            max_receives: 5,
+            backoff: Backoff::default(),
+        }
+    }
+
+    /// Asks the AI engine too (it needs GitHub for the diff).
+    pub fn with_ai(mut self, engine: Arc<AiEngine>) -> Consumer {
+        self.intake = self.intake.with_ai(engine);
+        self
+    }
+
+    /// Counts messages by outcome and observes queue lag.
+    pub fn with_metrics(mut self, metrics: Metrics) -> Consumer {
+        for outcome in Outcome::LABELS {
+            metrics.queue_messages.with_label_values(&[outcome]);
+        }
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// Reads changed files, checks fork labels and explains missing previews through GitHub.
+    pub fn with_github(mut self, notifier: Arc<Notifier>) -> Consumer {
+        self.intake = self.intake.with_github(notifier);
+        self
+    }
+
+    /// Applies one event to the cluster.
+    pub async fn handle_event(&self, event: &PreviewEvent) -> Outcome {
+        self.intake.handle_event(event).await
+    }
+
+    /// One receive and the handling of what it returned.
+    pub async fn poll_once(&self) -> Result<Vec<Outcome>, ConsumerError> {
+        let received = self
+            .sqs
+            .receive_message()
+            .queue_url(&self.queue_url)
+            .max_number_of_messages(self.batch_size.clamp(1, 10))
+            .wait_time_seconds(self.wait_seconds.clamp(0, 20))
+            .visibility_timeout(visibility_seconds(self.visibility))
+            .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+            .message_system_attribute_names(MessageSystemAttributeName::MessageGroupId)
+            .send()
+            .await
+            .map_err(|e| sqs_error("ReceiveMessage", &e))?;
+        let messages: Vec<Received> = received.messages.unwrap_or_default().into_iter().map(Received::of).collect();
+        if let Some(m) = &self.metrics {
+            m.queue_received.inc_by(messages.len() as u64);
+            m.queue_last_poll.set(chrono::Utc::now().timestamp_millis() as f64 / 1000.0);
+        }
+        let held = Held::new(messages.iter().map(|m| (m.id.as_str(), m.receipt.as_str())));
+        let outcomes = tokio::select! {
+            outcomes = self.handle_batch(messages, &held) => outcomes?,
+            never = self.keep_invisible(&held) => match never {},
+        };
+        if let Some(m) = &self.metrics {
+            for outcome in &outcomes {
+                m.queue_messages.with_label_values(&[outcome.label()]).inc();
+            }
+        }
+        Ok(outcomes)
+    }
+
+    /// The heartbeat: renews the visibility of every message still held, every third of the
+    /// visibility timeout, so none reappears while it is being handled. Ends when the batch
+    /// does (the caller drops it).
+    async fn keep_invisible(&self, held: &Held) -> Infallible {
+        let every = (self.visibility / 3).max(Duration::from_millis(500));
+        loop {
+            tokio::time::sleep(every).await;
+            let entries: Vec<ChangeMessageVisibilityBatchRequestEntry> = held
+                .held()
+                .into_iter()
+                .filter_map(|(id, receipt)| {
+                    ChangeMessageVisibilityBatchRequestEntry::builder()
+                        .id(id)
+                        .receipt_handle(receipt)
+                        .visibility_timeout(visibility_seconds(self.visibility))
+                        .build()
+                        .ok()
+                })
+                .collect();
+            if entries.is_empty() {
+                continue;
+            }
+            let result = self
+                .sqs
+                .change_message_visibility_batch()
+                .queue_url(&self.queue_url)
+                .set_entries(Some(entries))
+                .send()
+                .await;
+            match result {
+                Ok(output) if output.failed.is_empty() => {}
+                // An entry settled meanwhile (deleted) fails harmlessly; anything else is worth
+                // a line: that message may be handed to another consumer.
+                Ok(output) => {
+                    for failed in &output.failed {
+                        tracing::warn!(
+                            message_id = failed.id,
+                            code = failed.code,
+                            "could not extend a message's visibility"
+                        );
+                    }
+                }
+                Err(err) => tracing::warn!(error = %DisplayErrorContext(&err), "could not extend visibility"),
+            }
+        }
+    }
+
+    async fn handle_batch(&self, messages: Vec<Received>, held: &Held) -> Result<Vec<Outcome>, ConsumerError> {
+        let mut outcomes = Vec::new();
+        // Per PR, in arrival order; FIFO already orders each PR's messages.
+        let mut by_pr: BTreeMap<(String, u64), Vec<(PreviewEvent, Received)>> = BTreeMap::new();
+        for message in messages {
+            match PreviewEvent::from_json(&message.body) {
+                Ok(event) => by_pr.entry(event.pr_key()).or_default().push((event, message)),
+                Err(err) if err.is_newer_version() => {
+                    // A newer front wrote it during a rolling deploy: a newer consumer reads it.
+                    tracing::warn!(message_id = message.id, error = %err, "queue message from a newer contract version; returned to the queue");
+                    self.defer(&[&message], held).await?;
+                    outcomes.push(Outcome::NewerVersion { error: err.to_string() });
+                }
+                Err(err) => {
+                    tracing::warn!(message_id = message.id, error = %err, "malformed queue message");
+                    // Visible again at once, so it reaches maxReceiveCount and the DLQ quickly.
+                    let _ = self
+                        .sqs
+                        .change_message_visibility()
+                        .queue_url(&self.queue_url)
+                        .receipt_handle(&message.receipt)
+                        .visibility_timeout(0)
+                        .send()
+                        .await;
+                    held.release(&message.id);
+                    outcomes.push(Outcome::Malformed { error: err.to_string() });
+                }
+            }
+        }
+        for (_, mut events) in by_pr {
+            events.sort_by_key(|(e, _)| (e.pull_request.updated_at, e.received_at));
+            let Some((newest, _)) = events.last() else { continue };
+            if let Some(m) = &self.metrics {
+                let lag = (chrono::Utc::now() - newest.received_at).num_milliseconds().max(0) as f64 / 1000.0;
+                m.queue_lag.observe(lag);
+            }
+            // The newest event wins, but a maintainer's approval earlier in the burst is not
+            // superseded: it approves the commit it was given for, so it is handled first.
+            let approval =
+                events[..events.len() - 1].iter().rposition(|(e, _)| policy::offers_approval(e, self.intake.config()));
+            let mut handled = Vec::new();
+            for (event, _) in approval.map(|i| &events[i]).into_iter().chain(events.last()) {
+                let outcome = self.handle_traced(event).await;
+                let settled = !matches!(outcome, Outcome::Failed { .. } | Outcome::Waiting { .. });
+                handled.push(outcome);
+                if !settled {
+                    break;
+                }
+            }
+            let messages: Vec<&Received> = events.iter().map(|(_, m)| m).collect();
+            if handled.iter().any(|o| matches!(o, Outcome::Failed { .. })) {
+                // Back after the visibility timeout, and towards the DLQ if it keeps failing.
+                for message in &messages {
+                    held.release(&message.id);
+                }
+            } else if handled.iter().any(|o| matches!(o, Outcome::Waiting { .. })) {
+                self.defer(&messages, held).await?;
+            } else {
+                self.delete(&messages, held).await?;
+            }
+            outcomes.extend(std::iter::repeat_n(Outcome::Superseded, events.len() - handled.len()));
+            outcomes.extend(handled);
+        }
+        Ok(outcomes)
+    }
+
+    /// [`Consumer::handle_event`] inside the event's span: everything logged while handling it
+    /// carries its delivery id.
+    async fn handle_traced(&self, event: &PreviewEvent) -> Outcome {
+        let span = tracing::info_span!("event", delivery_id = %event.delivery_id);
+        let outcome = self.handle_event(event).instrument(span.clone()).await;
+        span.in_scope(|| tracing::info!(outcome = outcome.label(), action = %event.action, "queue event"));
+        outcome
+    }
+
+    /// Returns messages that cannot be handled yet to the queue, for later (`defer.rs`).
+    async fn defer(&self, messages: &[&Received], held: &Held) -> Result<(), ConsumerError> {
+        for message in messages {
+            match self.backoff.defer(message.receives, self.max_receives) {
+                Deferral::Delay(delay) => {
+                    self.sqs
+                        .change_message_visibility()
+                        .queue_url(&self.queue_url)
+                        .receipt_handle(&message.receipt)
+                        .visibility_timeout(visibility_seconds(delay))
+                        .send()
+                        .await
+                        .map_err(|e| sqs_error("ChangeMessageVisibility", &e))?;
+                    held.release(&message.id);
+                }
+                Deferral::Resend => {
+                    // A new deduplication id: the copy is a new message to SQS, the same
+                    // delivery to the consumer (its body, and so its delivery id, is unchanged).
+                    self.sqs
+                        .send_message()
+                        .queue_url(&self.queue_url)
+                        .message_body(&message.body)
+                        .message_group_id(&message.group)
+                        .message_deduplication_id(format!("resent-{}", message.id))
+                        .send()
+                        .await
+                        .map_err(|e| sqs_error("SendMessage", &e))?;
+                    self.delete(&[message], held).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes handled messages. Entries the batch call refuses are retried twice; what still
+    /// fails is counted and logged (the message comes back and is dropped as already applied).
+    async fn delete(&self, messages: &[&Received], held: &Held) -> Result<(), ConsumerError> {
+        let mut pending: Vec<&Received> = messages.to_vec();
+        for attempt in 0..3 {
+            if pending.is_empty() {
+                return Ok(());
+            }
+            let entries: Vec<DeleteMessageBatchRequestEntry> = pending
+                .iter()
+                .enumerate()
+                .filter_map(|(i, m)| {
+                    DeleteMessageBatchRequestEntry::builder().id(i.to_string()).receipt_handle(&m.receipt).build().ok()
+                })
+                .collect();
+            let output = self
+                .sqs
+                .delete_message_batch()
+                .queue_url(&self.queue_url)
+                .set_entries(Some(entries))
+                .send()
+                .await
+                .map_err(|e| sqs_error("DeleteMessageBatch", &e))?;
+            for ok in &output.successful {
+                if let Some(m) = ok.id.parse::<usize>().ok().and_then(|i| pending.get(i)) {
+                    held.release(&m.id);
+                }
+            }
+            let failed: Vec<&Received> = output
+                .failed
+                .iter()
+                .filter_map(|f| {
+                    tracing::warn!(
+                        attempt,
+                        code = f.code,
+                        sender_fault = f.sender_fault,
+                        "could not delete a handled message"
+                    );
+                    f.id.parse::<usize>().ok().and_then(|i| pending.get(i).copied())
+                })
+                .collect();
+            pending = failed;
+        }
+        if let Some(m) = &self.metrics {
+            m.queue_delete_failures.inc_by(pending.len() as u64);
+        }
+        for message in pending {
+            held.release(&message.id);
+        }
+        Ok(())
+    }
+}
