@@ -99,7 +99,8 @@ fn main() {
                 let id = new_delivery_id();
                 let now = chrono::Utc::now().timestamp();
                 let key = AttributeValue::S(format!("delivery#{id}"));
-                let mark = AttributeValue::S("pr#acme/shop#1".to_owned());
+                // Another PR than the handler series' (whose payload keeps one `updated_at`).
+                let mark = AttributeValue::S("pr#acme/shop#2".to_owned());
                 let n = |v: i64| AttributeValue::N(v.to_string());
                 let s = |v: &str| AttributeValue::S(v.to_owned());
                 let not_newer = "attribute_not_exists(updated_ms) OR updated_ms <= :u OR expires_at < :now";
