@@ -597,12 +597,7 @@ async fn every_github_request_matches_the_published_api() {
     reconcile_at(&deleting, &w.ctx, now).await.unwrap();
 
     let exchanges = w.github.lock().exchanges.clone();
-    let operations: std::collections::BTreeSet<String> = exchanges
-        .iter()
-        .filter_map(|e| {
-            previewd_testkit::github_api::operation(&e.method, &e.path).map(|o| format!("{} {o}", e.method))
-        })
-        .collect();
+    let operations = previewd_testkit::github_api::operations(&exchanges);
     for expected in [
         "POST /app/installations/{installation_id}/access_tokens",
         "GET /repos/{owner}/{repo}/pulls/{pull_number}/files",

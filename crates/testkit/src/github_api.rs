@@ -221,6 +221,11 @@ fn merge(base: &mut Value, overrides: Value) {
     }
 }
 
+/// The operations (`METHOD /path/{template}`) the exchanges exercised.
+pub fn operations(exchanges: &[Exchange]) -> std::collections::BTreeSet<String> {
+    exchanges.iter().filter_map(|e| operation(&e.method, &e.path).map(|o| format!("{} {o}", e.method))).collect()
+}
+
 /// Every exchange checked; the problems found, one line each.
 pub fn problems(exchanges: &[Exchange]) -> Vec<String> {
     let mut out = Vec::new();

@@ -315,12 +315,7 @@ async fn every_github_request_matches_the_published_api() {
 
     let mut exchanges = s.github.with(|g| g.exchanges.clone());
     exchanges.extend(repo_hook.with(|g| g.exchanges.clone()));
-    let operations: std::collections::BTreeSet<String> = exchanges
-        .iter()
-        .filter_map(|e| {
-            previewd_testkit::github_api::operation(&e.method, &e.path).map(|o| format!("{} {o}", e.method))
-        })
-        .collect();
+    let operations = previewd_testkit::github_api::operations(&exchanges);
     for expected in [
         "GET /app/hook/deliveries",
         "POST /app/hook/deliveries/{delivery_id}/attempts",
