@@ -383,12 +383,12 @@ async fn a_slow_event_keeps_its_message_invisible() {
         let mut gh = github.lock();
         gh.files = vec![serde_json::json!({"filename": "web/a.ts", "status": "modified"})];
         // Each event reads its PR's files: slower than the messages' visibility timeout.
-        gh.latency = std::time::Duration::from_millis(2500);
+        gh.latency = std::time::Duration::from_millis(5000);
     }
     let notifier =
         Arc::new(previewd::github::notify::Notifier::new(Arc::new(github.client()), s.config.github.clone()));
     let mut consumer = s.consumer.clone().with_github(notifier);
-    consumer.visibility = std::time::Duration::from_secs(1);
+    consumer.visibility = std::time::Duration::from_secs(2); // renewed every ~0.7 s: room for a slow emulator under CI load
     let prs = [42_u64, 43, 44];
     for (i, number) in prs.iter().enumerate() {
         let mut e = event("opened.json");
@@ -403,10 +403,10 @@ async fn a_slow_event_keeps_its_message_invisible() {
         let handled = &handled;
         async move {
             let mut outcomes = Vec::new();
-            let give_up = std::time::Instant::now() + std::time::Duration::from_secs(30);
+            let give_up = std::time::Instant::now() + std::time::Duration::from_secs(60);
             let mut all_done: Option<std::time::Instant> = None;
             while std::time::Instant::now() < give_up
-                && all_done.is_none_or(|at| at.elapsed() < std::time::Duration::from_secs(3))
+                && all_done.is_none_or(|at| at.elapsed() < std::time::Duration::from_secs(4))
             {
                 let batch = consumer.poll_once().await.unwrap();
                 handled.fetch_add(batch.len(), std::sync::atomic::Ordering::SeqCst);
