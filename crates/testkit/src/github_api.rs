@@ -226,6 +226,17 @@ pub fn operations(exchanges: &[Exchange]) -> std::collections::BTreeSet<String> 
     exchanges.iter().filter_map(|e| operation(&e.method, &e.path).map(|o| format!("{} {o}", e.method))).collect()
 }
 
+/// Panics unless the exchanges exercised every operation in `exercised` (so the check cannot
+/// pass by seeing little) and GitHub would accept each request and could send each answer.
+pub fn assert_contract(exchanges: &[Exchange], exercised: &[&str]) {
+    let operations = operations(exchanges);
+    for expected in exercised {
+        assert!(operations.contains(*expected), "{expected} not exercised: {operations:#?}");
+    }
+    let problems = problems(exchanges);
+    assert!(problems.is_empty(), "GitHub contract:\n{}", problems.join("\n"));
+}
+
 /// Every exchange checked; the problems found, one line each.
 pub fn problems(exchanges: &[Exchange]) -> Vec<String> {
     let mut out = Vec::new();

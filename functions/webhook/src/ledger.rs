@@ -105,6 +105,19 @@ fn read_admission_cancel(reasons: &[CancellationReason], now: i64) -> Cancelled 
     Cancelled::Other(format!("transaction cancelled: [{}]", codes.join(", ")))
 }
 
+/// The settle transaction's cancellation (the claim first, then the mark), read (pure).
+fn read_settle_cancel(reasons: &[CancellationReason]) -> Cancelled {
+    let failed = |i: usize| reasons.get(i).is_some_and(|r| code(r) == "ConditionalCheckFailed");
+    match (failed(0), failed(1)) {
+        // Someone took the claim over after our lease: the mark is still ours to raise.
+        (true, _) => Cancelled::Duplicate { in_progress: false },
+        // A newer event was accepted meanwhile: its mark stays; confirm alone.
+        (false, true) => Cancelled::Superseded,
+        _ if reasons.iter().any(|r| code(r) == "TransactionConflict") => Cancelled::Conflict,
+        _ => Cancelled::Other("transaction cancelled".into()),
+    }
+}
+
 /// Attempts per transaction cancelled by a conflict (two deliveries of one PR at once).
 const CONFLICT_ATTEMPTS: u32 = 4;
 
@@ -219,19 +232,7 @@ impl Ledger {
             TransactWriteItem::builder().update(confirm).build(),
             TransactWriteItem::builder().update(raise).build(),
         ];
-        let outcome = self
-            .transact("TransactWriteItems (settle)", items, |reasons| {
-                let failed = |i: usize| reasons.get(i).is_some_and(|r| code(r) == "ConditionalCheckFailed");
-                match (failed(0), failed(1)) {
-                    // Someone took the claim over after our lease: the mark is still ours to raise.
-                    (true, _) => Cancelled::Duplicate { in_progress: false },
-                    // A newer event was accepted meanwhile: its mark stays; confirm alone.
-                    (false, true) => Cancelled::Superseded,
-                    _ if reasons.iter().any(|r| code(r) == "TransactionConflict") => Cancelled::Conflict,
-                    _ => Cancelled::Other("transaction cancelled".into()),
-                }
-            })
-            .await?;
+        let outcome = self.transact("TransactWriteItems (settle)", items, read_settle_cancel).await?;
         match outcome {
             None => Ok(()),
             Some(Cancelled::Superseded) => {
