@@ -9,6 +9,7 @@ pub mod consumer;
 pub mod controller;
 pub mod cost;
 pub mod crd;
+pub mod detect;
 pub mod github;
 pub mod intake;
 pub mod leader;

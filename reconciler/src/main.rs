@@ -49,6 +49,28 @@ enum Command {
         #[arg(long)]
         event: PathBuf,
     },
+    /// Which services a change needs: follows each service's build graph in a checkout of the
+    /// PR's head (`--repo-dir`) and base (`--base-dir`); the `paths` globs alone without one.
+    /// Prints {"services": [...], "reasons": {...}, "by": "graph"|"paths"}.
+    Detect {
+        #[arg(long, env = "PREVIEWD_CONFIG", default_value = "/etc/previewd/config.yaml")]
+        config: PathBuf,
+        /// OWNER/NAME, as configured.
+        #[arg(long)]
+        repository: String,
+        /// The changed paths, one per line.
+        #[arg(long)]
+        files: PathBuf,
+        /// The PR's unified diff (tells which key of an env or version file changed).
+        #[arg(long)]
+        diff: Option<PathBuf>,
+        /// A checkout of the PR's head commit.
+        #[arg(long)]
+        repo_dir: Option<PathBuf>,
+        /// A checkout of the PR's base commit (deleted files; what changed in a compose file).
+        #[arg(long)]
+        base_dir: Option<PathBuf>,
+    },
     /// Configuration commands.
     Config {
         #[command(subcommand)]
@@ -75,6 +97,16 @@ fn main() -> ExitCode {
         Command::Cost { config } => cost_report(&config),
         Command::Consume { config, out } => consume(&config, &out),
         Command::Crd => crd::crd_yaml().map_err(|e| e.to_string()),
+        Command::Detect { config, repository, files, diff, repo_dir, base_dir } => {
+            previewd::cmd::detect::detect(&previewd::cmd::detect::DetectArgs {
+                config,
+                repository,
+                files,
+                diff,
+                repo_dir,
+                base_dir,
+            })
+        }
         Command::Render { config, event } => {
             block_on(previewd::cmd::render::render_event(&config, &event)).and_then(|r| r.map_err(|e| e.to_string()))
         }

@@ -143,3 +143,56 @@ async fn cost_prints_every_preview_and_the_totals_from_the_cluster() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.starts_with("previewd: Kubernetes"), "{err}");
 }
+
+#[test]
+fn detect_prints_the_services_a_change_needs_as_one_json_object() {
+    let shop = "reconciler/tests/fixtures/detect/shop";
+    let files = std::env::temp_dir().join(format!("previewd-detect-{}.txt", std::process::id()));
+    std::fs::write(&files, "lib/go/money/money.go\nsrc/cart/main_test.go\npackages/ui/button.tsx\n").unwrap();
+    let config = format!("{shop}/previewd.yaml");
+    let base = ["detect", "--config", &config, "--repository", "Acme/Shop", "--files", files.to_str().unwrap()];
+    let (ok, out, err) = previewd(&[&base[..], &["--repo-dir", shop]].concat());
+    assert!(ok, "{err}");
+    let json: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(json["services"], serde_json::json!(["cart", "web"]), "{out}");
+    assert_eq!(json["by"], "graph");
+    assert_eq!(json["reasons"]["cart"][0], "lib/go/money/money.go -> Go package lib/go/money imported by cart");
+    // Without a checkout, the globs decide: they take the test file and miss the library.
+    let (ok, out, _) = previewd(&base);
+    assert!(ok);
+    let json: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(json["by"], "paths");
+    assert_eq!(json["services"], serde_json::json!(["cart", "postgres"]), "{out}");
+    // Bad input is named.
+    let (ok, _, err) = previewd(&[&base[..], &["--repo-dir", "no/such/dir"]].concat());
+    assert!(!ok && err.contains("--repo-dir no/such/dir"), "{err}");
+    let (ok, _, err) =
+        previewd(&["detect", "--config", &config, "--repository", "acme/other", "--files", files.to_str().unwrap()]);
+    assert!(!ok && err.contains("acme/other is not configured"), "{err}");
+}
+
+#[test]
+fn config_check_names_a_bad_build_root() {
+    let bad = std::env::temp_dir().join(format!("previewd-bad-build-{}.yaml", std::process::id()));
+    let service = |build: &str| {
+        format!(
+            "domain: example.com\nrepositories:\n  - name: acme/shop\n    services:\n      - name: cart\n        chartPath: deploy/cart\n        resources: {{requests: {{cpu: 100m, memory: 128Mi}}}}\n        build:\n{build}\n"
+        )
+    };
+    for (build, expected) in [
+        ("          - {dockerfile: src/cart/Dockerfile, project: src/cart/go.mod}", "exactly one of"),
+        ("          - {context: src}", "exactly one of"),
+        ("          - {project: src/cart/Makefile}", "a go.mod, package.json"),
+        ("          - {dockerfile: ../outside/Dockerfile}", "inside the repository"),
+        ("          - {compose: {files: [], service: cart}}", "compose needs files"),
+        ("          - {dockerfile: Dockerfile, image: x}", "unknown field"),
+    ] {
+        std::fs::write(&bad, service(build)).unwrap();
+        let (ok, _, err) = previewd(&["config", "check", bad.to_str().unwrap()]);
+        assert!(!ok, "{build}");
+        assert!(err.contains("repositories[0].services[0].build") && err.contains(expected), "{build}: {err}");
+    }
+    std::fs::write(&bad, service("          - {compose: {files: [docker-compose.yml], service: cart, envFiles: [.env]}}\n          - {dockerfile: src/cart/Dockerfile, context: .}")).unwrap();
+    let (ok, _, err) = previewd(&["config", "check", bad.to_str().unwrap()]);
+    assert!(ok, "{err}");
+}

@@ -2,5 +2,6 @@
 
 pub mod consume;
 pub mod cost;
+pub mod detect;
 pub mod render;
 pub mod run;

@@ -25,7 +25,7 @@ pub use cluster::{
 };
 pub use cost::{BudgetConfig, Pricing, SpotConfig};
 pub use people::{ForkPolicy, GitHubConfig, PolicyConfig};
-pub use repository::{Expose, RepositoryConfig, ServiceConfig, ServiceResources};
+pub use repository::{BuildRoot, ComposeRoot, Expose, RepositoryConfig, ServiceConfig, ServiceResources};
 
 use crate::names;
 

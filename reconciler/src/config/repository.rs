@@ -75,6 +75,9 @@ impl RepositoryConfig {
             {
                 return Err(invalid(field("chartPath"), "a relative path inside the repository"));
             }
+            for (k, root) in service.build.iter().enumerate() {
+                root.check().map_err(|why| invalid(field(&format!("build[{k}]")), why))?;
+            }
             if let Some(expose) = &service.expose {
                 if !expose.path.starts_with('/') {
                     return Err(invalid(field("expose.path"), "must start with /"));
@@ -113,6 +116,85 @@ pub struct ServiceConfig {
     /// Routed from the preview's host, when set.
     #[serde(default)]
     pub expose: Option<Expose>,
+    /// What the service is built from: the detector follows each root's build graph to the
+    /// files that reach the deployed artifact (docs/detection.md). A root missing at a commit
+    /// is skipped.
+    #[serde(default)]
+    pub build: Vec<BuildRoot>,
+    /// Globs of the Kubernetes manifests and chart values that belong to the service.
+    #[serde(default)]
+    pub manifests: Globs,
+}
+
+/// One build root of a service: exactly one of `dockerfile`, `compose` or `project`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BuildRoot {
+    /// A Dockerfile, built with `context`.
+    #[serde(default)]
+    pub dockerfile: Option<String>,
+    /// The Dockerfile's build context (default: the Dockerfile's folder).
+    #[serde(default)]
+    pub context: Option<String>,
+    /// A service of a docker compose project.
+    #[serde(default)]
+    pub compose: Option<ComposeRoot>,
+    /// A project manifest: `go.mod`, `package.json`, `Cargo.toml`, `pyproject.toml` or a
+    /// `.csproj`/`.fsproj`/`.vbproj`.
+    #[serde(default)]
+    pub project: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ComposeRoot {
+    /// Compose files, merged in order as `docker compose -f a -f b` does.
+    #[schemars(length(min = 1))]
+    pub files: Vec<String>,
+    pub service: String,
+    /// Env files for `${VAR}` interpolation besides the project's `.env`.
+    #[serde(default)]
+    pub env_files: Vec<String>,
+}
+
+impl BuildRoot {
+    /// Every repository path the root names (validated as relative, inside the repository).
+    pub fn paths(&self) -> Vec<&str> {
+        let mut out: Vec<&str> =
+            [&self.dockerfile, &self.context, &self.project].into_iter().flatten().map(String::as_str).collect();
+        if let Some(compose) = &self.compose {
+            out.extend(compose.files.iter().chain(&compose.env_files).map(String::as_str));
+        }
+        out
+    }
+
+    fn check(&self) -> Result<(), String> {
+        let kinds = [self.dockerfile.is_some(), self.compose.is_some(), self.project.is_some()];
+        if kinds.iter().filter(|k| **k).count() != 1 {
+            return Err("set exactly one of dockerfile, compose or project".into());
+        }
+        if self.context.is_some() && self.dockerfile.is_none() {
+            return Err("context goes with dockerfile".into());
+        }
+        if let Some(compose) = &self.compose
+            && (compose.files.is_empty() || compose.service.trim().is_empty())
+        {
+            return Err("compose needs files and a service".into());
+        }
+        if let Some(project) = &self.project {
+            const KNOWN: [&str; 7] =
+                ["go.mod", "package.json", "Cargo.toml", "pyproject.toml", ".csproj", ".fsproj", ".vbproj"];
+            if !KNOWN.iter().any(|k| project.ends_with(k)) {
+                return Err(format!(
+                    "{project:?}: a go.mod, package.json, Cargo.toml, pyproject.toml or .NET project file"
+                ));
+            }
+        }
+        match self.paths().into_iter().find(|p| p.starts_with('/') || p.split(['/', '\\']).any(|c| c == "..")) {
+            Some(bad) => Err(format!("{bad:?}: a relative path inside the repository")),
+            None => Ok(()),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
