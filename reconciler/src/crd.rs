@@ -117,6 +117,9 @@ pub struct ServiceSelection {
     /// What the AI said, when it was asked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ai: Option<AiVerdict>,
+    /// Per selected service, how a changed file reaches it (`Graph`; a few per service).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub reasons: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 /// The AI's part in choosing a preview's services (a suggestion; see `ai.mode`).
@@ -165,6 +168,10 @@ pub enum SelectedBy {
     /// Every configured service because the changed files could not be read (GitHub down or
     /// rate-limited); chosen again on the next event.
     Fallback,
+    /// The changed files followed through each service's build graph (docs/detection.md).
+    Graph,
+    /// The build graph's choice changed by the AI's answer.
+    GraphAndAi,
 }
 
 /// Identifies the queue message a spec was written from.

@@ -651,3 +651,106 @@ fn a_destroyed_update_is_the_same_on_every_retry() {
     let at = "2026-11-27T09:00:00Z".parse().unwrap();
     assert_eq!(view::destroyed(&config, &pe, None, at), view::destroyed(&config, &pe, None, at));
 }
+
+/// A monorepo whose services have build roots: web (a Dockerfile over a JS workspace), api and
+/// worker (Go modules; api imports a shared module through a `replace`).
+fn graph_config(budget: u32) -> Config {
+    let resources = "resources: {requests: {cpu: 100m, memory: 128Mi}}";
+    let yaml = format!(
+        "domain: example.com\ngithub: {{detectionBudget: {budget}}}\nrepositories:\n  - name: acme/shop\n    services:\n\
+         \x20     - {{name: web, paths: [\"web/**\"], build: [{{dockerfile: web/Dockerfile}}], chartPath: deploy/web, {resources}}}\n\
+         \x20     - {{name: api, paths: [\"api/**\"], build: [{{project: api/go.mod}}], chartPath: deploy/api, {resources}}}\n\
+         \x20     - {{name: worker, paths: [\"worker/**\"], build: [{{project: worker/go.mod}}], chartPath: deploy/worker, {resources}}}\n"
+    );
+    Config::from_yaml(&yaml).unwrap()
+}
+
+fn graph_tree() -> Vec<(String, String)> {
+    [
+        ("package.json", r#"{"private": true, "workspaces": ["web", "shared/ui"]}"#),
+        ("web/Dockerfile", "FROM node:22\nCOPY . .\nRUN npm ci\n"),
+        ("web/package.json", r#"{"name": "web", "dependencies": {"@shop/ui": "*"}}"#),
+        ("web/src/app.tsx", "export const App = 1;\n"),
+        ("web/README.md", "# web\n"),
+        ("shared/ui/package.json", r#"{"name": "@shop/ui"}"#),
+        ("shared/ui/button.tsx", "export const Button = 1;\n"),
+        ("api/go.mod", "module shop/api\n\nreplace shop/lib => ../shared/go\n"),
+        ("api/main.go", "package main\n\nimport \"shop/lib/money\"\n\nfunc main() { _ = money.Zero }\n"),
+        ("shared/go/go.mod", "module shop/lib\n"),
+        ("shared/go/money/money.go", "package money\n\nconst Zero = 0\n"),
+        ("worker/go.mod", "module shop/worker\n"),
+        ("worker/main.go", "package main\n\nfunc main() {}\n"),
+    ]
+    .into_iter()
+    .map(|(p, t)| (p.to_owned(), t.to_owned()))
+    .collect()
+}
+
+#[tokio::test]
+async fn the_build_graph_chooses_services_from_githubs_tree_and_blobs() {
+    let w = World::with_config(graph_config(300)).await;
+    let opened = event("opened.json");
+    {
+        let mut github = w.github.lock();
+        github.trees.insert(opened.pull_request.head_sha.clone(), graph_tree());
+        // The globs would take web (its README) and miss api (a shared module it imports).
+        github.files = changed(&["shared/go/money/money.go", "web/README.md"]);
+    }
+    assert_eq!(w.consumer.handle_event(&opened).await, Consumed::Applied { name: NAME.into() });
+    let spec = w.preview(NAME).await.unwrap().spec;
+    assert_eq!(spec.services, ["api"]);
+    let selection = spec.selection.unwrap();
+    assert_eq!(selection.by, SelectedBy::Graph, "{selection:?}");
+    assert_eq!(selection.reasons["api"], ["shared/go/money/money.go -> Go package shared/go/money imported by api"]);
+    let blobs = w.github.lock().count("GET", "/git/blobs/");
+    assert!(blobs > 0 && blobs < graph_tree().len(), "only the build files are read: {blobs}");
+
+    // Another PR at the same commit: one tree listing, every blob from the cache.
+    let mut other = later(event("opened.json"), 5, "other-delivery");
+    other.pull_request.number = 43;
+    w.github.lock().files = changed(&["shared/ui/button.tsx"]);
+    assert!(matches!(w.consumer.handle_event(&other).await, Consumed::Applied { .. }));
+    let spec = w.preview("preview-shop-pr-43").await.unwrap().spec;
+    assert_eq!(spec.services, ["web"]);
+    assert_eq!(
+        spec.selection.unwrap().reasons["web"],
+        ["shared/ui/button.tsx -> workspace package @shop/ui, a dependency of web"]
+    );
+    assert_eq!(w.github.lock().count("GET", "/git/blobs/"), blobs, "no blob read twice");
+    assert_eq!(w.github.lock().count("GET", "/git/trees/"), 2);
+
+    // The PR comment says why each service runs.
+    w.deploy_until_ready(NAME, Utc::now()).await;
+    let comment = w.github.lock().comments_on(42)[0].body.clone();
+    assert!(
+        comment
+            .contains("| api | ✅ ready | `shared/go/money/money.go` → Go package shared/go/money imported by api |"),
+        "{comment}"
+    );
+}
+
+#[tokio::test]
+async fn an_exhausted_detection_budget_falls_back_to_the_globs() {
+    let w = World::with_config(graph_config(3)).await;
+    let opened = event("opened.json");
+    {
+        let mut github = w.github.lock();
+        github.trees.insert(opened.pull_request.head_sha.clone(), graph_tree());
+        github.files = changed(&["shared/go/money/money.go", "web/README.md"]);
+    }
+    assert_eq!(w.consumer.handle_event(&opened).await, Consumed::Applied { name: NAME.into() });
+    let spec = w.preview(NAME).await.unwrap().spec;
+    assert_eq!(spec.services, ["web"], "the globs decided");
+    let selection = spec.selection.unwrap();
+    assert_eq!(selection.by, SelectedBy::Paths);
+    assert!(selection.note.as_deref().is_some_and(|n| n.contains("budget of 3")), "{selection:?}");
+    assert!(w.github.lock().count("GET", "/git/") <= 3, "the budget holds");
+
+    // GitHub cannot list the tree (404): the globs decide too.
+    let w = World::with_config(graph_config(300)).await;
+    w.github.lock().files = changed(&["api/main.go"]);
+    assert_eq!(w.consumer.handle_event(&event("opened.json")).await, Consumed::Applied { name: NAME.into() });
+    let spec = w.preview(NAME).await.unwrap().spec;
+    assert_eq!(spec.services, ["api"]);
+    assert!(spec.selection.unwrap().note.is_some_and(|n| n.contains("build graph unavailable")));
+}

@@ -67,6 +67,13 @@ pub struct GitHubConfig {
     #[serde(with = "humantime_serde")]
     #[schemars(with = "HumanDuration")]
     pub destroy_grace: Duration,
+    /// GitHub requests one event may spend reading the build graph (the tree listing and the
+    /// blobs not yet cached); past it, the `paths` globs decide.
+    #[schemars(range(min = 1, max = 5000))]
+    pub detection_budget: u32,
+    /// Memory for build files read from GitHub, cached by blob SHA across events (MiB).
+    #[schemars(range(max = 1024))]
+    pub blob_cache_mib: u32,
 }
 
 impl Default for GitHubConfig {
@@ -78,6 +85,8 @@ impl Default for GitHubConfig {
             comment: true,
             concurrency: 4,
             destroy_grace: Duration::from_secs(600),
+            detection_budget: 300,
+            blob_cache_mib: 32,
         }
     }
 }
@@ -86,6 +95,12 @@ impl GitHubConfig {
     pub(super) fn validate(&self) -> Result<(), ConfigError> {
         if !(1..=32).contains(&self.concurrency) {
             return Err(invalid("github.concurrency", "between 1 and 32"));
+        }
+        if !(1..=5000).contains(&self.detection_budget) {
+            return Err(invalid("github.detectionBudget", "between 1 and 5000"));
+        }
+        if self.blob_cache_mib > 1024 {
+            return Err(invalid("github.blobCacheMib", "at most 1024"));
         }
         if self.destroy_grace > Duration::from_secs(24 * 3600) {
             return Err(invalid("github.destroyGrace", "at most 24h"));

@@ -46,6 +46,8 @@ pub struct MemoryTree {
     contents: BTreeMap<String, String>,
     /// Paths read that exist but whose contents were not loaded: what to fetch next.
     wanted: std::cell::RefCell<BTreeSet<String>>,
+    /// Paths that exist but are not read (too large, not text).
+    unreadable: BTreeSet<String>,
 }
 
 impl MemoryTree {
@@ -61,6 +63,11 @@ impl MemoryTree {
             tree.contents.insert(path.to_owned(), text.to_owned());
         }
         tree
+    }
+
+    /// A path that exists but reads as nothing (too large, not text): never wanted again.
+    pub fn mark_unreadable(&mut self, path: String) {
+        self.unreadable.insert(path);
     }
 
     pub fn insert_contents(&mut self, path: String, text: String) {
@@ -82,7 +89,7 @@ impl SourceTree for MemoryTree {
         match self.contents.get(path) {
             Some(text) => Some(text.clone()),
             None => {
-                if self.paths.contains(path) {
+                if self.paths.contains(path) && !self.unreadable.contains(path) {
                     self.wanted.borrow_mut().insert(path.to_owned());
                 }
                 None

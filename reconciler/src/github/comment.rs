@@ -69,15 +69,30 @@ fn hours(seconds: u64) -> String {
     }
 }
 
+/// One reason in a table cell: the changed file in code, kept short, pipes escaped.
+fn table_cell(reason: &str) -> String {
+    let reason: String = reason.chars().take(120).collect::<String>().replace('|', "\\|").replace('`', "'");
+    match reason.split_once(" -> ") {
+        Some((file, how)) => format!("`{file}` → {how}"),
+        None => reason,
+    }
+}
+
 /// How the services were chosen, when the AI took part (its suggestions marked as such).
 fn how_chosen(selection: &ServiceSelection) -> String {
     let Some(ai) = &selection.ai else { return String::new() };
+    let from = match selection.by {
+        crate::crd::SelectedBy::Graph | crate::crd::SelectedBy::GraphAndAi => "the build graph",
+        _ => "the changed paths",
+    };
     let mut out = String::new();
     match (&ai.error, ai.added.is_empty() && ai.removed.is_empty()) {
         (Some(_), _) => {
-            out.push_str("<sub>Services chosen from the changed paths (AI detection unavailable).</sub>\n\n")
+            let _ = writeln!(out, "<sub>Services chosen from {from} (AI detection unavailable).</sub>\n");
         }
-        (None, true) => out.push_str("<sub>Services chosen from the changed paths; AI detection agreed.</sub>\n\n"),
+        (None, true) => {
+            let _ = writeln!(out, "<sub>Services chosen from {from}; AI detection agreed.</sub>\n");
+        }
         (None, false) => {
             let mut changes = Vec::new();
             if !ai.added.is_empty() {
@@ -88,7 +103,7 @@ fn how_chosen(selection: &ServiceSelection) -> String {
             }
             let _ = writeln!(
                 out,
-                "<sub>Services chosen from the changed paths; AI detection {} ({}).</sub>\n",
+                "<sub>Services chosen from {from}; AI detection {} ({}).</sub>\n",
                 changes.join(" and "),
                 ai.model
             );
@@ -180,14 +195,26 @@ pub fn render(view: &View<'_>) -> String {
                 let _ = writeln!(out, "**{url}**\n");
             }
             if !status.services.is_empty() {
-                out.push_str("| Service | Status |\n|---|---|\n");
+                let reasons = status.selection.as_ref().map(|s| &s.reasons).filter(|r| !r.is_empty());
+                match reasons {
+                    Some(_) => out.push_str("| Service | Status | Why |\n|---|---|---|\n"),
+                    None => out.push_str("| Service | Status |\n|---|---|\n"),
+                }
                 for s in &status.services {
                     let state = if s.ready {
                         "✅ ready".to_owned()
                     } else {
                         format!("⏳ {}", s.health.as_deref().unwrap_or("waiting"))
                     };
-                    let _ = writeln!(out, "| {} | {state} |", s.name);
+                    match reasons {
+                        Some(reasons) => {
+                            let why = reasons.get(&s.name).and_then(|r| r.first()).map_or("", String::as_str);
+                            let _ = writeln!(out, "| {} | {state} | {} |", s.name, table_cell(why));
+                        }
+                        None => {
+                            let _ = writeln!(out, "| {} | {state} |", s.name);
+                        }
+                    }
                 }
                 out.push('\n');
             }
@@ -318,6 +345,7 @@ mod tests {
                 tests: vec!["api-integration".into()],
                 ..Default::default()
             }),
+            reasons: Default::default(),
         });
         let prediction = TtlPrediction { idle_seconds: 7200, reason: "1 commits and 0 comments in 10 days".into() };
         let body = render(&View::Live {

@@ -8,4 +8,5 @@ pub mod client;
 pub mod comment;
 pub mod detect;
 pub mod notify;
+pub mod source;
 pub mod view;

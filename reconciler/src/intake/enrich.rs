@@ -9,6 +9,7 @@ use crate::ai::{self, answer, engine::AiEngine, excerpt::ChangedFile};
 use crate::config::{AiMode, RepositoryConfig};
 use crate::crd::{AiVerdict, PreviewEnvironment, PreviewEnvironmentSpec, SelectedBy, ServiceSelection, TtlPrediction};
 use crate::github::client::GitHubError;
+use crate::github::source;
 use crate::policy::Approval;
 
 impl Intake {
@@ -27,9 +28,11 @@ impl Intake {
         Ok(if allowed { Approval::Verified(labeler.to_owned()) } else { Approval::Untrusted })
     }
 
-    /// Narrows `spec.services` to those the PR's changed files touch: the path globs, merged
-    /// with the AI's answer when AI is on (`ai.mode`). Files are read once per head commit; if
-    /// GitHub cannot say, every service deploys (and the next event tries again).
+    /// Narrows `spec.services` to those the PR's changed files reach: through each service's
+    /// build graph when build roots are configured (read from GitHub at the head commit), else
+    /// the path globs; merged with the AI's answer when AI is on (`ai.mode`). Files are read
+    /// once per head commit; if GitHub cannot say, every service deploys (and the next event
+    /// tries again). If the build graph cannot be read, the globs decide.
     pub(super) async fn select_services(
         &self,
         repo: &RepositoryConfig,
@@ -43,8 +46,10 @@ impl Intake {
             changed_files: None,
             note,
             ai: None,
+            reasons: Default::default(),
         };
-        let Some(matcher) = self.matchers.get(&repo.name).filter(|m| m.has_paths()) else {
+        let graphed = repo.services.iter().any(|s| !s.build.is_empty() || !s.manifests.is_empty());
+        let Some(matcher) = self.matchers.get(&repo.name).filter(|m| m.has_paths() || graphed) else {
             spec.selection = Some(selection(SelectedBy::AllServices, None));
             return;
         };
@@ -73,19 +78,48 @@ impl Intake {
                 return;
             }
         };
-        let files: Vec<&str> = changes
+        let files: Vec<String> = changes
             .iter()
-            .flat_map(|c| std::iter::once(c.filename.as_str()).chain(c.previous_filename.as_deref()))
+            .flat_map(|c| std::iter::once(c.filename.clone()).chain(c.previous_filename.clone()))
             .collect();
-        spec.services = matcher.services_for(files.iter().copied());
         let mut chosen =
             ServiceSelection { changed_files: Some(files.len() as u64), ..selection(SelectedBy::Paths, None) };
+        spec.services = matcher.services_for(files.iter().map(String::as_str));
+        if graphed {
+            let patch = source::unified_diff(&changes);
+            let budget = self.config.github.detection_budget;
+            let head = spec.head_sha.clone();
+            match source::detect_at_head(
+                github,
+                &self.blobs,
+                event.installation_id,
+                repo,
+                &head,
+                &files,
+                Some(&patch),
+                budget,
+            )
+            .await
+            {
+                Ok((detection, cost)) => {
+                    tracing::info!(pr = number, requests = cost.requests, cached = cost.cached, services = ?detection.services, "services chosen from the build graph");
+                    spec.services = detection.services;
+                    chosen.by = SelectedBy::Graph;
+                    chosen.reasons = bounded(detection.reasons);
+                }
+                Err(err) => {
+                    tracing::warn!(pr = number, error = %err, "build graph unavailable; the path globs decide");
+                    chosen.note = Some(format!("build graph unavailable ({err}): the path globs decided"));
+                }
+            }
+        }
         if let Some(engine) = &self.ai {
             let changed: Vec<ChangedFile> =
                 changes.iter().map(|c| ChangedFile { path: c.filename.clone(), patch: c.patch.clone() }).collect();
             let (services, verdict) = ask_ai(engine, repo, &changed, &spec.services).await;
             if verdict.error.is_none() && (!verdict.added.is_empty() || !verdict.removed.is_empty()) {
-                chosen.by = SelectedBy::PathsAndAi;
+                chosen.by =
+                    if chosen.by == SelectedBy::Graph { SelectedBy::GraphAndAi } else { SelectedBy::PathsAndAi };
             }
             spec.services = services;
             chosen.ai = Some(verdict);
@@ -144,4 +178,25 @@ async fn ask_ai(
             (static_services.to_vec(), verdict)
         }
     }
+}
+
+/// Reasons kept on the PreviewEnvironment: a few per service, each of bounded length (a PR can
+/// change thousands of files).
+fn bounded(
+    reasons: std::collections::BTreeMap<String, Vec<String>>,
+) -> std::collections::BTreeMap<String, Vec<String>> {
+    const PER_SERVICE: usize = 5;
+    const LENGTH: usize = 300;
+    reasons
+        .into_iter()
+        .map(|(service, list)| {
+            let total = list.len();
+            let mut kept: Vec<String> =
+                list.into_iter().take(PER_SERVICE).map(|r| r.chars().take(LENGTH).collect()).collect();
+            if total > PER_SERVICE {
+                kept.push(format!("… and {} more", total - PER_SERVICE));
+            }
+            (service, kept)
+        })
+        .collect()
 }

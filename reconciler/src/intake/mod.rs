@@ -91,6 +91,8 @@ pub struct Intake {
     ai: Option<Arc<AiEngine>>,
     /// Each repository's path globs.
     matchers: Arc<HashMap<String, ServiceMatcher>>,
+    /// Build files read from GitHub, by blob SHA (shared by every event).
+    blobs: Arc<crate::github::source::BlobCache>,
 }
 
 impl std::fmt::Debug for Intake {
@@ -101,6 +103,7 @@ impl std::fmt::Debug for Intake {
 
 impl Intake {
     pub fn new(store: PreviewStore, config: Arc<Config>) -> Intake {
+        let blob_cache_bytes = config.github.blob_cache_mib as usize * 1024 * 1024;
         let matchers = config.repositories.iter().map(|repo| (repo.name.clone(), ServiceMatcher::new(repo))).collect();
         Intake {
             store,
@@ -110,7 +113,13 @@ impl Intake {
             notifier: None,
             ai: None,
             matchers: Arc::new(matchers),
+            blobs: Arc::new(crate::github::source::BlobCache::new(blob_cache_bytes)),
         }
+    }
+
+    /// Build files cached so far (tests; the cache is shared by every event).
+    pub fn blob_cache(&self) -> &crate::github::source::BlobCache {
+        &self.blobs
     }
 
     pub fn with_approvals(mut self, approvals: Approvals) -> Intake {

@@ -67,7 +67,15 @@ pub struct GitHubState {
     pub inject: Vec<(String, Response)>,
     /// How long every answer takes (a slow GitHub).
     pub latency: std::time::Duration,
+    /// Repository trees by commit SHA: (path, text) of every file (`git/trees`, `git/blobs`).
+    pub trees: HashMap<String, Vec<(String, String)>>,
     next_id: u64,
+}
+
+/// A blob's SHA: a digest of its content, as Git names blobs (so equal files share one).
+pub fn blob_sha(text: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(text.as_bytes()))[..40].to_owned()
 }
 
 impl GitHubState {
@@ -281,6 +289,31 @@ fn answer(
             Some(pull) => json_response(StatusCode::OK, shaped("GET", &path, 200, pull.clone())),
             None => not_found(),
         },
+        (&Method::GET, ["git", "trees", sha]) => {
+            let Some(files) = s.trees.get(*sha) else { return not_found() };
+            let entries: Vec<Value> = files
+                .iter()
+                .map(|(file, text)| {
+                    let blob = blob_sha(text);
+                    json!({"path": file, "mode": "100644", "type": "blob", "sha": blob, "size": text.len(),
+                           "url": format!("{base}/repos/{repository}/git/blobs/{blob}")})
+                })
+                .collect();
+            let listing = json!({"sha": sha, "url": format!("{base}{path}"), "truncated": false, "tree": entries});
+            json_response(StatusCode::OK, shaped("GET", &path, 200, listing))
+        }
+        (&Method::GET, ["git", "blobs", sha]) => {
+            use base64::Engine as _;
+            let found = s.trees.values().flatten().find(|(_, text)| blob_sha(text) == *sha);
+            let Some((_, text)) = found else { return not_found() };
+            let content = base64::engine::general_purpose::STANDARD.encode(text.as_bytes());
+            // GitHub wraps the base64 at 60 characters.
+            let wrapped: Vec<String> =
+                content.as_bytes().chunks(60).map(|c| String::from_utf8_lossy(c).into_owned()).collect();
+            let blob = json!({"sha": sha, "size": text.len(), "encoding": "base64", "content": wrapped.join("\n") + "\n",
+                              "url": format!("{base}{path}")});
+            json_response(StatusCode::OK, shaped("GET", &path, 200, blob))
+        }
         (&Method::GET, ["collaborators", user, "permission"]) => {
             let user = form_urlencoded::parse(format!("u={user}").as_bytes()).next().unwrap().1.into_owned();
             match s.permissions.get(&user) {
