@@ -45,6 +45,60 @@ fn is_version_file(path: &str) -> bool {
     file_name(path) == "Directory.Packages.props"
 }
 
+fn is_package_manifest(path: &str) -> bool {
+    file_name(path) == "package.json"
+}
+
+/// Scripts a changed line's key most likely belongs to (a diff line has no parent key).
+const SCRIPT_NAMES: [&str; 8] = ["lint", "format", "test", "typecheck", "dev", "clean", "lint:fix", "format:fix"];
+
+/// The keys a package.json's changed lines set (`scripts.<name>` for script names).
+fn manifest_keys_from_lines(lines: &[String]) -> BTreeSet<String> {
+    lines
+        .iter()
+        .map(|line| line.trim())
+        .filter(|line| !line.is_empty())
+        .map(|line| {
+            let key = line
+                .strip_prefix('"')
+                .and_then(|rest| rest.split_once('"'))
+                .filter(|(_, after)| after.trim_start().starts_with(':'));
+            match key {
+                Some((key, _)) if SCRIPT_NAMES.contains(&key) => format!("scripts.{key}"),
+                Some((key, _)) => key.to_owned(),
+                None => ANY_KEY.to_owned(),
+            }
+        })
+        .collect()
+}
+
+/// The keys whose value differs between two versions of a package.json (`scripts.<name>` per
+/// script).
+fn manifest_keys_between(base: Option<&str>, head: Option<&str>) -> BTreeSet<String> {
+    let parse = |t: Option<&str>| serde_json::from_str::<serde_json::Value>(t.unwrap_or("{}")).ok();
+    let (Some(serde_json::Value::Object(a)), Some(serde_json::Value::Object(b))) = (parse(base), parse(head)) else {
+        return BTreeSet::from([ANY_KEY.to_owned()]);
+    };
+    let mut keys = BTreeSet::new();
+    for key in a.keys().chain(b.keys()) {
+        if a.get(key) == b.get(key) {
+            continue;
+        }
+        let scripts = |m: &serde_json::Map<String, serde_json::Value>| m.get(key).and_then(|v| v.as_object()).cloned();
+        match (key.as_str(), scripts(&a), scripts(&b)) {
+            ("scripts", Some(x), Some(y)) => {
+                keys.extend(
+                    x.keys().chain(y.keys()).filter(|k| x.get(*k) != y.get(*k)).map(|k| format!("scripts.{k}")),
+                );
+            }
+            _ => {
+                keys.insert(key.clone());
+            }
+        }
+    }
+    keys
+}
+
 fn is_compose_file(path: &str) -> bool {
     let name = file_name(path);
     (name.starts_with("docker-compose") || name.starts_with("compose"))
@@ -96,6 +150,7 @@ fn keys_between(path: &str, base: Option<&str>, head: Option<&str>) -> BTreeSet<
 pub struct Changes {
     keys: BTreeMap<String, BTreeSet<String>>,
     compose: BTreeMap<String, BTreeSet<String>>,
+    importers: BTreeMap<String, BTreeSet<String>>,
 }
 
 impl Changes {
@@ -109,14 +164,30 @@ impl Changes {
         let lines = patch.map(diff_lines).unwrap_or_default();
         let mut out = Changes::default();
         for path in changed {
+            // Base against head is exact; the diff's lines are the fallback.
             if is_env_file(path) || is_version_file(path) {
-                if let Some(lines) = lines.get(path) {
+                if let Some(base) = base {
+                    let keys = keys_between(path, base.read(path).as_deref(), head.read(path).as_deref());
+                    out.keys.insert(path.clone(), keys);
+                } else if let Some(lines) = lines.get(path) {
                     out.keys.insert(path.clone(), keys_from_lines(path, lines));
-                } else if let Some(base) = base {
-                    out.keys.insert(
-                        path.clone(),
-                        keys_between(path, base.read(path).as_deref(), head.read(path).as_deref()),
-                    );
+                }
+            }
+            if file_name(path) == "pnpm-lock.yaml"
+                && let Some(base) = base
+                && let Some(changed) = super::lockfile::changed_importers(
+                    &base.read(path).unwrap_or_default(),
+                    &head.read(path).unwrap_or_default(),
+                )
+            {
+                out.importers.insert(path.clone(), changed);
+            }
+            if is_package_manifest(path) {
+                if let Some(base) = base {
+                    let keys = manifest_keys_between(base.read(path).as_deref(), head.read(path).as_deref());
+                    out.keys.insert(path.clone(), keys);
+                } else if let Some(lines) = lines.get(path) {
+                    out.keys.insert(path.clone(), manifest_keys_from_lines(lines));
                 }
             }
             if is_compose_file(path)
@@ -161,6 +232,9 @@ impl ChangeDetail for Changes {
     fn changed_compose_services(&self, file: &str) -> Option<BTreeSet<String>> {
         self.compose.get(file).cloned()
     }
+    fn changed_importers(&self, file: &str) -> Option<BTreeSet<String>> {
+        self.importers.get(file).cloned()
+    }
 }
 
 #[cfg(test)]
@@ -179,6 +253,23 @@ mod tests {
         assert_eq!(changes.changed_keys(".env"), Some(BTreeSet::from(["GO_VERSION".to_owned()])));
         assert_eq!(changes.changed_keys("Directory.Packages.props"), Some(BTreeSet::from(["Npgsql".to_owned()])));
         assert_eq!(changes.changed_keys("other"), None);
+    }
+
+    #[test]
+    fn a_package_manifest_names_the_keys_that_changed() {
+        let lines = |l: &[&str]| l.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        assert_eq!(
+            manifest_keys_from_lines(&lines(&["    \"lint\": \"eslint\",", "    \"lint\": \"eslint --flag x\","])),
+            BTreeSet::from(["scripts.lint".to_owned()])
+        );
+        assert!(manifest_keys_from_lines(&lines(&["    \"next\": \"^16\","])).contains("next"));
+        assert!(manifest_keys_from_lines(&lines(&["  },"])).contains(ANY_KEY));
+        let base = r#"{"name": "db", "scripts": {"lint": "eslint", "build": "tsc"}, "dependencies": {"a": "1"}}"#;
+        let lint = r#"{"name": "db", "scripts": {"lint": "eslint --fix", "build": "tsc"}, "dependencies": {"a": "1"}}"#;
+        let deps = r#"{"name": "db", "scripts": {"lint": "eslint", "build": "tsc"}, "dependencies": {"a": "2"}}"#;
+        assert_eq!(manifest_keys_between(Some(base), Some(lint)), BTreeSet::from(["scripts.lint".to_owned()]));
+        assert_eq!(manifest_keys_between(Some(base), Some(deps)), BTreeSet::from(["dependencies".to_owned()]));
+        assert!(manifest_keys_between(Some(base), Some("not json")).contains(ANY_KEY));
     }
 
     #[test]

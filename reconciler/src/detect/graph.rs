@@ -23,7 +23,28 @@ pub enum Reach {
     PackageVersion { file: String, package: String },
     /// One service's block of a compose file.
     ComposeService { file: String, service: String },
+    /// A package.json: selects unless only keys that never reach a build changed (lint,
+    /// format, test and dev scripts; lint and format settings). Decides over a folder edge.
+    PackageManifest(String),
+    /// A pnpm lockfile: selects when the resolved closure of one of these importers (workspace
+    /// folders relative to the lockfile) changed.
+    Lockfile { file: String, importers: Vec<String> },
 }
+
+/// package.json keys whose change never reaches a build's output.
+pub const DEV_ONLY_MANIFEST_KEYS: [&str; 11] = [
+    "scripts.lint",
+    "scripts.format",
+    "scripts.test",
+    "scripts.typecheck",
+    "scripts.dev",
+    "scripts.clean",
+    "scripts.lint:fix",
+    "scripts.format:fix",
+    "prettier",
+    "eslintConfig",
+    "lint-staged",
+];
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Edge {
@@ -43,6 +64,10 @@ pub trait ChangeDetail {
     fn changed_keys(&self, file: &str) -> Option<BTreeSet<String>>;
     /// The compose services whose block changed in a compose file.
     fn changed_compose_services(&self, file: &str) -> Option<BTreeSet<String>>;
+    /// The importers whose resolved dependencies changed in a lockfile.
+    fn changed_importers(&self, _file: &str) -> Option<BTreeSet<String>> {
+        None
+    }
 }
 
 /// Nothing known beyond the file names.
@@ -74,6 +99,14 @@ impl ServiceGraph {
 
     /// Why `changed` reaches the service, if it does.
     pub fn reason(&self, changed: &str, detail: &dyn ChangeDetail) -> Option<String> {
+        // A package manifest's own edge knows which keys count: a folder edge does not overrule it.
+        if self.edges.iter().any(|e| matches!(&e.reach, Reach::PackageManifest(f) if f == changed)) {
+            return self
+                .edges
+                .iter()
+                .filter(|e| matches!(&e.reach, Reach::PackageManifest(_)))
+                .find_map(|edge| edge_reason(edge, changed, detail, &self.followed));
+        }
         self.edges.iter().find_map(|edge| edge_reason(edge, changed, detail, &self.followed))
     }
 
@@ -111,6 +144,15 @@ fn edge_reason(edge: &Edge, changed: &str, detail: &dyn ChangeDetail, followed: 
         }
         Reach::ComposeService { file, service } => {
             file == changed && detail.changed_compose_services(file).is_none_or(|s| s.contains(service))
+        }
+        Reach::Lockfile { file, importers } => {
+            file == changed && detail.changed_importers(file).is_none_or(|c| importers.iter().any(|i| c.contains(i)))
+        }
+        Reach::PackageManifest(file) => {
+            file == changed
+                && detail
+                    .changed_keys(file)
+                    .is_none_or(|keys| keys.iter().any(|k| !DEV_ONLY_MANIFEST_KEYS.contains(&k.as_str())))
         }
     };
     hit.then(|| format!("{changed} -> {}", edge.why))
@@ -165,6 +207,8 @@ pub fn not_deployed(path: &str) -> Option<&'static str> {
                 | ".golangci.yaml"
                 | "skaffold.yaml"
                 | "tiltfile"
+                // The shadcn/ui CLI's settings: read when adding components, never by a build.
+                | "components.json"
                 | ".pre-commit-config.yaml"
         )
         || lower.starts_with("docker-compose") && !lower.ends_with(".env")

@@ -82,6 +82,13 @@ fn workspace(tree: &dyn SourceTree, dir: &str) -> Option<(String, BTreeMap<Strin
     }
 }
 
+/// Lint and format configuration packages (`@acme/eslint-config`, `prettier-config`): they
+/// check the code and never change what a build produces.
+fn lint_tooling(name: &str) -> bool {
+    let last = name.rsplit('/').next().unwrap_or(name);
+    last.contains("eslint") || last.contains("prettier")
+}
+
 /// Whether `dir` holds a package.json.
 pub fn is_package(tree: &dyn SourceTree, dir: &str) -> bool {
     join(dir, "package.json").is_some_and(|p| tree.exists(&p))
@@ -111,11 +118,14 @@ pub fn read(tree: &dyn SourceTree, dir: &str, graph: &mut ServiceGraph, origin: 
         graph.add(Reach::Tree(package.clone()), why);
         let Some(manifest) = manifest(tree, &package) else { continue };
         if let Some(path) = join(&package, "package.json") {
-            graph.add(Reach::File(path), format!("manifest of package {package}"));
+            graph.add(Reach::PackageManifest(path), format!("manifest of package {package}"));
         }
         tsconfig_chain(tree, &package, graph);
         for field in DEPENDENCY_FIELDS {
             for (name, spec) in manifest.get(field).and_then(Value::as_object).into_iter().flatten() {
+                if lint_tooling(name) {
+                    continue;
+                }
                 let local = spec.as_str().and_then(|s| s.strip_prefix("file:").or_else(|| s.strip_prefix("link:")));
                 let target = match local {
                     Some(path) => join(&package, path),
@@ -129,8 +139,18 @@ pub fn read(tree: &dyn SourceTree, dir: &str, graph: &mut ServiceGraph, origin: 
     }
     let root = workspace.map_or_else(|| dir.to_owned(), |(root, _)| root);
     for name in ["package.json", "pnpm-workspace.yaml", ".npmrc", ".yarnrc.yml"].iter().chain(LOCKFILES.iter()) {
-        if let Some(path) = join(&root, name).filter(|p| tree.exists(p)) {
-            graph.add(Reach::File(path), format!("workspace root of {origin}"));
+        let Some(path) = join(&root, name).filter(|p| tree.exists(p)) else { continue };
+        let why = format!("workspace root of {origin}");
+        if *name == "pnpm-lock.yaml" {
+            // The lockfile names each workspace folder relative to itself.
+            let importers = seen
+                .iter()
+                .map(|p| p.strip_prefix(&root).map_or(p.as_str(), |r| r.trim_start_matches('/')))
+                .map(|p| if p.is_empty() { ".".to_owned() } else { p.to_owned() })
+                .collect();
+            graph.add(Reach::Lockfile { file: path, importers }, why);
+        } else {
+            graph.add(Reach::File(path), why);
         }
     }
 }
