@@ -288,3 +288,22 @@ async fn the_evaluation_harness_scores_the_labelled_set() {
     let decide = previewd::ai::eval::score_with_ai(&data, &engine, AiMode::DecideAbove, 0.7).await.unwrap();
     assert!(decide.exact > paths.exact && decide.precision() > paths.precision(), "{decide:?} vs {paths:?}");
 }
+
+#[tokio::test]
+async fn the_model_is_told_what_the_build_graph_found() {
+    let ai = FakeOpenAi::start(ANSWER).await;
+    let (config, metrics) = (config(&ai.base_url), Metrics::new().unwrap());
+    let engine = engine(&config, &metrics);
+    let evidence = ["shared/money/money.go -> Go package shared/money imported by api".to_owned()];
+    engine.detect_with_evidence(&config.repositories[0], &files(), &evidence).await.unwrap();
+    engine.detect(&config.repositories[0], &files()).await.unwrap();
+    let requests = ai.lock().requests.clone();
+    assert_eq!(requests.len(), 2, "evidence is part of what is cached: a different question");
+    let with = requests[0]["messages"][1]["content"].as_str().unwrap();
+    assert!(
+        with.contains("Build graph evidence (how changed files reach services):\n- shared/money/money.go -> Go package shared/money imported by api"),
+        "{with}"
+    );
+    let without = requests[1]["messages"][1]["content"].as_str().unwrap();
+    assert!(!without.contains("Build graph evidence"), "{without}");
+}

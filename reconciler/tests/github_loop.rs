@@ -709,7 +709,8 @@ async fn the_build_graph_chooses_services_from_githubs_tree_and_blobs() {
     let mut other = later(event("opened.json"), 5, "other-delivery");
     other.pull_request.number = 43;
     w.github.lock().files = changed(&["shared/ui/button.tsx"]);
-    assert!(matches!(w.consumer.handle_event(&other).await, Consumed::Applied { .. }));
+    let outcome = w.consumer.handle_event(&other).await;
+    assert!(matches!(outcome, Consumed::Applied { .. }), "{outcome:?}");
     let spec = w.preview("preview-shop-pr-43").await.unwrap().spec;
     assert_eq!(spec.services, ["web"]);
     assert_eq!(
@@ -727,6 +728,30 @@ async fn the_build_graph_chooses_services_from_githubs_tree_and_blobs() {
             .contains("| api | ✅ ready | `shared/go/money/money.go` → Go package shared/go/money imported by api |"),
         "{comment}"
     );
+}
+
+#[tokio::test]
+async fn a_file_the_pr_deletes_is_placed_by_the_base_commits_graph() {
+    let w = World::with_config(graph_config(300)).await;
+    let opened = event("opened.json");
+    let base_sha = "b".repeat(40);
+    {
+        let mut github = w.github.lock();
+        github.trees.insert(opened.pull_request.head_sha.clone(), graph_tree());
+        let mut base = graph_tree();
+        base.push(("shared/go/money/round.go".into(), "package money\n".into()));
+        github.trees.insert(base_sha.clone(), base);
+        github.pull = Some(
+            json!({"number": 42, "base": {"sha": base_sha, "ref": "main"}, "head": {"sha": opened.pull_request.head_sha}}),
+        );
+        github.files = vec![json!({"sha": "x", "filename": "shared/go/money/round.go", "status": "removed"})];
+    }
+    assert_eq!(w.consumer.handle_event(&opened).await, Consumed::Applied { name: NAME.into() });
+    let spec = w.preview(NAME).await.unwrap().spec;
+    assert_eq!(spec.services, ["api"], "{:?}", spec.selection);
+    let selection = spec.selection.unwrap();
+    assert_eq!(selection.reasons["api"], ["shared/go/money/round.go -> Go package shared/go/money imported by api"]);
+    assert_eq!(w.github.lock().count("GET", "/git/trees/"), 2, "head and base listed once each");
 }
 
 #[tokio::test]

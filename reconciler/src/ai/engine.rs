@@ -120,7 +120,20 @@ impl AiEngine {
 
     /// Which of `repo`'s services (and test suites) the change touches, per the model.
     pub async fn detect(&self, repo: &RepositoryConfig, files: &[ChangedFile]) -> Result<Detection, AiError> {
-        let excerpt = self.filter.excerpt(files, self.config.max_diff_bytes);
+        self.detect_with_evidence(repo, files, &[]).await
+    }
+
+    /// [`Self::detect`], telling the model what the build graph found (`"<file> -> <how it
+    /// reaches a service>"` lines): it may add services the graph missed, within the
+    /// configured ones.
+    pub async fn detect_with_evidence(
+        &self,
+        repo: &RepositoryConfig,
+        files: &[ChangedFile],
+        evidence: &[String],
+    ) -> Result<Detection, AiError> {
+        let mut excerpt = self.filter.excerpt(files, self.config.max_diff_bytes);
+        excerpt.evidence = evidence.iter().take(MAX_EVIDENCE_LINES).map(|l| l.chars().take(300).collect()).collect();
         let span = tracing::info_span!("ai.analyze_code", model = %self.config.model, files = files.len(),
             cached = tracing::field::Empty);
         let result = self.detect_excerpt(repo, &excerpt).instrument(span.clone()).await;
@@ -212,6 +225,9 @@ fn api_error(err: OpenAIError) -> AiError {
 
 /// The prompt's user part: the services, the test suites, the files and the diff excerpt. It is
 /// also the cache key's input, so any change in what the model sees is a new question.
+/// Evidence lines sent at most (a PR can reach every service through thousands of files).
+const MAX_EVIDENCE_LINES: usize = 40;
+
 pub fn user_message(repo: &RepositoryConfig, excerpt: &Excerpt) -> String {
     let mut out = String::from("Services:\n");
     for service in &repo.services {
@@ -235,6 +251,12 @@ pub fn user_message(repo: &RepositoryConfig, excerpt: &Excerpt) -> String {
     }
     if !excerpt.omitted.is_empty() {
         let _ = writeln!(out, "\nDiffs left out: {}", excerpt.omitted.len());
+    }
+    if !excerpt.evidence.is_empty() {
+        let _ = writeln!(out, "\nBuild graph evidence (how changed files reach services):");
+        for line in &excerpt.evidence {
+            let _ = writeln!(out, "- {line}");
+        }
     }
     let _ = write!(out, "\nDiff excerpt:\n{}", excerpt.diff);
     out

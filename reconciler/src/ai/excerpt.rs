@@ -66,6 +66,8 @@ pub struct Excerpt {
     pub omitted: Vec<String>,
     /// Lines withheld because they looked like credentials.
     pub redacted_lines: usize,
+    /// What the build graph found (file -> service paths; names only, no file contents).
+    pub evidence: Vec<String>,
 }
 
 #[derive(Debug, Clone)]

@@ -111,20 +111,18 @@ pub struct Cost {
     pub cached: u32,
 }
 
-/// Reads the tree at `sha` and the blobs the detector needs, then detects.
-#[allow(clippy::too_many_arguments)]
-pub async fn detect_at_head(
+/// A commit's tree, as listed: its paths, and each path's blob SHA and size.
+struct Listed {
+    tree: MemoryTree,
+    blobs: HashMap<String, (String, u64)>,
+}
+
+async fn list(
     github: &GitHubClient,
-    cache: &BlobCache,
     installation: Option<u64>,
-    repo: &RepositoryConfig,
+    repository: &str,
     sha: &str,
-    changed: &[String],
-    patch: Option<&str>,
-    budget: u32,
-) -> Result<(Detection, Cost), SourceError> {
-    let repository = repo.name.as_str();
-    let mut cost = Cost { requests: 1, cached: 0 };
+) -> Result<Listed, SourceError> {
     let url = format!("/repos/{repository}/git/trees/{sha}?recursive=1");
     let (_, listing): (_, TreeListing) = github.get_json(installation, &url, "get a tree").await?;
     if listing.truncated {
@@ -132,49 +130,128 @@ pub async fn detect_at_head(
     }
     let blobs: HashMap<String, (String, u64)> =
         listing.tree.into_iter().filter(|e| e.kind == "blob").map(|e| (e.path, (e.sha, e.size.unwrap_or(0)))).collect();
-    let mut tree = MemoryTree::new(blobs.keys().cloned());
-    for _ in 0..MAX_ROUNDS {
-        let detection = detect::detect(repo, changed, Some(&tree as &dyn SourceTree), None, patch);
-        let wanted = tree.take_wanted();
-        if wanted.is_empty() {
-            return Ok((detection, cost));
+    Ok(Listed { tree: MemoryTree::new(blobs.keys().cloned()), blobs })
+}
+
+/// The commits to read, and what an event may spend on them.
+#[derive(Debug, Clone, Copy)]
+pub struct Commits<'a> {
+    pub installation: Option<u64>,
+    pub head: &'a str,
+    /// The PR's base commit, when known: it places deleted files and tells what changed in a
+    /// lockfile or package manifest.
+    pub base: Option<&'a str>,
+    pub budget: u32,
+}
+
+/// Reads the trees at the head (and base) commit and the blobs the detector needs, then
+/// detects.
+pub async fn detect_from_github(
+    github: &GitHubClient,
+    cache: &BlobCache,
+    repo: &RepositoryConfig,
+    commits: Commits<'_>,
+    changed: &[String],
+    patch: Option<&str>,
+) -> Result<(Detection, Cost), SourceError> {
+    let repository = repo.name.as_str();
+    let installation = commits.installation;
+    let mut cost = Cost { requests: 1, cached: 0 };
+    let mut head = list(github, installation, repository, commits.head).await?;
+    let mut base = match commits.base {
+        Some(sha) => {
+            cost.requests += 1;
+            Some(list(github, installation, repository, sha).await?)
         }
-        let mut fetch = Vec::new();
-        for path in wanted {
-            let Some((blob, size)) = blobs.get(&path) else { continue };
-            if *size > MAX_PARSED_BYTES as u64 {
-                tree.mark_unreadable(path);
-            } else if let Some(text) = cache.get(blob) {
-                cost.cached += 1;
-                tree.insert_contents(path, text.to_string());
-            } else {
-                fetch.push((path, blob.clone()));
+        None => None,
+    };
+    for _ in 0..MAX_ROUNDS {
+        let detection = detect::detect(
+            repo,
+            changed,
+            Some(&head.tree as &dyn SourceTree),
+            base.as_ref().map(|b| &b.tree as &dyn SourceTree),
+            patch,
+        );
+        let mut fetch: Vec<(bool, String, String)> = Vec::new();
+        let mut wanted_any = false;
+        for (is_head, listed) in std::iter::once((true, &mut head)).chain(base.as_mut().map(|b| (false, b))) {
+            for path in listed.tree.take_wanted() {
+                wanted_any = true;
+                let Some((blob, size)) = listed.blobs.get(&path).cloned() else { continue };
+                if size > MAX_PARSED_BYTES as u64 {
+                    listed.tree.mark_unreadable(path);
+                } else if let Some(text) = cache.get(&blob) {
+                    cost.cached += 1;
+                    listed.tree.insert_contents(path, text.to_string());
+                } else {
+                    fetch.push((is_head, path, blob));
+                }
             }
         }
-        let room = budget.saturating_sub(cost.requests) as usize;
-        if fetch.len() > room {
-            return Err(SourceError::Budget(budget));
+        if !wanted_any {
+            return Ok((detection, cost));
         }
-        cost.requests += fetch.len() as u32;
-        let answers = futures::future::join_all(fetch.iter().map(|(_, blob)| async move {
+        if fetch.is_empty() {
+            continue; // all from the cache: read again with them
+        }
+        // One request per distinct blob: base and head mostly share their build files.
+        let mut distinct: Vec<String> = fetch.iter().map(|(_, _, blob)| blob.clone()).collect();
+        distinct.sort();
+        distinct.dedup();
+        let room = budget_room(commits.budget, cost.requests);
+        if distinct.len() > room {
+            return Err(SourceError::Budget(commits.budget));
+        }
+        cost.requests += u32::try_from(distinct.len()).unwrap_or(u32::MAX);
+        let answers = futures::future::join_all(distinct.iter().map(|blob| async move {
             let url = format!("/repos/{repository}/git/blobs/{blob}");
             github.get_json::<Blob>(installation, &url, "get a blob").await
         }))
         .await;
-        for ((path, blob), answer) in fetch.into_iter().zip(answers) {
+        let mut texts: HashMap<String, Option<Arc<str>>> = HashMap::new();
+        for (blob, answer) in distinct.into_iter().zip(answers) {
             let (_, answer) = answer?;
-            match decode_blob(&answer) {
-                Some(text) => {
-                    let text: Arc<str> = Arc::from(text);
-                    cache.put(blob, Arc::clone(&text));
-                    tree.insert_contents(path, text.to_string());
-                }
+            let text = decode_blob(&answer).map(Arc::<str>::from);
+            if let Some(text) = &text {
+                cache.put(blob.clone(), Arc::clone(text));
+            }
+            texts.insert(blob, text);
+        }
+        for (is_head, path, blob) in fetch {
+            let Some(listed) = (if is_head { Some(&mut head) } else { base.as_mut() }) else { continue };
+            match texts.get(&blob).cloned().flatten() {
+                Some(text) => listed.tree.insert_contents(path, text.to_string()),
                 // Not UTF-8: nothing a build file reader could use.
-                None => tree.mark_unreadable(path),
+                None => listed.tree.mark_unreadable(path),
             }
         }
     }
     Err(SourceError::TooDeep)
+}
+
+fn budget_room(budget: u32, spent: u32) -> usize {
+    usize::try_from(budget.saturating_sub(spent)).unwrap_or(usize::MAX)
+}
+
+/// The PR's base commit, as GitHub reports it now.
+pub async fn base_sha(
+    github: &GitHubClient,
+    installation: Option<u64>,
+    repository: &str,
+    number: u64,
+) -> Result<String, GitHubError> {
+    #[derive(Deserialize)]
+    struct Base {
+        sha: String,
+    }
+    #[derive(Deserialize)]
+    struct Pull {
+        base: Base,
+    }
+    let url = format!("/repos/{repository}/pulls/{number}");
+    let (_, pull): (_, Pull) = github.get_json(installation, &url, "get pull request").await?;
+    Ok(pull.base.sha)
 }
 
 fn decode_blob(blob: &Blob) -> Option<String> {

@@ -87,20 +87,22 @@ impl Intake {
         spec.services = matcher.services_for(files.iter().map(String::as_str));
         if graphed {
             let patch = source::unified_diff(&changes);
-            let budget = self.config.github.detection_budget;
-            let head = spec.head_sha.clone();
-            match source::detect_at_head(
-                github,
-                &self.blobs,
-                event.installation_id,
-                repo,
-                &head,
-                &files,
-                Some(&patch),
-                budget,
-            )
-            .await
-            {
+            let (installation, repository) = (event.installation_id, event.repository.full_name.as_str());
+            // Without the base, deleted files and lockfile changes are judged from the head.
+            let base = match source::base_sha(github, installation, repository, number).await {
+                Ok(sha) => Some(sha),
+                Err(err) => {
+                    tracing::info!(pr = number, error = %err, "base commit unknown; reading the head only");
+                    None
+                }
+            };
+            let commits = source::Commits {
+                installation,
+                head: &spec.head_sha,
+                base: base.as_deref(),
+                budget: self.config.github.detection_budget,
+            };
+            match source::detect_from_github(github, &self.blobs, repo, commits, &files, Some(&patch)).await {
                 Ok((detection, cost)) => {
                     tracing::info!(pr = number, requests = cost.requests, cached = cost.cached, services = ?detection.services, "services chosen from the build graph");
                     spec.services = detection.services;
@@ -116,7 +118,8 @@ impl Intake {
         if let Some(engine) = &self.ai {
             let changed: Vec<ChangedFile> =
                 changes.iter().map(|c| ChangedFile { path: c.filename.clone(), patch: c.patch.clone() }).collect();
-            let (services, verdict) = ask_ai(engine, repo, &changed, &spec.services).await;
+            let evidence: Vec<String> = chosen.reasons.values().flatten().cloned().collect();
+            let (services, verdict) = ask_ai(engine, repo, &changed, &spec.services, &evidence).await;
             if verdict.error.is_none() && (!verdict.added.is_empty() || !verdict.removed.is_empty()) {
                 chosen.by =
                     if chosen.by == SelectedBy::Graph { SelectedBy::GraphAndAi } else { SelectedBy::PathsAndAi };
@@ -156,11 +159,12 @@ async fn ask_ai(
     repo: &RepositoryConfig,
     changed: &[ChangedFile],
     static_services: &[String],
+    evidence: &[String],
 ) -> (Vec<String>, AiVerdict) {
     let config = engine.config();
     let mut verdict =
         AiVerdict { model: config.model.clone(), prompt: ai::PROMPT_VERSION.to_owned(), ..AiVerdict::default() };
-    match engine.detect(repo, changed).await {
+    match engine.detect_with_evidence(repo, changed, evidence).await {
         Ok(detection) => {
             let answer = &detection.answer;
             let mode = if config.features.service_detection { config.mode } else { AiMode::StaticOnly };
