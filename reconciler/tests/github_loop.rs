@@ -778,4 +778,16 @@ async fn an_exhausted_detection_budget_falls_back_to_the_globs() {
     let spec = w.preview(NAME).await.unwrap().spec;
     assert_eq!(spec.services, ["api"]);
     assert!(spec.selection.unwrap().note.is_some_and(|n| n.contains("build graph unavailable")));
+
+    // Without globs to fall back on, every service deploys (and the next event tries again).
+    let mut config = graph_config(300);
+    for service in &mut config.repositories[0].services {
+        service.paths = previewd::config::types::Globs::new(&[]).unwrap();
+    }
+    let w = World::with_config(config).await;
+    w.github.lock().files = changed(&["api/main.go"]);
+    assert_eq!(w.consumer.handle_event(&event("opened.json")).await, Consumed::Applied { name: NAME.into() });
+    let spec = w.preview(NAME).await.unwrap().spec;
+    assert_eq!(spec.services, ["web", "api", "worker"]);
+    assert_eq!(spec.selection.unwrap().by, SelectedBy::Fallback);
 }

@@ -109,9 +109,16 @@ impl Intake {
                     chosen.by = SelectedBy::Graph;
                     chosen.reasons = bounded(detection.reasons);
                 }
-                Err(err) => {
+                Err(err) if matcher.has_paths() => {
                     tracing::warn!(pr = number, error = %err, "build graph unavailable; the path globs decide");
                     chosen.note = Some(format!("build graph unavailable ({err}): the path globs decided"));
+                }
+                // No globs to fall back on: every service, chosen again on the next event.
+                Err(err) => {
+                    tracing::warn!(pr = number, error = %err, "build graph unavailable; deploying every service");
+                    spec.services = repo.services.iter().map(|s| s.name.clone()).collect();
+                    chosen.by = SelectedBy::Fallback;
+                    chosen.note = Some(format!("build graph unavailable ({err}): every service deployed"));
                 }
             }
         }
