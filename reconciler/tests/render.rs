@@ -221,3 +221,60 @@ fn no_preview_namespace_holds_a_certificate_key_but_its_own() {
 fn cidrs(list: &[&str]) -> Vec<previewd::config::types::Cidr> {
     list.iter().map(|c| previewd::config::types::Cidr::parse(c).unwrap()).collect()
 }
+
+/// The ApplicationSet's Helm values for one service of a rendered preview.
+fn service_values(objects: &[Value], service: &str) -> Value {
+    let set = kind(objects, "ApplicationSet")[0];
+    let elements = set["spec"]["generators"][0]["list"]["elements"].as_array().unwrap();
+    elements.iter().find(|e| e["service"] == service).unwrap()["values"].clone()
+}
+
+#[test]
+fn the_image_tag_follows_the_head_commit() {
+    let mut config = config();
+    let web = &mut config.repositories[0].services[0];
+    web.image = Some(
+        serde_json::from_value(serde_json::json!({
+            "repository": "ghcr.io/acme/shop-web",
+            "tag": "{shortSha}-pr{pr}-{branch}",
+        }))
+        .unwrap(),
+    );
+    let api = &mut config.repositories[0].services[1];
+    api.image = Some(
+        serde_json::from_value(serde_json::json!({
+            "repository": "ghcr.io/acme/shop-api",
+            "values": {"repository": "app.image.name", "tag": "app.image.version"},
+        }))
+        .unwrap(),
+    );
+    let mut opened = event("opened.json");
+    let values = service_values(&render(&config, &resource(&config, &opened)).unwrap(), "web");
+    assert_eq!(values["image"]["repository"], "ghcr.io/acme/shop-web");
+    // The branch `feature/cart` made a valid tag.
+    assert_eq!(values["image"]["tag"], "ec26c3e-pr42-feature-cart");
+    let values = service_values(&render(&config, &resource(&config, &opened)).unwrap(), "api");
+    assert_eq!(values["app"]["image"]["name"], "ghcr.io/acme/shop-api");
+    assert_eq!(values["app"]["image"]["version"], opened.pull_request.head_sha, "{{sha}} by default");
+
+    // A push: the tag moves with the head commit.
+    opened.pull_request.head_sha = "0123456789abcdef0123456789abcdef01234567".into();
+    let values = service_values(&render(&config, &resource(&config, &opened)).unwrap(), "web");
+    assert_eq!(values["image"]["tag"], "0123456-pr42-feature-cart");
+}
+
+#[test]
+fn bad_image_settings_are_named_at_config_load() {
+    for (image, expected) in [
+        (r#"{repository: ghcr.io/acme/web, tag: "{commit}"}"#, "placeholders are"),
+        (r#"{repository: ghcr.io/acme/web, tag: "v 1"}"#, "a tag is letters"),
+        (r#"{repository: "", tag: "{sha}"}"#, "an image repository"),
+        (r#"{repository: ghcr.io/acme/web, values: {tag: "image..tag"}}"#, "dotted Helm value path"),
+    ] {
+        let yaml = format!(
+            "domain: example.com\nrepositories:\n  - name: acme/shop\n    services:\n      - name: web\n        chartPath: c\n        resources: {{requests: {{cpu: 100m, memory: 128Mi}}}}\n        image: {image}\n"
+        );
+        let err = Config::from_yaml(&yaml).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err.contains("repositories[0].services[0].image") && err.contains(expected), "{image}: {err}");
+    }
+}

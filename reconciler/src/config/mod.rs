@@ -25,7 +25,10 @@ pub use cluster::{
 };
 pub use cost::{BudgetConfig, Pricing, SpotConfig};
 pub use people::{ForkPolicy, GitHubConfig, PolicyConfig};
-pub use repository::{BuildRoot, ComposeRoot, Expose, RepositoryConfig, ServiceConfig, ServiceResources};
+pub use repository::{
+    BuildRoot, ComposeRoot, Expose, ImageConfig, ImageValues, RepositoryConfig, ServiceConfig, ServiceResources,
+    TagInputs,
+};
 
 use crate::names;
 

@@ -75,6 +75,9 @@ impl RepositoryConfig {
             {
                 return Err(invalid(field("chartPath"), "a relative path inside the repository"));
             }
+            if let Some(image) = &service.image {
+                image.check().map_err(|why| invalid(field("image"), why))?;
+            }
             for (k, root) in service.build.iter().enumerate() {
                 root.check().map_err(|why| invalid(field(&format!("build[{k}]")), why))?;
             }
@@ -124,6 +127,92 @@ pub struct ServiceConfig {
     /// Globs of the Kubernetes manifests and chart values that belong to the service.
     #[serde(default)]
     pub manifests: Globs,
+    /// The image CI builds for each commit, written into the chart's values.
+    #[serde(default)]
+    pub image: Option<ImageConfig>,
+}
+
+/// Where a service's image for a commit is, and which Helm values take it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ImageConfig {
+    /// e.g. `ghcr.io/acme/shop-web`.
+    #[schemars(length(min = 1))]
+    pub repository: String,
+    /// The tag CI pushes, from `{sha}`, `{shortSha}` (7 characters), `{pr}` and `{branch}`
+    /// (sanitised to a valid tag).
+    #[serde(default = "default_tag")]
+    pub tag: String,
+    /// The Helm value paths (dotted) the repository and tag are written to.
+    #[serde(default)]
+    pub values: ImageValues,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct ImageValues {
+    pub repository: String,
+    pub tag: String,
+}
+
+impl Default for ImageValues {
+    fn default() -> Self {
+        ImageValues { repository: "image.repository".into(), tag: "image.tag".into() }
+    }
+}
+
+fn default_tag() -> String {
+    "{sha}".into()
+}
+
+/// The commit an image tag is rendered for.
+#[derive(Debug, Clone, Copy)]
+pub struct TagInputs<'a> {
+    pub sha: &'a str,
+    pub pr: u64,
+    pub branch: &'a str,
+}
+
+impl ImageConfig {
+    /// The tag for a commit: placeholders filled, the branch made a valid tag component
+    /// (`[A-Za-z0-9_.-]`, no leading `.` or `-`), at most 128 characters.
+    pub fn tag_for(&self, inputs: TagInputs<'_>) -> String {
+        let branch: String = inputs
+            .branch
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-') { c } else { '-' })
+            .collect();
+        let branch = branch.trim_start_matches(['.', '-']);
+        let tag = self
+            .tag
+            .replace("{sha}", inputs.sha)
+            .replace("{shortSha}", &inputs.sha.chars().take(7).collect::<String>())
+            .replace("{pr}", &inputs.pr.to_string())
+            .replace("{branch}", branch);
+        tag.chars().take(128).collect()
+    }
+
+    fn check(&self) -> Result<(), String> {
+        let mut rest = self.tag.clone();
+        for placeholder in ["{sha}", "{shortSha}", "{pr}", "{branch}"] {
+            rest = rest.replace(placeholder, "");
+        }
+        if rest.contains(['{', '}']) {
+            return Err(format!("{:?}: placeholders are {{sha}}, {{shortSha}}, {{pr}} and {{branch}}", self.tag));
+        }
+        if self.tag.is_empty() || !rest.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')) {
+            return Err(format!("{:?}: a tag is letters, digits, '_', '.' and '-'", self.tag));
+        }
+        if self.repository.trim().is_empty() || self.repository.contains(char::is_whitespace) {
+            return Err("image.repository: an image repository such as ghcr.io/acme/web".into());
+        }
+        for path in [&self.values.repository, &self.values.tag] {
+            if path.is_empty() || path.split('.').any(str::is_empty) {
+                return Err(format!("{path:?}: a dotted Helm value path such as image.tag"));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// One build root of a service: exactly one of `dockerfile`, `compose` or `project`.

@@ -106,5 +106,31 @@ fn helm_values(p: &Preview<'_>, service: &crate::config::ServiceConfig) -> Value
             map.insert(k.clone(), v.clone());
         }
     }
+    // The image setting names exactly these two values: it wins over `values`.
+    if let Some(image) = &service.image {
+        let spec = &p.resource.spec;
+        let tag =
+            image.tag_for(crate::config::TagInputs { sha: &spec.head_sha, pr: spec.pr_number, branch: &spec.head_ref });
+        set_path(&mut values, &image.values.repository, json!(image.repository));
+        set_path(&mut values, &image.values.tag, json!(tag));
+    }
     values
+}
+
+/// Sets a dotted path (`image.tag`) in a values object, creating the objects on the way (and
+/// replacing a non-object found there).
+fn set_path(values: &mut Value, path: &str, value: Value) {
+    let mut at = values;
+    let mut parts = path.split('.').peekable();
+    while let Some(part) = parts.next() {
+        if !at.is_object() {
+            *at = json!({});
+        }
+        let Value::Object(map) = at else { return };
+        if parts.peek().is_none() {
+            map.insert(part.to_owned(), value);
+            return;
+        }
+        at = map.entry(part.to_owned()).or_insert_with(|| json!({}));
+    }
 }
