@@ -120,6 +120,10 @@ pub struct ServiceSelection {
     /// Per selected service, how a changed file reaches it (`Graph`; a few per service).
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub reasons: std::collections::BTreeMap<String, Vec<String>>,
+    /// The services the change reaches, when the unchanged ones are deployed too
+    /// (`unchangedServices: deploy`); `spec.services` then lists every service.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub changed: Vec<String>,
 }
 
 /// The AI's part in choosing a preview's services (a suggestion; see `ai.mode`).

@@ -791,3 +791,25 @@ async fn an_exhausted_detection_budget_falls_back_to_the_globs() {
     assert_eq!(spec.services, ["web", "api", "worker"]);
     assert_eq!(spec.selection.unwrap().by, SelectedBy::Fallback);
 }
+
+#[tokio::test]
+async fn unchanged_services_are_deployed_for_the_whole_app() {
+    let mut config = graph_config(300);
+    config.repositories[0].unchanged_services = previewd::config::UnchangedServices::Deploy;
+    let w = World::with_config(config).await;
+    let opened = event("opened.json");
+    {
+        let mut github = w.github.lock();
+        github.trees.insert(opened.pull_request.head_sha.clone(), graph_tree());
+        github.files = changed(&["shared/go/money/money.go"]);
+    }
+    assert_eq!(w.consumer.handle_event(&opened).await, Consumed::Applied { name: NAME.into() });
+    let spec = w.preview(NAME).await.unwrap().spec;
+    assert_eq!(spec.services, ["web", "api", "worker"], "the whole app");
+    assert_eq!(spec.selection.as_ref().unwrap().changed, ["api"], "and what the change reached");
+
+    w.deploy_until_ready(NAME, Utc::now()).await;
+    let comment = w.github.lock().comments_on(42)[0].body.clone();
+    assert!(comment.contains("| api | ✅ ready | `shared/go/money/money.go` → Go package"), "{comment}");
+    assert!(comment.contains("| web | ✅ ready | unchanged by this PR: deployed for the whole app |"), "{comment}");
+}

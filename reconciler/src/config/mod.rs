@@ -27,7 +27,7 @@ pub use cost::{BudgetConfig, Pricing, SpotConfig};
 pub use people::{ForkPolicy, GitHubConfig, PolicyConfig};
 pub use repository::{
     BuildRoot, ComposeRoot, Expose, ImageConfig, ImageValues, RepositoryConfig, ServiceConfig, ServiceResources,
-    TagInputs,
+    TagInputs, UnchangedServices,
 };
 
 use crate::names;

@@ -28,6 +28,21 @@ pub struct RepositoryConfig {
     pub test_suites: Vec<String>,
     #[schemars(length(min = 1))]
     pub services: Vec<ServiceConfig>,
+    /// What a preview does with the services a PR does not change: `omit` them (the default),
+    /// or `deploy` them too, so the preview is the whole app.
+    #[serde(default)]
+    pub unchanged_services: UnchangedServices,
+}
+
+/// What a preview does with the services the PR does not change.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum UnchangedServices {
+    /// Only the services the change reaches are deployed.
+    #[default]
+    Omit,
+    /// Every service is deployed (at the PR's commit) once the change reaches one of them.
+    Deploy,
 }
 
 impl RepositoryConfig {

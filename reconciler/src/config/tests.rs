@@ -226,7 +226,8 @@ fn the_schema_refuses_what_the_types_refuse() {
 #[test]
 fn image_tags_are_valid_for_any_branch() {
     let image: crate::config::ImageConfig =
-        serde_json::from_value(json!({"repository": "r", "tag": "{branch}-{shortSha}"})).unwrap_or_else(|e| panic!("{e}"));
+        serde_json::from_value(json!({"repository": "r", "tag": "{branch}-{shortSha}"}))
+            .unwrap_or_else(|e| panic!("{e}"));
     let tag = |branch: &str| image.tag_for(crate::config::TagInputs { sha: "abcdef0123", pr: 7, branch });
     assert_eq!(tag("feature/Cart_v2.1"), "feature-Cart_v2.1-abcdef0");
     assert_eq!(tag("--.weird"), "weird-abcdef0");

@@ -195,7 +195,9 @@ pub fn render(view: &View<'_>) -> String {
                 let _ = writeln!(out, "**{url}**\n");
             }
             if !status.services.is_empty() {
-                let reasons = status.selection.as_ref().map(|s| &s.reasons).filter(|r| !r.is_empty());
+                let selection = status.selection.as_ref();
+                let changed = selection.map(|s| &s.changed).filter(|c| !c.is_empty());
+                let reasons = selection.map(|s| &s.reasons).filter(|r| !r.is_empty() || changed.is_some());
                 match reasons {
                     Some(_) => out.push_str("| Service | Status | Why |\n|---|---|---|\n"),
                     None => out.push_str("| Service | Status |\n|---|---|\n"),
@@ -208,8 +210,13 @@ pub fn render(view: &View<'_>) -> String {
                     };
                     match reasons {
                         Some(reasons) => {
-                            let why = reasons.get(&s.name).and_then(|r| r.first()).map_or("", String::as_str);
-                            let _ = writeln!(out, "| {} | {state} | {} |", s.name, table_cell(why));
+                            let unchanged = changed.is_some_and(|c| !c.contains(&s.name));
+                            let why = match reasons.get(&s.name).and_then(|r| r.first()) {
+                                _ if unchanged => "unchanged by this PR: deployed for the whole app".to_owned(),
+                                Some(reason) => table_cell(reason),
+                                None => String::new(),
+                            };
+                            let _ = writeln!(out, "| {} | {state} | {why} |", s.name);
                         }
                         None => {
                             let _ = writeln!(out, "| {} | {state} |", s.name);
@@ -346,6 +353,7 @@ mod tests {
                 ..Default::default()
             }),
             reasons: Default::default(),
+            changed: Vec::new(),
         });
         let prediction = TtlPrediction { idle_seconds: 7200, reason: "1 commits and 0 comments in 10 days".into() };
         let body = render(&View::Live {

@@ -47,6 +47,7 @@ impl Intake {
             note,
             ai: None,
             reasons: Default::default(),
+            changed: Vec::new(),
         };
         let graphed = repo.services.iter().any(|s| !s.build.is_empty() || !s.manifests.is_empty());
         let Some(matcher) = self.matchers.get(&repo.name).filter(|m| m.has_paths() || graphed) else {

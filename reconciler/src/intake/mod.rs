@@ -200,6 +200,7 @@ impl Intake {
         // for that commit (the PR's files now describe the unapproved head).
         if spec.awaiting_approval.is_none() {
             self.select_services(repo, event, existing.as_ref(), &mut spec).await;
+            deploy_unchanged(repo, &mut spec);
         }
         self.predict_ttl(event, &mut spec).await;
         if spec.services.is_empty() {
@@ -230,4 +231,20 @@ impl Intake {
             Err(err) => Outcome::Failed { error: err.to_string() },
         }
     }
+}
+
+/// `unchangedServices: deploy`: once the change reaches a service, the preview is the whole
+/// app; the selection keeps which services the change reached.
+fn deploy_unchanged(repo: &crate::config::RepositoryConfig, spec: &mut crate::crd::PreviewEnvironmentSpec) {
+    if repo.unchanged_services != crate::config::UnchangedServices::Deploy || spec.services.is_empty() {
+        return;
+    }
+    let all: Vec<String> = repo.services.iter().map(|s| s.name.clone()).collect();
+    if let Some(selection) = &mut spec.selection
+        && selection.changed.is_empty()
+        && spec.services != all
+    {
+        selection.changed = std::mem::take(&mut spec.services);
+    }
+    spec.services = all;
 }
