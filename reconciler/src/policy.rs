@@ -25,6 +25,8 @@ pub enum Reason {
     Closed,
     Merged,
     OptedOut,
+    /// An opt-in repository, and the PR has not asked for a preview.
+    NotOptedIn,
     Draft,
     ForkAwaitingLabel,
     /// The fork label was added by someone without write access to the repository.
@@ -46,6 +48,7 @@ impl Reason {
             Reason::Closed => "closed",
             Reason::Merged => "merged",
             Reason::OptedOut => "opted_out",
+            Reason::NotOptedIn => "not_opted_in",
             Reason::Draft => "draft",
             Reason::ForkAwaitingLabel => "fork_awaiting_label",
             Reason::ForkLabelUntrusted => "fork_label_untrusted",
@@ -61,11 +64,12 @@ impl Reason {
         Reason::ALL.into_iter().find(|r| r.as_str() == text)
     }
 
-    pub const ALL: [Reason; 11] = [
+    pub const ALL: [Reason; 12] = [
         Reason::RepositoryNotConfigured,
         Reason::Closed,
         Reason::Merged,
         Reason::OptedOut,
+        Reason::NotOptedIn,
         Reason::Draft,
         Reason::ForkAwaitingLabel,
         Reason::ForkLabelUntrusted,
@@ -149,6 +153,9 @@ pub fn decide(
     let has = |label: &str| pr.labels.iter().any(|l| l.eq_ignore_ascii_case(label));
     if has(&policy.opt_out_label) {
         return Decision::Remove { reason: Reason::OptedOut };
+    }
+    if repo.mode.unwrap_or(policy.mode) == crate::config::PolicyMode::OptIn && !has(&policy.opt_in_label) {
+        return Decision::Remove { reason: Reason::NotOptedIn };
     }
     if pr.draft && !policy.deploy_drafts {
         return Decision::Remove { reason: Reason::Draft };

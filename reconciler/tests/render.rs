@@ -278,3 +278,20 @@ fn bad_image_settings_are_named_at_config_load() {
         assert!(err.contains("repositories[0].services[0].image") && err.contains(expected), "{image}: {err}");
     }
 }
+
+#[test]
+fn opt_in_repositories_need_the_label() {
+    let mut config = config();
+    config.policy.mode = previewd::config::PolicyMode::OptIn;
+    let mut unlabelled = event("opened.json");
+    unlabelled.pull_request.labels.clear();
+    assert_eq!(decide_offline(&unlabelled, &config), Decision::Remove { reason: Reason::NotOptedIn });
+    let mut labelled = unlabelled.clone();
+    labelled.pull_request.labels.push("Preview".into());
+    assert!(matches!(decide_offline(&labelled, &config), Decision::Upsert(_)), "labels match case-insensitively");
+    // The opt-out label still wins, and a repository can say otherwise than the policy.
+    labelled.pull_request.labels.push("no-preview".into());
+    assert_eq!(decide_offline(&labelled, &config), Decision::Remove { reason: Reason::OptedOut });
+    config.repositories[0].mode = Some(previewd::config::PolicyMode::OptOut);
+    assert!(matches!(decide_offline(&unlabelled, &config), Decision::Upsert(_)));
+}

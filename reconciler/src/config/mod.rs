@@ -24,7 +24,7 @@ pub use cluster::{
     ArgoCdConfig, ContainerDefaults, DnsMode, IngressConfig, NetworkConfig, QuotaConfig, Resources, TlsMode, TtlConfig,
 };
 pub use cost::{BudgetConfig, Pricing, SpotConfig};
-pub use people::{ForkPolicy, GitHubConfig, PolicyConfig};
+pub use people::{ForkPolicy, GitHubConfig, PolicyConfig, PolicyMode};
 pub use repository::{
     BuildRoot, ComposeRoot, Expose, ImageConfig, ImageValues, RepositoryConfig, ServiceConfig, ServiceResources,
     TagInputs, UnchangedServices,

@@ -29,6 +29,11 @@ pub struct PolicyConfig {
     pub deploy_drafts: bool,
     /// PRs with this label get no preview.
     pub opt_out_label: String,
+    /// `optOut`: every PR gets a preview unless it opts out. `optIn`: only PRs with
+    /// `optInLabel` get one (a repository may say otherwise: `repositories[].mode`).
+    pub mode: PolicyMode,
+    /// In `optIn` mode, the label that asks for a preview.
+    pub opt_in_label: String,
     /// PRs with this label idle for `ttl.doNotExpire` instead of `ttl.idle`.
     pub do_not_expire_label: String,
 }
@@ -40,9 +45,20 @@ impl Default for PolicyConfig {
             fork_label: "preview-fork".into(),
             deploy_drafts: false,
             opt_out_label: "no-preview".into(),
+            mode: PolicyMode::OptOut,
+            opt_in_label: "preview".into(),
             do_not_expire_label: "do-not-expire".into(),
         }
     }
+}
+
+/// Whether PRs get a preview unless they opt out, or only when they ask.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum PolicyMode {
+    #[default]
+    OptOut,
+    OptIn,
 }
 
 /// How the preview shows on the pull request.

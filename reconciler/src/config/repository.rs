@@ -32,6 +32,9 @@ pub struct RepositoryConfig {
     /// or `deploy` them too, so the preview is the whole app.
     #[serde(default)]
     pub unchanged_services: UnchangedServices,
+    /// `optIn` or `optOut` for this repository (default: `policy.mode`).
+    #[serde(default)]
+    pub mode: Option<super::PolicyMode>,
 }
 
 /// What a preview does with the services the PR does not change.

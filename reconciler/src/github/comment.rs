@@ -42,6 +42,7 @@ pub enum View<'a> {
 pub struct Labels<'a> {
     pub fork: &'a str,
     pub opt_out: &'a str,
+    pub opt_in: &'a str,
 }
 
 /// The comment to keep on the PR: the first that starts with the marker. With `bot_only` (App
@@ -136,6 +137,9 @@ fn why_not(reason: Reason, labels: &Labels<'_>) -> String {
         Reason::ForkDenied => "Pull requests from forks get no preview in this repository.".to_owned(),
         Reason::Draft => "Draft pull requests get no preview. Mark it ready for review to get one.".to_owned(),
         Reason::OptedOut => format!("The `{opt_out_label}` label is set. Remove it to get a preview."),
+        Reason::NotOptedIn => {
+            format!("This repository deploys previews on request. Add the `{}` label to get one.", labels.opt_in)
+        }
         Reason::NoServicesAffected => {
             "No service's files changed (only documentation or settings), so there is nothing to deploy.".to_owned()
         }
@@ -318,7 +322,7 @@ mod tests {
             status: &s,
             head_sha: "ec26c3e57ca3",
             awaiting_approval: None,
-            labels: Labels { fork: "preview-fork", opt_out: "no-preview" },
+            labels: Labels { fork: "preview-fork", opt_out: "no-preview", opt_in: "preview" },
             do_not_expire_label: "do-not-expire",
             do_not_expire: false,
             ttl_prediction: None,
@@ -360,7 +364,7 @@ mod tests {
             status: &s,
             head_sha: "ec26c3e57ca3",
             awaiting_approval: None,
-            labels: Labels { fork: "preview-fork", opt_out: "no-preview" },
+            labels: Labels { fork: "preview-fork", opt_out: "no-preview", opt_in: "preview" },
             do_not_expire_label: "do-not-expire",
             do_not_expire: false,
             ttl_prediction: Some(&prediction),
@@ -377,7 +381,7 @@ mod tests {
             status: &s,
             head_sha: "ec26c3e57ca3",
             awaiting_approval: None,
-            labels: Labels { fork: "preview-fork", opt_out: "no-preview" },
+            labels: Labels { fork: "preview-fork", opt_out: "no-preview", opt_in: "preview" },
             do_not_expire_label: "do-not-expire",
             do_not_expire: true,
             ttl_prediction: Some(&prediction),
@@ -387,7 +391,7 @@ mod tests {
 
     #[test]
     fn explains_why_there_is_no_preview() {
-        let labels = Labels { fork: "preview-fork", opt_out: "no-preview" };
+        let labels = Labels { fork: "preview-fork", opt_out: "no-preview", opt_in: "preview" };
         let body = render(&View::NotCreated { reason: Reason::ForkAwaitingLabel, labels });
         assert!(body.contains("A maintainer can add the `preview-fork` label"), "{body}");
         let body = render(&View::NotCreated { reason: Reason::OptedOut, labels });
@@ -399,11 +403,14 @@ mod tests {
             assert!(!why_not(reason, &labels).is_empty());
         }
         assert!(explains(Reason::ForkAwaitingLabel) && !explains(Reason::OptedOut) && !explains(Reason::Merged));
+        // An opt-in repository's PRs are not each told; an existing comment says how to ask.
+        assert!(!explains(Reason::NotOptedIn));
+        assert!(why_not(Reason::NotOptedIn, &labels).contains("Add the `preview` label"));
     }
 
     #[test]
     fn the_sticky_comment_is_found_by_its_marker() {
-        let labels = Labels { fork: "f", opt_out: "o" };
+        let labels = Labels { fork: "f", opt_out: "o", opt_in: "i" };
         let ours = render(&View::Destroyed { reason: Some(Reason::Merged), at: Utc::now(), labels });
         let comment = |id, body: &str, kind: &str| IssueComment {
             id,

@@ -12,7 +12,11 @@ use crate::crd::{Phase, PreviewEnvironment, PreviewEnvironmentStatus};
 use crate::policy::Reason;
 
 fn labels(config: &Config) -> Labels<'_> {
-    Labels { fork: &config.policy.fork_label, opt_out: &config.policy.opt_out_label }
+    Labels {
+        fork: &config.policy.fork_label,
+        opt_out: &config.policy.opt_out_label,
+        opt_in: &config.policy.opt_in_label,
+    }
 }
 
 /// A live preview: deployment state from its phase, the comment with URL, services, cost and
