@@ -295,3 +295,49 @@ fn opt_in_repositories_need_the_label() {
     config.repositories[0].mode = Some(previewd::config::PolicyMode::OptOut);
     assert!(matches!(decide_offline(&unlabelled, &config), Decision::Upsert(_)));
 }
+
+#[test]
+fn a_protected_preview_asks_the_auth_endpoint_first() {
+    let mut config = config();
+    config.repositories[0].protect = Some(
+        serde_json::from_value(serde_json::json!({"externalAuth": {
+            "url": "https://oauth2.example.com/oauth2/auth",
+            "signin": "https://oauth2.example.com/oauth2/start?rd=$scheme://$host$escaped_request_uri",
+            "responseHeaders": ["X-Auth-Request-Email"],
+        }}))
+        .unwrap(),
+    );
+    let objects = rendered_with(&config, "opened.json");
+    let ingress = kind(&objects, "Ingress")[0];
+    let annotations = &ingress["metadata"]["annotations"];
+    assert_eq!(annotations["nginx.ingress.kubernetes.io/auth-url"], "https://oauth2.example.com/oauth2/auth");
+    assert!(annotations["nginx.ingress.kubernetes.io/auth-signin"].as_str().unwrap().ends_with("$escaped_request_uri"));
+    assert_eq!(annotations["nginx.ingress.kubernetes.io/auth-response-headers"], "X-Auth-Request-Email");
+    // Unprotected repositories stay open.
+    let open = rendered("opened.json");
+    assert!(kind(&open, "Ingress")[0]["metadata"]["annotations"].get("nginx.ingress.kubernetes.io/auth-url").is_none());
+}
+
+#[test]
+fn protection_settings_that_could_inject_or_be_ignored_are_refused() {
+    let text = std::fs::read_to_string(root().join("docs/examples/config.yaml")).unwrap();
+    for (protect, expected) in [
+        (r#"{externalAuth: {url: "https://a.example/auth; more_set_headers x"}}"#, "without spaces"),
+        (r#"{externalAuth: {url: "https://a.example/$host"}}"#, "no nginx variables"),
+        (r#"{externalAuth: {url: "ftp://a.example/auth"}}"#, "an http(s) URL"),
+        (r#"{externalAuth: {url: "https://a.example/auth", responseHeaders: ["X Bad"]}}"#, "a header name"),
+    ] {
+        let yaml = text.replacen("    team: checkout\n", &format!("    team: checkout\n    protect: {protect}\n"), 1);
+        let err = Config::from_yaml(&yaml).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err.contains("repositories[0].protect") && err.contains(expected), "{protect}: {err}");
+    }
+    let yaml = text
+        .replacen(
+            "    team: checkout\n",
+            "    team: checkout\n    protect: {externalAuth: {url: \"https://a.example/auth\"}}\n",
+            1,
+        )
+        .replacen("className: nginx", "className: traefik", 1);
+    let err = Config::from_yaml(&yaml).err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(err.contains("needs ingress-nginx"), "{err}");
+}

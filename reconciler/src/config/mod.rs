@@ -29,6 +29,7 @@ pub use repository::{
     BuildRoot, ComposeRoot, Expose, ImageConfig, ImageValues, RepositoryConfig, ServiceConfig, ServiceResources,
     TagInputs, UnchangedServices,
 };
+pub use repository::{ExternalAuth, Protection};
 
 use crate::names;
 
@@ -183,6 +184,17 @@ impl Config {
         let mut slugs = BTreeMap::new();
         for (i, repo) in self.repositories.iter().enumerate() {
             repo.validate(i)?;
+            // External auth is written as ingress-nginx annotations; another controller would
+            // ignore them and serve the preview open.
+            if repo.protect.is_some()
+                && let Some(class) = &self.ingress.class_name
+                && !class.contains("nginx")
+            {
+                return Err(invalid(
+                    format!("repositories[{i}].protect"),
+                    format!("needs ingress-nginx; ingress.className is {class:?}"),
+                ));
+            }
             if !names.insert(repo.name.to_ascii_lowercase()) {
                 return Err(invalid(format!("repositories[{i}].name"), format!("{} is configured twice", repo.name)));
             }

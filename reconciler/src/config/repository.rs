@@ -35,6 +35,63 @@ pub struct RepositoryConfig {
     /// `optIn` or `optOut` for this repository (default: `policy.mode`).
     #[serde(default)]
     pub mode: Option<super::PolicyMode>,
+    /// Who may open this repository's previews (default: anyone with the URL).
+    #[serde(default)]
+    pub protect: Option<Protection>,
+}
+
+/// Access control in front of a repository's previews, enforced by the ingress controller.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Protection {
+    /// An external auth endpoint (oauth2-proxy style), asked before every request.
+    pub external_auth: ExternalAuth,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ExternalAuth {
+    /// Answers 2xx to let a request through, 401/403 to refuse it
+    /// (e.g. `https://oauth2.example.com/oauth2/auth`).
+    pub url: String,
+    /// Where a refused browser signs in (e.g.
+    /// `https://oauth2.example.com/oauth2/start?rd=$scheme://$host$escaped_request_uri`).
+    #[serde(default)]
+    pub signin: Option<String>,
+    /// Headers of the auth answer passed on to the service (e.g. `X-Auth-Request-Email`).
+    #[serde(default)]
+    pub response_headers: Vec<String>,
+}
+
+impl ExternalAuth {
+    /// URLs go into ingress-nginx annotations, which end up in its configuration: only plain
+    /// http(s) URLs, without characters that could end a directive.
+    fn check(&self) -> Result<(), String> {
+        let plain = |value: &str, what: &str| {
+            let scheme = value.starts_with("https://") || value.starts_with("http://");
+            let clean = !value.chars().any(|c| c.is_whitespace() || c.is_control() || ";{}\"'`\\".contains(c));
+            if scheme && clean && value.parse::<http::Uri>().is_ok() {
+                Ok(())
+            } else {
+                Err(format!("{what} {value:?}: an http(s) URL without spaces, quotes, ';' or braces"))
+            }
+        };
+        if self.url.contains('$') {
+            return Err(format!("url {:?}: no nginx variables in the auth URL", self.url));
+        }
+        plain(&self.url, "url")?;
+        if let Some(signin) = &self.signin {
+            plain(signin, "signin")?;
+        }
+        match self
+            .response_headers
+            .iter()
+            .find(|h| h.is_empty() || !h.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
+        {
+            Some(bad) => Err(format!("responseHeaders {bad:?}: a header name")),
+            None => Ok(()),
+        }
+    }
 }
 
 /// What a preview does with the services the PR does not change.
@@ -78,6 +135,9 @@ impl RepositoryConfig {
             return Err(invalid(field("services"), "configure at least one service"));
         }
         let mut seen = std::collections::BTreeSet::new();
+        if let Some(protect) = &self.protect {
+            protect.external_auth.check().map_err(|why| invalid(field("protect.externalAuth"), why))?;
+        }
         for (j, service) in self.services.iter().enumerate() {
             let field = |f: &str| format!("repositories[{at}].services[{j}].{f}");
             if !names::is_dns_label(&service.name) || service.name.len() > 30 {

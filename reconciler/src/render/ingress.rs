@@ -48,6 +48,21 @@ pub(super) fn ingress(p: &Preview<'_>) -> Option<Ingress> {
             Some("preview-tls".to_owned())
         }
     };
+    if let Some(protect) = &p.repo.protect {
+        // ingress-nginx's external auth (the only ingress controller supported here; see
+        // docs/security.md): every request is asked of `url` first.
+        let auth = &protect.external_auth;
+        annotations.insert("nginx.ingress.kubernetes.io/auth-url".to_owned(), auth.url.clone());
+        if let Some(signin) = &auth.signin {
+            annotations.insert("nginx.ingress.kubernetes.io/auth-signin".to_owned(), signin.clone());
+        }
+        if !auth.response_headers.is_empty() {
+            annotations.insert(
+                "nginx.ingress.kubernetes.io/auth-response-headers".to_owned(),
+                auth.response_headers.join(","),
+            );
+        }
+    }
     if ingress_config.dns == DnsMode::ExternalDns {
         annotations.insert("external-dns.alpha.kubernetes.io/hostname".to_owned(), p.host.clone());
     }
