@@ -686,16 +686,23 @@ fn graph_tree() -> Vec<(String, String)> {
     .collect()
 }
 
-#[tokio::test]
-async fn the_build_graph_chooses_services_from_githubs_tree_and_blobs() {
-    let w = World::with_config(graph_config(300)).await;
+/// A world whose GitHub holds `graph_tree()` at the example PR's head commit and says the PR
+/// changed `files`; returns it with that PR's `opened` event.
+async fn graph_world(config: Config, files: &[&str]) -> (World, PreviewEvent) {
+    let w = World::with_config(config).await;
     let opened = event("opened.json");
     {
         let mut github = w.github.lock();
         github.trees.insert(opened.pull_request.head_sha.clone(), graph_tree());
-        // The globs would take web (its README) and miss api (a shared module it imports).
-        github.files = changed(&["shared/go/money/money.go", "web/README.md"]);
+        github.files = changed(files);
     }
+    (w, opened)
+}
+
+#[tokio::test]
+async fn the_build_graph_chooses_services_from_githubs_tree_and_blobs() {
+    // The globs would take web (its README) and miss api (a shared module it imports).
+    let (w, opened) = graph_world(graph_config(300), &["shared/go/money/money.go", "web/README.md"]).await;
     assert_eq!(w.consumer.handle_event(&opened).await, Consumed::Applied { name: NAME.into() });
     let spec = w.preview(NAME).await.unwrap().spec;
     assert_eq!(spec.services, ["api"]);
@@ -756,13 +763,7 @@ async fn a_file_the_pr_deletes_is_placed_by_the_base_commits_graph() {
 
 #[tokio::test]
 async fn an_exhausted_detection_budget_falls_back_to_the_globs() {
-    let w = World::with_config(graph_config(3)).await;
-    let opened = event("opened.json");
-    {
-        let mut github = w.github.lock();
-        github.trees.insert(opened.pull_request.head_sha.clone(), graph_tree());
-        github.files = changed(&["shared/go/money/money.go", "web/README.md"]);
-    }
+    let (w, opened) = graph_world(graph_config(3), &["shared/go/money/money.go", "web/README.md"]).await;
     assert_eq!(w.consumer.handle_event(&opened).await, Consumed::Applied { name: NAME.into() });
     let spec = w.preview(NAME).await.unwrap().spec;
     assert_eq!(spec.services, ["web"], "the globs decided");
@@ -796,13 +797,7 @@ async fn an_exhausted_detection_budget_falls_back_to_the_globs() {
 async fn unchanged_services_are_deployed_for_the_whole_app() {
     let mut config = graph_config(300);
     config.repositories[0].unchanged_services = previewd::config::UnchangedServices::Deploy;
-    let w = World::with_config(config).await;
-    let opened = event("opened.json");
-    {
-        let mut github = w.github.lock();
-        github.trees.insert(opened.pull_request.head_sha.clone(), graph_tree());
-        github.files = changed(&["shared/go/money/money.go"]);
-    }
+    let (w, opened) = graph_world(config, &["shared/go/money/money.go"]).await;
     assert_eq!(w.consumer.handle_event(&opened).await, Consumed::Applied { name: NAME.into() });
     let spec = w.preview(NAME).await.unwrap().spec;
     assert_eq!(spec.services, ["web", "api", "worker"], "the whole app");

@@ -212,18 +212,8 @@ pub fn read(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::detect::graph::{ChangeDetail, NoDetail};
+    use crate::detect::graph::{ChangedKeys, NoDetail};
     use crate::detect::tree::MemoryTree;
-
-    struct Keys(&'static [&'static str]);
-    impl ChangeDetail for Keys {
-        fn changed_keys(&self, _: &str) -> Option<BTreeSet<String>> {
-            Some(self.0.iter().map(|s| (*s).to_owned()).collect())
-        }
-        fn changed_compose_services(&self, _: &str) -> Option<BTreeSet<String>> {
-            None
-        }
-    }
 
     #[test]
     fn a_service_block_reaches_its_build_env_and_mounts() {
@@ -253,9 +243,9 @@ mod tests {
         assert!(graph.reason(".env.cart", &NoDetail).is_some());
         assert!(graph.reason("docker-compose.override.yml", &NoDetail).is_some());
         // Which key of .env changed decides.
-        assert!(graph.reason(".env", &Keys(&["GO_VERSION"])).is_some());
-        assert!(graph.reason(".env", &Keys(&["DEBUG"])).is_some(), "a key set only in the override counts");
-        assert_eq!(graph.reason(".env", &Keys(&["WEB_PORT"])), None);
+        assert!(graph.reason(".env", &ChangedKeys(&["GO_VERSION"])).is_some());
+        assert!(graph.reason(".env", &ChangedKeys(&["DEBUG"])).is_some(), "a key set only in the override counts");
+        assert_eq!(graph.reason(".env", &ChangedKeys(&["WEB_PORT"])), None);
         let mut web = ServiceGraph::default();
         let build = read(&tree, &files, "web", &[], &mut web);
         assert_eq!(build.map(|b| b.dockerfile), Some("src/web/Dockerfile".to_owned()));

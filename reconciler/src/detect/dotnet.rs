@@ -136,18 +136,8 @@ pub fn read(tree: &dyn SourceTree, path: &str, graph: &mut ServiceGraph, origin:
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::detect::graph::{ANY_KEY, ChangeDetail, NoDetail};
+    use crate::detect::graph::{ANY_KEY, ChangedKeys, NoDetail};
     use crate::detect::tree::MemoryTree;
-
-    struct Changed(&'static [&'static str]);
-    impl ChangeDetail for Changed {
-        fn changed_keys(&self, _: &str) -> Option<BTreeSet<String>> {
-            Some(self.0.iter().map(|s| (*s).to_owned()).collect())
-        }
-        fn changed_compose_services(&self, _: &str) -> Option<BTreeSet<String>> {
-            None
-        }
-    }
 
     #[test]
     fn the_reference_closure_and_central_versions_reach_the_service() {
@@ -185,9 +175,9 @@ mod tests {
         }
         assert!(!hit("src/Basket.API/Basket.cs"));
         let props = "Directory.Packages.props";
-        assert!(graph.reason(props, &Changed(&["Npgsql"])).is_some());
-        assert!(graph.reason(props, &Changed(&["xunit"])).is_none(), "a test-only package");
-        assert!(graph.reason(props, &Changed(&[ANY_KEY])).is_some());
+        assert!(graph.reason(props, &ChangedKeys(&["Npgsql"])).is_some());
+        assert!(graph.reason(props, &ChangedKeys(&["xunit"])).is_none(), "a test-only package");
+        assert!(graph.reason(props, &ChangedKeys(&[ANY_KEY])).is_some());
         assert_eq!(package_versions(tree.read(props).as_deref().unwrap_or("")).len(), 2);
         assert_eq!(find_project(&tree, "", "Basket.API.csproj").as_deref(), Some("src/Basket.API/Basket.API.csproj"));
     }

@@ -15,29 +15,36 @@ pub struct GoMod {
     pub replaces: BTreeMap<String, String>,
 }
 
-pub fn parse_go_mod(text: &str, dir: &str) -> GoMod {
-    let mut out = GoMod::default();
-    let mut in_replace = false;
+/// The arguments of every `keyword` directive in a go.mod or go.work, in both the one-line
+/// form (`replace a => ./b`) and the block form (`replace ( ... )`); comments removed.
+fn directives<'a>(text: &'a str, keyword: &str) -> Vec<&'a str> {
+    let mut out = Vec::new();
+    let mut in_block = false;
     for line in text.lines() {
         let line = line.split("//").next().unwrap_or("").trim();
-        if let Some(module) = line.strip_prefix("module ") {
-            out.module = module.trim().trim_matches('"').to_owned();
-            continue;
-        }
-        let spec = if in_replace {
+        if in_block {
             if line == ")" {
-                in_replace = false;
-                continue;
+                in_block = false;
+            } else if !line.is_empty() {
+                out.push(line);
             }
-            line
-        } else if line.starts_with("replace (") || line == "replace(" {
-            in_replace = true;
-            continue;
-        } else if let Some(rest) = line.strip_prefix("replace ") {
-            rest
-        } else {
-            continue;
-        };
+        } else if let Some(rest) = line.strip_prefix(keyword) {
+            match rest.trim_start() {
+                "(" => in_block = true,
+                args if rest.starts_with(char::is_whitespace) && !args.is_empty() => out.push(args),
+                _ => {}
+            }
+        }
+    }
+    out
+}
+
+pub fn parse_go_mod(text: &str, dir: &str) -> GoMod {
+    let mut out = GoMod::default();
+    if let Some(module) = directives(text, "module").first() {
+        out.module = module.trim_matches('"').to_owned();
+    }
+    for spec in directives(text, "replace") {
         if let Some((from, to)) = spec.split_once("=>") {
             let from = from.split_whitespace().next().unwrap_or("");
             let to = to.split_whitespace().next().unwrap_or("");
@@ -53,29 +60,7 @@ pub fn parse_go_mod(text: &str, dir: &str) -> GoMod {
 
 /// The `use` folders of a go.work.
 pub fn parse_go_work(text: &str, dir: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut in_use = false;
-    for line in text.lines() {
-        let line = line.split("//").next().unwrap_or("").trim();
-        let target = if in_use {
-            if line == ")" {
-                in_use = false;
-                continue;
-            }
-            line
-        } else if line.starts_with("use (") || line == "use(" {
-            in_use = true;
-            continue;
-        } else if let Some(rest) = line.strip_prefix("use ") {
-            rest
-        } else {
-            continue;
-        };
-        if let Some(path) = join(dir, target.trim_matches('"')) {
-            out.push(path);
-        }
-    }
-    out
+    directives(text, "use").into_iter().filter_map(|target| join(dir, target.trim_matches('"'))).collect()
 }
 
 /// The import paths of a Go source file, and its `//go:embed` patterns.

@@ -219,6 +219,20 @@ pub fn not_deployed(path: &str) -> Option<&'static str> {
     None
 }
 
+/// A [`ChangeDetail`] for tests: these keys changed in every file.
+#[cfg(test)]
+pub(crate) struct ChangedKeys(pub &'static [&'static str]);
+
+#[cfg(test)]
+impl ChangeDetail for ChangedKeys {
+    fn changed_keys(&self, _: &str) -> Option<BTreeSet<String>> {
+        Some(self.0.iter().map(|s| (*s).to_owned()).collect())
+    }
+    fn changed_compose_services(&self, _: &str) -> Option<BTreeSet<String>> {
+        None
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
