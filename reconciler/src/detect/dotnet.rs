@@ -5,7 +5,7 @@
 use std::collections::{BTreeSet, VecDeque};
 
 use super::graph::{Reach, ServiceGraph};
-use super::tree::{SourceTree, file_name, join, parent};
+use super::tree::{SourceTree, ancestors, file_name, join, parent};
 
 const PROJECT_EXTENSIONS: [&str; 3] = [".csproj", ".fsproj", ".vbproj"];
 
@@ -104,25 +104,15 @@ pub fn read(tree: &dyn SourceTree, path: &str, graph: &mut ServiceGraph, origin:
         }
     }
     // Build files apply to every project below them.
-    let mut above = BTreeSet::new();
-    for dir in &dirs {
-        let mut at = dir.clone();
-        loop {
-            above.insert(at.clone());
-            if at.is_empty() {
-                break;
-            }
-            at = parent(&at).to_owned();
-        }
-    }
+    let above: BTreeSet<&str> = dirs.iter().flat_map(|dir| ancestors(dir)).collect();
     for dir in above {
         for name in ["Directory.Build.props", "Directory.Build.targets", "global.json", "NuGet.config", "nuget.config"]
         {
-            if let Some(path) = join(&dir, name).filter(|p| tree.exists(p)) {
+            if let Some(path) = join(dir, name).filter(|p| tree.exists(p)) {
                 graph.add(Reach::File(path), format!("MSBuild settings above {origin}'s projects"));
             }
         }
-        if let Some(path) = join(&dir, "Directory.Packages.props").filter(|p| tree.exists(p)) {
+        if let Some(path) = join(dir, "Directory.Packages.props").filter(|p| tree.exists(p)) {
             for package in &packages {
                 graph.add(
                     Reach::PackageVersion { file: path.clone(), package: package.clone() },

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use super::graph::{Reach, ServiceGraph};
-use super::tree::{SourceTree, file_name, is_within, join, parent};
+use super::tree::{SourceTree, ancestors, file_name, is_within, join, parent};
 
 /// `module` path and local `replace` targets of a go.mod.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -92,17 +92,7 @@ pub fn imports(text: &str) -> (Vec<String>, Vec<String>) {
 
 /// The module whose folder holds `dir`: the nearest go.mod at or above it.
 fn module_dir(tree: &dyn SourceTree, dir: &str) -> Option<String> {
-    let mut at = dir.to_owned();
-    loop {
-        let candidate = if at.is_empty() { "go.mod".to_owned() } else { format!("{at}/go.mod") };
-        if tree.exists(&candidate) {
-            return Some(at);
-        }
-        if at.is_empty() {
-            return None;
-        }
-        at = parent(&at).to_owned();
-    }
+    ancestors(dir).find(|at| join(at, "go.mod").is_some_and(|p| tree.exists(&p))).map(str::to_owned)
 }
 
 fn go_files<'a>(tree: &'a dyn SourceTree, dir: &str) -> Vec<&'a str> {
@@ -157,20 +147,15 @@ pub fn read(tree: &dyn SourceTree, seeds: &[String], graph: &mut ServiceGraph, o
             }
         }
         // A go.work above the module puts its other modules in the build.
-        let mut at = dir.clone();
-        loop {
-            let work = if at.is_empty() { "go.work".to_owned() } else { format!("{at}/go.work") };
-            if let Some(text) = tree.read(&work) {
-                graph.add(Reach::File(work.clone()), format!("{work} of a module {origin} builds"));
-                for used in parse_go_work(&text, &at) {
-                    add_module(&used, &mut modules, graph);
-                }
-                break;
+        let work = ancestors(&dir).find_map(|at| {
+            let path = join(at, "go.work")?;
+            tree.read(&path).map(|text| (at.to_owned(), path, text))
+        });
+        if let Some((at, path, text)) = work {
+            graph.add(Reach::File(path.clone()), format!("{path} of a module {origin} builds"));
+            for used in parse_go_work(&text, &at) {
+                add_module(&used, &mut modules, graph);
             }
-            if at.is_empty() {
-                break;
-            }
-            at = parent(&at).to_owned();
         }
     }
     let mut seen: BTreeSet<String> = BTreeSet::new();

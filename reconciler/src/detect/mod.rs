@@ -239,16 +239,7 @@ fn read_image(
 }
 
 fn has_above(tree: &dyn SourceTree, dir: &str, name: &str) -> bool {
-    let mut at = dir.to_owned();
-    loop {
-        if join(&at, name).is_some_and(|p| tree.exists(&p)) {
-            return true;
-        }
-        if at.is_empty() {
-            return false;
-        }
-        at = parent(&at).to_owned();
-    }
+    tree::ancestors(dir).any(|at| join(at, name).is_some_and(|p| tree.exists(&p)))
 }
 
 /// The services `changed` needs. `head` (and `base`, for deleted files and for telling what

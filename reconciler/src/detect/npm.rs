@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use serde_json::Value;
 
 use super::graph::{Reach, ServiceGraph};
-use super::tree::{SourceTree, join, parent};
+use super::tree::{SourceTree, ancestors, join, parent};
 
 const LOCKFILES: [&str; 4] = ["package-lock.json", "npm-shrinkwrap.json", "yarn.lock", "pnpm-lock.yaml"];
 const DEPENDENCY_FIELDS: [&str; 4] = ["dependencies", "devDependencies", "peerDependencies", "optionalDependencies"];
@@ -46,40 +46,32 @@ fn workspace_globs(tree: &dyn SourceTree, dir: &str, root: &Value) -> Vec<String
 
 /// The workspace that holds `dir`: its root folder and its packages by name.
 fn workspace(tree: &dyn SourceTree, dir: &str) -> Option<(String, BTreeMap<String, String>)> {
-    let mut at = dir.to_owned();
-    loop {
-        if let Some(root) = manifest(tree, &at) {
-            let globs = workspace_globs(tree, &at, &root);
-            if !globs.is_empty() {
-                let mut builder = globset::GlobSetBuilder::new();
-                for glob in &globs {
-                    let pattern = join(&at, glob.trim_end_matches('/')).unwrap_or_default();
-                    if let Ok(g) = globset::GlobBuilder::new(&pattern).literal_separator(true).build() {
-                        builder.add(g);
-                    }
-                }
-                let set = builder.build().ok()?;
-                let mut packages = BTreeMap::new();
-                for file in tree.files_under(&at) {
-                    if super::tree::file_name(file) != "package.json" || file.contains("node_modules/") {
-                        continue;
-                    }
-                    let package = parent(file);
-                    if set.is_match(package)
-                        && let Some(name) = manifest(tree, package)
-                            .and_then(|m| m.get("name").and_then(Value::as_str).map(str::to_owned))
-                    {
-                        packages.insert(name, package.to_owned());
-                    }
-                }
-                return Some((at, packages));
-            }
+    let (at, globs) = ancestors(dir).find_map(|at| {
+        let globs = workspace_globs(tree, at, &manifest(tree, at)?);
+        (!globs.is_empty()).then(|| (at.to_owned(), globs))
+    })?;
+    let mut builder = globset::GlobSetBuilder::new();
+    for glob in &globs {
+        let pattern = join(&at, glob.trim_end_matches('/')).unwrap_or_default();
+        if let Ok(g) = globset::GlobBuilder::new(&pattern).literal_separator(true).build() {
+            builder.add(g);
         }
-        if at.is_empty() {
-            return None;
-        }
-        at = parent(&at).to_owned();
     }
+    let set = builder.build().ok()?;
+    let mut packages = BTreeMap::new();
+    for file in tree.files_under(&at) {
+        if super::tree::file_name(file) != "package.json" || file.contains("node_modules/") {
+            continue;
+        }
+        let package = parent(file);
+        if set.is_match(package)
+            && let Some(name) =
+                manifest(tree, package).and_then(|m| m.get("name").and_then(Value::as_str).map(str::to_owned))
+        {
+            packages.insert(name, package.to_owned());
+        }
+    }
+    Some((at, packages))
 }
 
 /// Lint and format configuration packages (`@acme/eslint-config`, `prettier-config`): they

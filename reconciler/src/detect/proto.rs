@@ -5,7 +5,7 @@
 use std::collections::{BTreeSet, VecDeque};
 
 use super::graph::{Reach, ServiceGraph};
-use super::tree::{SourceTree, join, parent};
+use super::tree::{SourceTree, ancestors, join, parent};
 
 pub fn imports(text: &str) -> Vec<String> {
     text.lines()
@@ -19,16 +19,7 @@ pub fn imports(text: &str) -> Vec<String> {
 }
 
 fn resolve(tree: &dyn SourceTree, from: &str, import: &str) -> Option<String> {
-    let mut at = parent(from).to_owned();
-    loop {
-        if let Some(candidate) = join(&at, import).filter(|c| tree.exists(c)) {
-            return Some(candidate);
-        }
-        if at.is_empty() {
-            return None;
-        }
-        at = parent(&at).to_owned();
-    }
+    ancestors(parent(from)).find_map(|at| join(at, import).filter(|c| tree.exists(c)))
 }
 
 /// Adds what the `.proto` files already in `graph` import.

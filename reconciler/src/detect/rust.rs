@@ -7,7 +7,7 @@ use std::collections::{BTreeSet, VecDeque};
 use toml::Value;
 
 use super::graph::{Reach, ServiceGraph};
-use super::tree::{SourceTree, join, parent};
+use super::tree::{SourceTree, ancestors, join};
 
 const FIELDS: [&str; 2] = ["dependencies", "build-dependencies"];
 
@@ -17,16 +17,7 @@ fn manifest(tree: &dyn SourceTree, dir: &str) -> Option<Value> {
 
 /// The workspace root above `dir` (the nearest manifest with `[workspace]`).
 fn workspace_root(tree: &dyn SourceTree, dir: &str) -> Option<(String, Value)> {
-    let mut at = dir.to_owned();
-    loop {
-        if let Some(m) = manifest(tree, &at).filter(|m| m.get("workspace").is_some()) {
-            return Some((at, m));
-        }
-        if at.is_empty() {
-            return None;
-        }
-        at = parent(&at).to_owned();
-    }
+    ancestors(dir).find_map(|at| Some((at.to_owned(), manifest(tree, at).filter(|m| m.get("workspace").is_some())?)))
 }
 
 /// Every dependency table of a manifest, target-specific ones included.

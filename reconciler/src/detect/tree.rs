@@ -173,6 +173,16 @@ pub fn parent(path: &str) -> &str {
     path.rsplit_once('/').map_or("", |(dir, _)| dir)
 }
 
+/// `dir` and every folder above it, up to and including the root ("").
+pub fn ancestors(dir: &str) -> impl Iterator<Item = &str> {
+    let mut next = Some(dir);
+    std::iter::from_fn(move || {
+        let at = next?;
+        next = (!at.is_empty()).then(|| parent(at));
+        Some(at)
+    })
+}
+
 /// The last component of `path`.
 pub fn file_name(path: &str) -> &str {
     path.rsplit_once('/').map_or(path, |(_, name)| name)
@@ -197,6 +207,8 @@ mod tests {
         assert_eq!(parent("a/b/c"), "a/b");
         assert_eq!(parent("c"), "");
         assert!(is_within("a/b/c", "a/b") && is_within("a", "") && !is_within("a/bc", "a/b"));
+        assert_eq!(ancestors("a/b").collect::<Vec<_>>(), ["a/b", "a", ""]);
+        assert_eq!(ancestors("").collect::<Vec<_>>(), [""]);
     }
 
     #[test]
