@@ -79,6 +79,53 @@ pub struct PreviewEnvironmentSpec {
     pub ttl_prediction: Option<TtlPrediction>,
     /// The event this spec was last written from; older events are stale.
     pub last_event: EventRef,
+    /// What writers asked for with `/preview` commands; kept across pushes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested: Option<Requested>,
+    /// A head commit that waits for its build (the repository's `buildGate`). The preview keeps
+    /// running `headSha` meanwhile; a new preview deploys nothing until a commit passes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub awaiting_build: Option<AwaitingBuild>,
+}
+
+/// What `/preview` commands asked for.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Requested {
+    /// Who asked for the preview with `/preview` (the way in for opt-in repositories, and a
+    /// writer's approval of a fork's head commit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
+    /// `/preview services`: exactly these services, whatever the PR changes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub services: Vec<String>,
+    /// `/preview extend`: the preview lives at least until then (within `ttl.max`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extended_until: Option<DateTime<Utc>>,
+    /// `/preview redeploy`: when it was last asked (passed to the charts as
+    /// `previewd.redeployedAt`, so their pods roll).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redeployed_at: Option<DateTime<Utc>>,
+}
+
+/// A commit that waits for the checks the repository's build gate names.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AwaitingBuild {
+    pub sha: String,
+    /// When the wait began (the PR's `updated_at` in that event): the timeout counts from here.
+    pub since: DateTime<Utc>,
+    /// What each named check said so far (absent: not finished).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub checks: std::collections::BTreeMap<String, String>,
+    /// Set when a check failed or the wait timed out: the commit will not deploy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed: Option<String>,
+    /// The services chosen for this commit, deployed when it passes.
+    #[serde(default)]
+    pub services: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selection: Option<ServiceSelection>,
 }
 
 /// A maintainer's approval of a fork's code: the opt-in label, added by someone with push
@@ -176,6 +223,8 @@ pub enum SelectedBy {
     Graph,
     /// The build graph's choice changed by the AI's answer.
     GraphAndAi,
+    /// Named by a writer with `/preview services`.
+    Command,
 }
 
 /// Identifies the queue message a spec was written from.

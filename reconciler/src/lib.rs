@@ -4,12 +4,14 @@
 pub mod ai;
 pub mod argo;
 pub mod cmd;
+pub mod command;
 pub mod config;
 pub mod consumer;
 pub mod controller;
 pub mod cost;
 pub mod crd;
 pub mod detect;
+pub mod gate;
 pub mod github;
 pub mod intake;
 pub mod leader;

@@ -39,6 +39,8 @@ pub enum Reason {
     NoServicesAffected,
     /// Removed by the TTL.
     Expired,
+    /// Removed by a writer's `/preview destroy`.
+    Destroyed,
 }
 
 impl Reason {
@@ -56,6 +58,7 @@ impl Reason {
             Reason::ForkDenied => "fork_denied",
             Reason::NoServicesAffected => "no_services_affected",
             Reason::Expired => "expired",
+            Reason::Destroyed => "destroyed",
         }
     }
 
@@ -64,7 +67,7 @@ impl Reason {
         Reason::ALL.into_iter().find(|r| r.as_str() == text)
     }
 
-    pub const ALL: [Reason; 12] = [
+    pub const ALL: [Reason; 13] = [
         Reason::RepositoryNotConfigured,
         Reason::Closed,
         Reason::Merged,
@@ -77,6 +80,7 @@ impl Reason {
         Reason::ForkDenied,
         Reason::NoServicesAffected,
         Reason::Expired,
+        Reason::Destroyed,
     ];
 }
 
@@ -115,9 +119,11 @@ fn fork_gate(
     config: &Config,
     existing: Option<&PreviewEnvironmentSpec>,
     approval: Approval,
+    requested: bool,
 ) -> ForkGate {
     let pr = &event.pull_request;
-    let labelled = pr.labels.iter().any(|l| l.eq_ignore_ascii_case(&config.policy.fork_label));
+    // A writer's `/preview` counts as the label: it approves the head commit it was given for.
+    let labelled = requested || pr.labels.iter().any(|l| l.eq_ignore_ascii_case(&config.policy.fork_label));
     if let (true, Approval::Verified(by)) = (labelled, &approval) {
         return ForkGate::Deploy(ForkApproval { by: by.clone(), sha: pr.head_sha.clone() });
     }
@@ -141,6 +147,24 @@ pub fn decide(
     existing: Option<&PreviewEnvironmentSpec>,
     approval: Approval,
 ) -> Decision {
+    decide_requested(event, config, existing, approval, None)
+}
+
+/// [`decide`] for a PR a writer asked a preview for with `/preview` (`requested_by`, checked
+/// with GitHub by the caller), or whose preview was asked for so before (in `existing`): that
+/// is the way in for an opt-in repository, and approves a fork's head commit.
+pub fn decide_requested(
+    event: &PreviewEvent,
+    config: &Config,
+    existing: Option<&PreviewEnvironmentSpec>,
+    approval: Approval,
+    requested_by: Option<&str>,
+) -> Decision {
+    let mut requested = existing.and_then(|s| s.requested.clone());
+    if let Some(by) = requested_by {
+        requested.get_or_insert_with(Default::default).by = Some(by.to_owned());
+    }
+    let asked = requested.as_ref().is_some_and(|r| r.by.is_some());
     let Some(repo) = config.repository(&event.repository.full_name) else {
         return Decision::Ignore { reason: Reason::RepositoryNotConfigured };
     };
@@ -154,7 +178,7 @@ pub fn decide(
     if has(&policy.opt_out_label) {
         return Decision::Remove { reason: Reason::OptedOut };
     }
-    if repo.mode.unwrap_or(policy.mode) == crate::config::PolicyMode::OptIn && !has(&policy.opt_in_label) {
+    if repo.mode.unwrap_or(policy.mode) == crate::config::PolicyMode::OptIn && !has(&policy.opt_in_label) && !asked {
         return Decision::Remove { reason: Reason::NotOptedIn };
     }
     if pr.draft && !policy.deploy_drafts {
@@ -167,7 +191,7 @@ pub fn decide(
         match policy.forks {
             ForkPolicy::Deny => return Decision::Remove { reason: Reason::ForkDenied },
             ForkPolicy::Allow => {}
-            ForkPolicy::RequireLabel => match fork_gate(event, config, existing, approval) {
+            ForkPolicy::RequireLabel => match fork_gate(event, config, existing, approval, asked) {
                 ForkGate::Deploy(approved) => fork_approval = Some(approved),
                 ForkGate::Refuse(reason) => return Decision::Remove { reason },
                 ForkGate::Hold => {
@@ -181,6 +205,7 @@ pub fn decide(
                     held.html_url = Some(pr.html_url.clone());
                     held.last_activity = pr.updated_at;
                     held.last_event = last_event;
+                    held.requested = requested;
                     held.awaiting_approval = Some(AwaitingApproval { sha: pr.head_sha.clone(), since: pr.updated_at });
                     return Decision::Upsert(Box::new(held));
                 }
@@ -206,6 +231,8 @@ pub fn decide(
         last_activity: pr.updated_at,
         ttl_prediction: None,
         last_event,
+        requested,
+        awaiting_build: existing.and_then(|s| s.awaiting_build.clone()),
     }))
 }
 

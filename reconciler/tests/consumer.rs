@@ -315,7 +315,7 @@ async fn a_newer_schema_version_is_returned_not_dead_lettered() {
     let mut s = setup("newer-version", false).await;
     quick_backoff(&mut s.consumer);
     let mut newer = serde_json::to_value(event("opened.json")).unwrap();
-    newer["version"] = serde_json::json!(previewd_events::SCHEMA_VERSION + 1);
+    newer["version"] = serde_json::json!(previewd_events::CONTRACT_VERSION + 1);
     let group = event("opened.json").message_group_id();
     s.stack
         .sqs

@@ -16,7 +16,11 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-/// The version this crate writes and the only one it reads.
+mod message;
+pub use message::{CONTRACT_VERSION, CheckEvent, CheckSource, CheckState, CommandEvent, MAX_COMMAND_LEN, Message};
+
+/// The version of `pull_request` messages (contract version 1, unchanged in version 2; see
+/// [`message`]).
 pub const SCHEMA_VERSION: u32 = 1;
 
 /// SQS limit for `MessageGroupId` and `MessageDeduplicationId`.
@@ -154,7 +158,7 @@ pub enum PrState {
 pub enum DecodeError {
     #[error("queue message is not valid JSON for the event contract: {0}")]
     Json(#[from] serde_json::Error),
-    #[error("queue message has contract version {found}; this build reads version {SCHEMA_VERSION}")]
+    #[error("queue message has contract version {found}; this build reads versions 1 to {CONTRACT_VERSION}")]
     UnsupportedVersion { found: u32 },
 }
 
@@ -162,7 +166,7 @@ impl DecodeError {
     /// A contract version later than this build's: written by a newer front during a rolling
     /// deploy, readable by a newer consumer. Not malformed.
     pub fn is_newer_version(&self) -> bool {
-        matches!(self, DecodeError::UnsupportedVersion { found } if *found > SCHEMA_VERSION)
+        matches!(self, DecodeError::UnsupportedVersion { found } if *found > CONTRACT_VERSION)
     }
 }
 
@@ -190,12 +194,7 @@ impl PreviewEvent {
     /// GitHub names can reach 39 + 1 + 100, so an over-long name falls back to the repository's
     /// numeric id.
     pub fn message_group_id(&self) -> String {
-        let by_name = format!("{}#{}", repository_key(&self.repository.full_name), self.pull_request.number);
-        if by_name.len() <= MAX_GROUP_ID_LEN {
-            by_name
-        } else {
-            format!("repo-id:{}#{}", self.repository.id, self.pull_request.number)
-        }
+        message::pr_group(&self.repository, self.pull_request.number)
     }
 
     /// Serialises the message as compact JSON.

@@ -6,7 +6,7 @@
 use std::borrow::Cow;
 
 use chrono::{DateTime, Utc};
-use previewd_events::{PrAction, PrState, PreviewEvent, PullRequest, Repository, SCHEMA_VERSION};
+use previewd_events::{CheckSource, Message, PrAction, PrState, PreviewEvent, PullRequest, Repository, SCHEMA_VERSION};
 use serde::Deserialize;
 
 /// The `X-GitHub-Event` header, reduced to what the front distinguishes.
@@ -14,6 +14,10 @@ use serde::Deserialize;
 pub enum EventKind<'a> {
     Ping,
     PullRequest,
+    /// A build gate's input: `check_run`, `check_suite`, `workflow_run` or `status`.
+    Check(CheckSource),
+    /// A `/preview` command, perhaps.
+    IssueComment,
     Other(&'a str),
 }
 
@@ -22,16 +26,32 @@ impl<'a> EventKind<'a> {
         match name {
             "ping" => EventKind::Ping,
             "pull_request" => EventKind::PullRequest,
+            "check_run" => EventKind::Check(CheckSource::CheckRun),
+            "check_suite" => EventKind::Check(CheckSource::CheckSuite),
+            "workflow_run" => EventKind::Check(CheckSource::WorkflowRun),
+            "status" => EventKind::Check(CheckSource::Status),
+            "issue_comment" => EventKind::IssueComment,
             other => EventKind::Other(other),
+        }
+    }
+
+    /// A bounded metric dimension.
+    pub fn label(self) -> &'static str {
+        match self {
+            EventKind::Ping => "ping",
+            EventKind::PullRequest => "pull_request",
+            EventKind::Check(source) => source.as_str(),
+            EventKind::IssueComment => "issue_comment",
+            EventKind::Other(_) => "other",
         }
     }
 }
 
-/// What a `pull_request` payload turns into.
+/// What a payload turns into.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Parsed {
     /// Forward to the reconciler.
-    Event(Box<PreviewEvent>),
+    Event(Box<Message>),
     /// A valid delivery Previewd does not act on; the string names the action.
     Ignored { action: String, reason: &'static str },
 }
@@ -160,9 +180,7 @@ struct ActionOnly<'a> {
 /// A payload for an action Previewd ignores is answered as ignored even when its other fields
 /// do not match what a handled action needs, so unusual but valid deliveries never become 400s.
 pub fn parse_pull_request(payload: &[u8], delivery_id: &str, received_at: DateTime<Utc>) -> Result<Parsed, ParseError> {
-    let mut deserializer = serde_json::Deserializer::from_slice(payload);
-    let parsed: Result<Payload<'_>, _> = serde_path_to_error::deserialize(&mut deserializer);
-    let raw = match parsed {
+    let raw: Payload<'_> = match read_payload(payload) {
         Ok(raw) => raw,
         Err(err) => {
             // Slow path only: was it an action we would have ignored anyway?
@@ -171,13 +189,7 @@ pub fn parse_pull_request(payload: &[u8], delivery_id: &str, received_at: DateTi
             {
                 return Ok(ignored(&probe.action));
             }
-            let path = err.path().to_string();
-            let inner = err.into_inner();
-            return Err(if inner.is_syntax() || inner.is_eof() || path == "." {
-                ParseError::Json(inner.to_string())
-            } else {
-                ParseError::Field { path, message: inner.to_string() }
-            });
+            return Err(err);
         }
     };
     let Some(action) = PrAction::from_github(&raw.action) else {
@@ -187,7 +199,21 @@ pub fn parse_pull_request(payload: &[u8], delivery_id: &str, received_at: DateTi
         // Title or body edits change nothing in the preview; a new base branch does.
         return Ok(Parsed::Ignored { action: raw.action.into_owned(), reason: "edited without a base branch change" });
     }
-    build_event(raw, action, delivery_id, received_at).map(|e| Parsed::Event(Box::new(e)))
+    build_event(raw, action, delivery_id, received_at).map(|e| Parsed::Event(Box::new(e.into_message())))
+}
+
+/// Deserialises a payload, naming the path of a field that does not fit.
+pub(crate) fn read_payload<'a, T: Deserialize<'a>>(payload: &'a [u8]) -> Result<T, ParseError> {
+    let mut deserializer = serde_json::Deserializer::from_slice(payload);
+    serde_path_to_error::deserialize(&mut deserializer).map_err(|err| {
+        let path = err.path().to_string();
+        let inner = err.into_inner();
+        if inner.is_syntax() || inner.is_eof() || path == "." {
+            ParseError::Json(inner.to_string())
+        } else {
+            ParseError::Field { path, message: inner.to_string() }
+        }
+    })
 }
 
 fn ignored(action: &str) -> Parsed {
@@ -262,7 +288,7 @@ fn build_event(
     })
 }
 
-fn is_commit_sha(sha: &str) -> bool {
+pub(crate) fn is_commit_sha(sha: &str) -> bool {
     matches!(sha.len(), 40 | 64) && sha.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
@@ -306,7 +332,10 @@ mod tests {
 
     fn event(value: &serde_json::Value) -> PreviewEvent {
         match parse(value) {
-            Ok(Parsed::Event(e)) => *e,
+            Ok(Parsed::Event(message)) => match *message {
+                Message::PullRequest(e) => *e,
+                other => panic!("expected a pull request, got {other:?}"),
+            },
             other => panic!("expected an event, got {other:?}"),
         }
     }

@@ -5,15 +5,16 @@
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
-use previewd_events::{PrAction, PreviewEvent};
+use previewd_events::{CheckSource, Message, PrAction};
 use tracing::Instrument;
 
 use crate::body::json_payload;
 use crate::budget::{Budget, within};
+use crate::checks;
 use crate::config::Config;
 use crate::emf;
 use crate::github::{EventKind, Parsed, parse_pull_request};
-use crate::ledger::{Admission, ClaimToken, Entry, Ledger, RateDecision};
+use crate::ledger::{Admission, ClaimToken, Entry, Ledger, Mark, RateDecision};
 use crate::queue::EventQueue;
 use crate::reply::{Outcome, Reply};
 use crate::secrets::SecretSource;
@@ -47,7 +48,7 @@ impl Dims {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Prepared {
     Respond(Reply),
-    Enqueue(Box<PreviewEvent>),
+    Enqueue(Box<Message>),
 }
 
 /// SQS allows up to 128 printable ASCII characters in a deduplication id.
@@ -75,52 +76,77 @@ pub fn prepare(config: &Config, secrets: &Secrets, d: &Delivery<'_>, now: DateTi
         reply.delivery = Some(delivery_id.to_owned());
         Prepared::Respond(reply)
     };
-    match EventKind::from_header(event) {
-        EventKind::Ping => {
-            let dims = Dims { event: "ping", action: "none" };
-            return (with_id(Reply::new(Outcome::Pong, "pong")), dims);
-        }
-        EventKind::Other(_) => {
-            let dims = Dims { event: "other", action: "none" };
-            let reason = "event not used by Previewd";
-            return (with_id(Reply::new(Outcome::Ignored, reason)), dims);
-        }
-        EventKind::PullRequest => {}
+    let kind = EventKind::from_header(event);
+    let mut dims = Dims { event: kind.label(), action: "none" };
+    match kind {
+        EventKind::Ping => return (with_id(Reply::new(Outcome::Pong, "pong")), dims),
+        EventKind::Other(_) => return (with_id(Reply::new(Outcome::Ignored, "event not used by Previewd")), dims),
+        EventKind::PullRequest | EventKind::Check(_) | EventKind::IssueComment => {}
     }
-    let mut dims = Dims { event: "pull_request", action: "none" };
     let payload = match json_payload(d.content_type, d.body) {
         Ok(payload) => payload,
         Err(err) => {
             return (with_id(Reply::new(Outcome::Malformed, err.to_string())), dims);
         }
     };
-    let event = match parse_pull_request(&payload, delivery_id, now) {
-        Ok(Parsed::Event(event)) => event,
+    let parsed = match kind {
+        EventKind::Check(CheckSource::Status) => checks::parse_status(&payload, delivery_id, now),
+        EventKind::Check(source) => checks::parse_run(source, &payload, delivery_id, now),
+        EventKind::IssueComment => checks::parse_comment(&payload, delivery_id, now),
+        _ => parse_pull_request(&payload, delivery_id, now),
+    };
+    let message = match parsed {
+        Ok(Parsed::Event(message)) => message,
         Ok(Parsed::Ignored { action, reason }) => {
-            dims.action = PrAction::from_github(&action).map_or("other", PrAction::as_str);
+            dims.action = action_label(kind, &action);
             return (with_id(Reply::new(Outcome::Ignored, format!("{reason}: {action}"))), dims);
         }
         Err(err) => {
             return (with_id(Reply::new(Outcome::Malformed, err.to_string())), dims);
         }
     };
-    dims.action = event.action.as_str();
-    if !config.repository_allowed(&event.repository.full_name) {
+    dims.action = match message.as_ref() {
+        Message::PullRequest(event) => event.action.as_str(),
+        Message::Check(check) => check.state.as_str(),
+        Message::Command(_) => "created",
+    };
+    if !config.repository_allowed(&message.repository().full_name) {
         let reason = "repository not in PREVIEWD_ALLOWED_REPOSITORIES";
         return (with_id(Reply::new(Outcome::Ignored, reason)), dims);
     }
-    (Prepared::Enqueue(event), dims)
+    (Prepared::Enqueue(message), dims)
+}
+
+/// A bounded label for an ignored delivery's action.
+fn action_label(kind: EventKind<'_>, action: &str) -> &'static str {
+    match kind {
+        EventKind::PullRequest => PrAction::from_github(action).map_or("other", PrAction::as_str),
+        _ => match action {
+            "created" => "created",
+            "edited" => "edited",
+            "deleted" => "deleted",
+            "pending" => "pending",
+            "requested" => "requested",
+            "rerequested" => "rerequested",
+            _ => "other",
+        },
+    }
 }
 
 /// Refuses an event older than the replay window (the dedupe retention): its delivery id may
 /// be forgotten by now, so a replay of it would otherwise be accepted again. GitHub redelivers
 /// for 3 days at most, and the retention is at least that.
-pub fn outside_replay_window(event: &PreviewEvent, config: &Config, now: DateTime<Utc>) -> Option<Reply> {
+pub fn outside_replay_window(message: &Message, config: &Config, now: DateTime<Utc>) -> Option<Reply> {
     let window = chrono::Duration::from_std(config.dedupe_retention).unwrap_or(chrono::Duration::MAX);
     let oldest = now.checked_sub_signed(window)?;
-    (event.pull_request.updated_at < oldest).then(|| {
+    (message.happened_at() < oldest).then(|| {
         let hours = config.dedupe_retention.as_secs() / 3600;
-        Reply::new(Outcome::Stale, format!("pull request updated_at is older than the {hours} h replay window"))
+        let what = match message {
+            Message::PullRequest(_) => "pull request updated_at",
+            Message::Check(_) => "check completion time",
+            Message::Command(_) => "comment creation time",
+        };
+        Reply::new(Outcome::Stale, format!("{what} is older than the {hours} h replay window"))
     })
 }
 
@@ -184,24 +210,31 @@ impl Webhook {
     pub async fn process(&self, d: &Delivery<'_>, now: DateTime<Utc>) -> (Reply, Dims) {
         let secrets = self.secrets.current().await;
         let (prepared, dims) = prepare(&self.config, &secrets, d, now);
-        let event = match prepared {
+        let message = match prepared {
             Prepared::Respond(reply) => return (reply, dims),
-            Prepared::Enqueue(event) => event,
+            Prepared::Enqueue(message) => message,
         };
-        let mut reply = match outside_replay_window(&event, &self.config, now) {
+        let mut reply = match outside_replay_window(&message, &self.config, now) {
             Some(reply) => reply,
-            None => self.enqueue(&event, now.timestamp()).await,
+            None => self.enqueue(&message, now.timestamp()).await,
         };
-        reply.delivery = Some(event.delivery_id.clone());
+        reply.delivery = Some(message.delivery_id().to_owned());
         (reply, dims)
     }
 
-    async fn enqueue(&self, event: &PreviewEvent, now: i64) -> Reply {
+    async fn enqueue(&self, message: &Message, now: i64) -> Reply {
         let entry = Entry {
-            delivery_id: event.delivery_id.as_str(),
-            repository: event.repository.full_name.as_str(),
-            number: event.pull_request.number,
-            updated_ms: event.pull_request.updated_at.timestamp_millis(),
+            delivery_id: message.delivery_id(),
+            repository: message.repository().full_name.as_str(),
+            // Only pull request events are ordered by the PR's time: a check belongs to a
+            // commit, and a command is ordered by its FIFO group alone.
+            mark: match message {
+                Message::PullRequest(event) => Some(Mark {
+                    number: event.pull_request.number,
+                    updated_ms: event.pull_request.updated_at.timestamp_millis(),
+                }),
+                Message::Check(_) | Message::Command(_) => None,
+            },
         };
         // Admission and the rate window are independent: one round trip of latency for both.
         // Each stage is bounded (`budget`), so GitHub gets an answer within its deadline.
@@ -248,7 +281,7 @@ impl Webhook {
             // every delivery while its counter is unwritable would drop real work.
             Err(err) => tracing::warn!(error = %err, "rate limit check failed; delivery let through"),
         }
-        match within(self.budget.enqueue, self.queue.send(event)).await {
+        match within(self.budget.enqueue, self.queue.send(message)).await {
             Ok(message_id) => {
                 if let Err(err) = within(self.budget.settle, self.ledger.settle(entry, &token, now)).await {
                     // The message is on the queue; the claim still blocks duplicates for its
@@ -302,7 +335,7 @@ mod tests {
 
     const PR: &str = r#"{"action":"opened","pull_request":{"number":1,"state":"open","title":"t","html_url":"u","updated_at":"2026-01-01T00:00:00Z","author_association":"NONE","user":{"login":"a"},"head":{"sha":"0123456789012345678901234567890123456789","ref":"f","repo":{"full_name":"o/r"}},"base":{"ref":"main","repo":{"full_name":"o/r"}}},"repository":{"id":1,"full_name":"o/r","name":"r","owner":{"login":"o"}},"sender":{"login":"a"}}"#;
 
-    fn outcome(config: &Config, d: &Delivery<'_>) -> Result<Outcome, Box<PreviewEvent>> {
+    fn outcome(config: &Config, d: &Delivery<'_>) -> Result<Outcome, Box<Message>> {
         match prepare(config, &secrets(), d, Utc::now()).0 {
             Prepared::Respond(reply) => Ok(reply.outcome),
             Prepared::Enqueue(event) => Err(event),
@@ -364,7 +397,7 @@ mod tests {
             body: PR.as_bytes(),
         };
         let event = outcome(&c, &d).expect_err("enqueued");
-        let updated = event.pull_request.updated_at;
+        let updated = event.happened_at();
         // Retention is 96 h: the boundary is inclusive for the event, refused one second later.
         let at_edge = updated + chrono::Duration::hours(96);
         assert_eq!(outside_replay_window(&event, &c, at_edge), None);
@@ -377,7 +410,7 @@ mod tests {
         #[test]
         fn no_signed_input_panics(
             body in proptest::collection::vec(any::<u8>(), 0..512),
-            event in prop_oneof![Just("pull_request".to_owned()), Just("ping".to_owned()), ".{0,20}"],
+            event in prop_oneof![Just("pull_request".to_owned()), Just("ping".to_owned()), Just("check_run".to_owned()), Just("status".to_owned()), Just("issue_comment".to_owned()), ".{0,20}"],
             content_type in prop_oneof![Just("application/json".to_owned()), Just("application/x-www-form-urlencoded".to_owned()), ".{0,30}"],
             id in ".{0,140}",
         ) {

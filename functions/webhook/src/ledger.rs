@@ -127,11 +127,19 @@ pub enum RateDecision {
     Limited { retry_after_seconds: u64 },
 }
 
-/// The delivery being admitted: its id and where it sits in its PR's history.
+/// The delivery being admitted: its id and, for a pull request event, where it sits in its
+/// PR's history.
 #[derive(Debug, Clone, Copy)]
 pub struct Entry<'a> {
     pub delivery_id: &'a str,
     pub repository: &'a str,
+    /// `None` for checks and commands: nothing orders them by the PR's time.
+    pub mark: Option<Mark>,
+}
+
+/// A pull request event's place in its PR's history.
+#[derive(Debug, Clone, Copy)]
+pub struct Mark {
     pub number: u64,
     /// The event's `updated_at`, epoch milliseconds.
     pub updated_ms: i64,
@@ -201,18 +209,18 @@ impl Ledger {
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .build()
             .map_err(|e| LedgerError { operation: "TransactWriteItems (admit)", message: e.to_string() })?;
-        let newest = ConditionCheck::builder()
-            .table_name(&self.table)
-            .key("pk", s(pr_key(entry.repository, entry.number)))
-            .condition_expression(NOT_NEWER)
-            .expression_attribute_values(":u", n(entry.updated_ms))
-            .expression_attribute_values(":now", n(now))
-            .build()
-            .map_err(|e| LedgerError { operation: "TransactWriteItems (admit)", message: e.to_string() })?;
-        let items = vec![
-            TransactWriteItem::builder().put(claim).build(),
-            TransactWriteItem::builder().condition_check(newest).build(),
-        ];
+        let mut items = vec![TransactWriteItem::builder().put(claim).build()];
+        if let Some(mark) = entry.mark {
+            let newest = ConditionCheck::builder()
+                .table_name(&self.table)
+                .key("pk", s(pr_key(entry.repository, mark.number)))
+                .condition_expression(NOT_NEWER)
+                .expression_attribute_values(":u", n(mark.updated_ms))
+                .expression_attribute_values(":now", n(now))
+                .build()
+                .map_err(|e| LedgerError { operation: "TransactWriteItems (admit)", message: e.to_string() })?;
+            items.push(TransactWriteItem::builder().condition_check(newest).build());
+        }
         match self.transact("TransactWriteItems (admit)", items, |reasons| read_admission_cancel(reasons, now)).await? {
             None => Ok(Admission::Claimed(ClaimToken(token))),
             Some(Cancelled::Duplicate { in_progress }) => Ok(Admission::Duplicate { in_progress }),
@@ -227,7 +235,10 @@ impl Ledger {
     /// and the PR's mark rises to the event's time (unless a newer one is there already).
     pub async fn settle(&self, entry: Entry<'_>, token: &ClaimToken, now: i64) -> Result<(), LedgerError> {
         let confirm = self.confirm_update(entry.delivery_id, token, now)?;
-        let raise = self.raise_update(entry, now)?;
+        let Some(mark) = entry.mark else {
+            return self.update(confirm, "UpdateItem (confirm delivery)").await;
+        };
+        let raise = self.raise_update(entry.repository, mark, now)?;
         let items = vec![
             TransactWriteItem::builder().update(confirm).build(),
             TransactWriteItem::builder().update(raise).build(),
@@ -240,7 +251,7 @@ impl Ledger {
                 self.update(update, "UpdateItem (confirm delivery)").await
             }
             Some(Cancelled::Duplicate { .. }) => {
-                let update = self.raise_update(entry, now)?;
+                let update = self.raise_update(entry.repository, mark, now)?;
                 self.update(update, "UpdateItem (PR high-water mark)").await
             }
             Some(Cancelled::Conflict | Cancelled::Other(_)) => {
@@ -264,13 +275,13 @@ impl Ledger {
             .map_err(|e| LedgerError { operation: "UpdateItem (confirm delivery)", message: e.to_string() })
     }
 
-    fn raise_update(&self, entry: Entry<'_>, now: i64) -> Result<Update, LedgerError> {
+    fn raise_update(&self, repository: &str, mark: Mark, now: i64) -> Result<Update, LedgerError> {
         Update::builder()
             .table_name(&self.table)
-            .key("pk", s(pr_key(entry.repository, entry.number)))
+            .key("pk", s(pr_key(repository, mark.number)))
             .update_expression("SET updated_ms = :u, expires_at = :exp")
             .condition_expression(NOT_NEWER)
-            .expression_attribute_values(":u", n(entry.updated_ms))
+            .expression_attribute_values(":u", n(mark.updated_ms))
             .expression_attribute_values(":now", n(now))
             // As long as a delivery id is remembered: older events are refused by age after it.
             .expression_attribute_values(":exp", n(now.saturating_add(secs(self.retention))))

@@ -4,6 +4,7 @@
 
 pub mod body;
 pub mod budget;
+pub mod checks;
 pub mod config;
 pub mod emf;
 pub mod github;

@@ -1,7 +1,7 @@
 //! SQS FIFO: one message per accepted delivery, grouped per PR, deduplicated by delivery id.
 
 use aws_sdk_sqs::error::DisplayErrorContext;
-use previewd_events::PreviewEvent;
+use previewd_events::Message;
 
 #[derive(Debug, thiserror::Error)]
 pub enum QueueError {
@@ -24,15 +24,15 @@ impl EventQueue {
         EventQueue { client, url }
     }
 
-    /// Enqueues `event`; returns the SQS message id.
-    pub async fn send(&self, event: &PreviewEvent) -> Result<String, QueueError> {
+    /// Enqueues `message`; returns the SQS message id.
+    pub async fn send(&self, message: &Message) -> Result<String, QueueError> {
         let output = self
             .client
             .send_message()
             .queue_url(&self.url)
-            .message_body(event.to_json()?)
-            .message_group_id(event.message_group_id())
-            .message_deduplication_id(&event.delivery_id)
+            .message_body(message.to_json()?)
+            .message_group_id(message.message_group_id())
+            .message_deduplication_id(message.delivery_id())
             .send()
             .await
             .map_err(|err| QueueError::Send(DisplayErrorContext(&err).to_string()))?;

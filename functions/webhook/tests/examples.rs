@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use std::process::Command;
 
 use chrono::{DateTime, Utc};
-use previewd_events::{PrAction, PrState, PreviewEvent};
+use previewd_events::{Message, PrAction, PrState, PreviewEvent};
 use previewd_webhook::signature::{Secrets, sign, verify};
 use previewd_webhook::{Outcome, Prepared, prepare};
 use serde_json::Value;
@@ -94,7 +94,8 @@ fn every_pull_request_example_parses_into_the_right_message() {
         for signed in [Signed::json("pull_request", &id, payload), Signed::form("pull_request", &id, payload)] {
             let (prepared, dims) = prepare(&config(), &secrets(), &signed.delivery(), received);
             match (PrAction::from_github(action), prepared) {
-                (Some(expected), Prepared::Enqueue(event)) => {
+                (Some(expected), Prepared::Enqueue(message)) => {
+                    let Message::PullRequest(event) = *message else { panic!("example {i}: not a pull request") };
                     assert_eq!(event.action, expected);
                     assert_eq!(dims.action, expected.as_str());
                     assert_matches_payload(&event, payload, &id, received);
@@ -128,7 +129,7 @@ fn every_pull_request_example_parses_into_the_right_message() {
 
 #[test]
 fn other_event_examples_are_ignored_without_parsing() {
-    for event in ["issues", "push", "check_run", "pull_request_review"] {
+    for event in ["issues", "push", "deployment_status", "pull_request_review"] {
         for (i, payload) in examples(event).iter().enumerate() {
             let signed = Signed::json(event, &format!("{event}-{i}"), payload);
             let (prepared, dims) = prepare(&config(), &secrets(), &signed.delivery(), Utc::now());
@@ -142,6 +143,80 @@ fn other_event_examples_are_ignored_without_parsing() {
     let ping = &examples("ping")[0];
     let (prepared, _) = prepare(&config(), &secrets(), &Signed::json("ping", "p", ping).delivery(), Utc::now());
     assert!(matches!(prepared, Prepared::Respond(r) if r.outcome == Outcome::Pong));
+}
+
+/// Every published example of the build gate's events and of `issue_comment`: finished checks
+/// become version-2 check messages with the payload's commit, name and verdict; the rest, and
+/// comments on issues or without a command, are ignored with a 200.
+#[test]
+fn check_and_comment_examples_parse_into_version_two_messages() {
+    let received = "2026-11-30T12:00:00Z".parse::<DateTime<Utc>>().unwrap();
+    let mut checks = 0;
+    for (event, object) in
+        [("check_run", "check_run"), ("check_suite", "check_suite"), ("workflow_run", "workflow_run"), ("status", "")]
+    {
+        for (i, payload) in examples(event).iter().enumerate() {
+            let id = format!("{event}-{i}");
+            let (prepared, dims) =
+                prepare(&config(), &secrets(), &Signed::json(event, &id, payload).delivery(), received);
+            assert_eq!(dims.event, event);
+            let run = if object.is_empty() { payload } else { &payload[object] };
+            let finished = if object.is_empty() {
+                payload["state"] != "pending"
+            } else {
+                payload["action"] == "completed" && run["status"] == "completed"
+            };
+            match prepared {
+                Prepared::Enqueue(message) => {
+                    let Message::Check(check) = *message else { panic!("{id}: not a check") };
+                    assert!(finished, "{id}: an unfinished check was forwarded");
+                    let sha = if object.is_empty() { &payload["sha"] } else { &run["head_sha"] };
+                    assert_eq!(check.sha, sha.as_str().unwrap());
+                    let name = match event {
+                        "status" => &payload["context"],
+                        "check_suite" => &run["app"]["name"],
+                        _ => &run["name"],
+                    };
+                    assert_eq!(check.name, name.as_str().unwrap());
+                    let verdict = if object.is_empty() { &payload["state"] } else { &run["conclusion"] };
+                    assert_eq!(check.state.as_str() == "success", verdict == "success", "{id}");
+                    assert_eq!(check.repository.full_name, payload["repository"]["full_name"].as_str().unwrap());
+                    checks += 1;
+                }
+                Prepared::Respond(reply) => {
+                    assert_eq!(reply.outcome, Outcome::Ignored, "{id}: {reply:?}");
+                    let unnamed = run["name"].as_str().is_some_and(str::is_empty);
+                    assert!(!finished || unnamed, "{id}: a finished, named check was ignored: {reply:?}");
+                }
+            }
+        }
+    }
+    // 3 check runs, 4 suites and 4 statuses finish; the finished workflow runs have empty names.
+    assert_eq!(checks, 11, "check messages from the examples");
+    for (i, payload) in examples("issue_comment").iter().enumerate() {
+        // The package's comments are on issues, so all are ignored as they are ...
+        let (prepared, _) =
+            prepare(&config(), &secrets(), &Signed::json("issue_comment", "c", payload).delivery(), received);
+        assert!(matches!(&prepared, Prepared::Respond(r) if r.outcome == Outcome::Ignored), "{i}: {prepared:?}");
+        // ... and, on a pull request with a command, only a new comment is a command.
+        let mut on_pr = payload.clone();
+        on_pr["issue"]["pull_request"] = serde_json::json!({"url": "https://api.github.com/repos/o/r/pulls/1"});
+        on_pr["comment"]["body"] = Value::from("Thanks!\n/preview redeploy");
+        let (prepared, dims) =
+            prepare(&config(), &secrets(), &Signed::form("issue_comment", "c", &on_pr).delivery(), received);
+        match (payload["action"].as_str().unwrap(), prepared) {
+            ("created", Prepared::Enqueue(message)) => {
+                let Message::Command(command) = *message else { panic!("{i}: not a command") };
+                assert_eq!(command.command, "/preview redeploy");
+                assert_eq!(command.number, payload["issue"]["number"].as_u64().unwrap());
+                assert_eq!(command.comment_id, payload["comment"]["id"].as_u64().unwrap());
+                assert_eq!(command.author, payload["comment"]["user"]["login"].as_str().unwrap());
+                assert_eq!(dims.event, "issue_comment");
+            }
+            (action, Prepared::Respond(reply)) if action != "created" => assert_eq!(reply.outcome, Outcome::Ignored),
+            (action, other) => panic!("{i} ({action}): {other:?}"),
+        }
+    }
 }
 
 #[test]

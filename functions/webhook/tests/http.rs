@@ -9,12 +9,13 @@ use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use aws_sdk_sqs::types::MessageSystemAttributeName;
 use base64::Engine;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use previewd_events::PreviewEvent;
+use previewd_events::{Message, PreviewEvent};
 use previewd_webhook::{Outcome, Prepared, lambda, prepare};
 use serde_json::{Value, json};
 use support::{SECRET, Signed, Stack, WebhookStack, new_delivery_id, pr_payload};
@@ -194,6 +195,72 @@ async fn signed_deliveries_over_http_get_the_documented_answers() {
     assert_eq!(ids.iter().filter(|id| **id == first.id).count(), 1);
 }
 
+/// The build gate's events and `/preview` commands take the same path as pull requests: signed,
+/// deduplicated, onto the queue as version-2 messages in their own FIFO groups.
+#[tokio::test]
+async fn check_and_command_deliveries_reach_the_queue_over_http() {
+    let stack = Stack::new("httpv2").await;
+    let (_processes, url) = start_webhook(&stack, 100).await;
+    let now = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string();
+    let sha = "ec26c3e57ca3a959ca5aad62de7213c562f8c821";
+    let repository = pr_payload("opened", "acme/web", 4)["repository"].clone();
+    let check_run = json!({
+        "action": "completed", "repository": repository,
+        "check_run": {"head_sha": sha, "name": "build-images", "status": "completed", "conclusion": "success",
+                      "completed_at": now, "pull_requests": [{"number": 4}]}
+    });
+    let status =
+        json!({"sha": sha, "context": "ci/e2e", "state": "failure", "updated_at": now, "repository": repository});
+    let comment = json!({
+        "action": "created", "repository": repository,
+        "issue": {"number": 4, "pull_request": {"url": "https://api.github.com/repos/acme/web/pulls/4"}},
+        "comment": {"id": 77, "body": "/preview extend 2d", "user": {"login": "reviewer"}, "created_at": now}
+    });
+    let run = Signed::json("check_run", &new_delivery_id(), &check_run);
+    let statused = Signed::form("status", &new_delivery_id(), &status);
+    let command = Signed::json("issue_comment", &new_delivery_id(), &comment);
+    for signed in [&run, &statused, &command] {
+        let answer = post(&url, signed).await;
+        assert_eq!((answer.status, answer.json["outcome"].as_str()), (202, Some("accepted")), "{}", answer.json);
+    }
+    let again = post(&url, &run).await;
+    assert_eq!((again.status, again.json["outcome"].as_str()), (200, Some("duplicate")));
+    let mut unfinished = check_run.clone();
+    unfinished["action"] = json!("created");
+    let answer = post(&url, &Signed::json("check_run", &new_delivery_id(), &unfinished)).await;
+    assert_eq!((answer.status, answer.json["outcome"].as_str()), (200, Some("ignored")));
+
+    let mut seen = Vec::new();
+    for message in stack.drain().await {
+        let group = message.attributes().and_then(|a| a.get(&MessageSystemAttributeName::MessageGroupId)).cloned();
+        let body = message.body().unwrap();
+        assert!(body.starts_with("{\"version\":2,"), "{body}");
+        match Message::from_json(body).unwrap() {
+            Message::Check(check) => {
+                assert_eq!(group.as_deref(), Some(format!("check:acme/web@{sha}").as_str()));
+                seen.push((check.delivery_id, check.name, check.state.as_str().to_owned()));
+            }
+            Message::Command(c) => {
+                assert_eq!(group.as_deref(), Some("acme/web#4"));
+                assert_eq!(
+                    (c.command.as_str(), c.author.as_str(), c.comment_id),
+                    ("/preview extend 2d", "reviewer", 77)
+                );
+                seen.push((c.delivery_id, "command".into(), String::new()));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    seen.sort();
+    let mut expected = vec![
+        (run.id.clone(), "build-images".to_owned(), "success".to_owned()),
+        (statused.id.clone(), "ci/e2e".to_owned(), "failure".to_owned()),
+        (command.id.clone(), "command".to_owned(), String::new()),
+    ];
+    expected.sort();
+    assert_eq!(seen, expected);
+}
+
 #[tokio::test]
 async fn oversized_body_is_413_over_http() {
     let stack = Stack::new("http413").await;
@@ -263,7 +330,9 @@ fn api_gateway_events_with_base64_bodies_verify_and_parse() {
                 let request: lambda_http::Request = request.into();
                 let (prepared, _) = prepare(&config, &secrets, &lambda::delivery(&request), chrono::Utc::now());
                 match prepared {
-                    Prepared::Enqueue(event) => assert_eq!(event.pull_request.number, 8),
+                    Prepared::Enqueue(message) => {
+                        assert!(matches!(*message, Message::PullRequest(e) if e.pull_request.number == 8))
+                    }
                     other => panic!("v{version} {} base64={base64_body}: {other:?}", signed.content_type),
                 }
             }

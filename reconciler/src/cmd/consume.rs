@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use aws_sdk_sqs::error::DisplayErrorContext;
 use chrono::{DateTime, Utc};
-use previewd_events::PreviewEvent;
+use previewd_events::{Message, PreviewEvent};
 
 use crate::config::Config;
 use crate::controller::{Context, reconcile_named};
@@ -43,7 +43,7 @@ pub struct Row {
 /// order) to `handle`; a message is deleted once handled.
 async fn drain<F, Fut>(sqs: &aws_sdk_sqs::Client, queue_url: &str, mut handle: F) -> Result<Vec<Row>, ConsumeError>
 where
-    F: FnMut(Result<PreviewEvent, String>) -> Fut,
+    F: FnMut(Result<Message, String>) -> Fut,
     Fut: std::future::Future<Output = Result<Row, ConsumeError>>,
 {
     let mut rows = Vec::new();
@@ -64,7 +64,7 @@ where
         }
         empty = 0;
         for message in messages {
-            let event = PreviewEvent::from_json(message.body().unwrap_or_default());
+            let event = Message::from_json(message.body().unwrap_or_default());
             if let Err(err) = &event
                 && err.is_newer_version()
             {
@@ -110,10 +110,50 @@ fn describe(row: &mut Row, pe: &PreviewEnvironment) {
     row.expires = when(status.and_then(|s| s.expires_at));
 }
 
+/// A message's row: a PR event's ([`handled_event`]), or a command's or a check's, with the
+/// preview it changed.
+async fn handled(intake: &Intake, message: &Message) -> Result<Row, ConsumeError> {
+    let (outcome, mut r) = match message {
+        Message::PullRequest(event) => return handled_event(intake, event).await,
+        Message::Command(command) => (
+            intake.handle_command(command).await,
+            Row {
+                pr: format!("{}#{}", command.repository.full_name, command.number),
+                action: command.command.chars().take(40).collect(),
+                delivery: command.delivery_id.chars().take(8).collect(),
+                ..Row::default()
+            },
+        ),
+        Message::Check(check) => (
+            intake.handle_check(check).await,
+            Row {
+                pr: format!("{}@{}", check.repository.full_name, crate::github::comment::short(&check.sha)),
+                action: format!("{} {}: {}", check.source.as_str(), check.name, check.state.as_str()),
+                delivery: check.delivery_id.chars().take(8).collect(),
+                ..Row::default()
+            },
+        ),
+    };
+    r.result = match &outcome {
+        Outcome::Applied { name } => {
+            if let Some(pe) = intake.store().get(name).await? {
+                describe(&mut r, &pe);
+            }
+            format!("applied: {name}")
+        }
+        Outcome::Removed { name, reason } => format!("removed: {name} ({})", reason.as_str()),
+        Outcome::Noted { what } => format!("noted: {what}"),
+        Outcome::Ignored { reason } => format!("ignored: {}", reason.as_str()),
+        Outcome::Failed { error } => format!("failed: {error}"),
+        other => other.label().to_owned(),
+    };
+    Ok(r)
+}
+
 /// The event's row: what the intake did, and the preview it wrote (URL, cost, expiry). In a
 /// folder the row counts the objects written; in a cluster it names the preview, which the
 /// controller then builds.
-async fn handled(intake: &Intake, event: &PreviewEvent) -> Result<Row, ConsumeError> {
+async fn handled_event(intake: &Intake, event: &PreviewEvent) -> Result<Row, ConsumeError> {
     let name = intake.preview_name(event);
     let before = match &name {
         Some(name) => intake.store().get(name).await?,
@@ -269,7 +309,7 @@ mod tests {
         let store = PreviewStore::Folder { root: out.clone(), config: Arc::clone(&config) };
         let intake = Intake::new(store, Arc::clone(&config)).with_approvals(Approvals::Assumed);
         let opened = event("opened.json");
-        let created = handled(&intake, &opened).await.unwrap();
+        let created = handled_event(&intake, &opened).await.unwrap();
         assert_eq!(created.result, "created: 8 objects");
         assert_eq!(created.url, "https://shop-pr-42.preview.example.com");
         assert!(created.monthly.starts_with('$') && !created.expires.is_empty(), "{created:?}");
@@ -278,18 +318,18 @@ mod tests {
 
         let mut older = opened.clone();
         older.pull_request.updated_at -= chrono::Duration::minutes(5);
-        assert_eq!(handled(&intake, &older).await.unwrap().result, "stale: dropped");
+        assert_eq!(handled_event(&intake, &older).await.unwrap().result, "stale: dropped");
         let mut pushed = opened.clone();
         pushed.pull_request.updated_at += chrono::Duration::minutes(1);
-        assert_eq!(handled(&intake, &pushed).await.unwrap().result, "updated: 8 objects");
+        assert_eq!(handled_event(&intake, &pushed).await.unwrap().result, "updated: 8 objects");
 
         let mut closed = event("closed-merged.json");
         closed.pull_request.updated_at = pushed.pull_request.updated_at + chrono::Duration::minutes(1);
-        assert_eq!(handled(&intake, &closed).await.unwrap().result, "removed: merged");
+        assert_eq!(handled_event(&intake, &closed).await.unwrap().result, "removed: merged");
         assert!(!out.join("preview-shop-pr-42").exists());
         let mut elsewhere = opened.clone();
         elsewhere.repository.full_name = "someone/else".into();
-        assert!(handled(&intake, &elsewhere).await.unwrap().result.starts_with("ignored"));
+        assert!(handled_event(&intake, &elsewhere).await.unwrap().result.starts_with("ignored"));
 
         let text = table(&[created]);
         assert!(text.starts_with("PR ") && text.lines().nth(1).unwrap().starts_with("acme/shop#42  opened"), "{text}");

@@ -98,6 +98,10 @@ fn ai_engine(config: &Config, metrics: &Metrics, have_github: bool) -> Result<Op
     Ok(Some(Arc::new(engine.with_metrics(metrics.clone()))))
 }
 
+/// How often waiting commits are checked with GitHub again (check events drive the gate; this
+/// covers the ones that never arrived).
+const BUILD_GATE_RESYNC: Duration = Duration::from_secs(120);
+
 pub async fn run(config_path: &Path) -> Result<(), RunError> {
     let config = Arc::new(Config::load(config_path)?);
     let metrics = Metrics::new()?;
@@ -157,6 +161,20 @@ pub async fn run(config_path: &Path) -> Result<(), RunError> {
         consumer = consumer.with_ai(Arc::clone(engine));
     }
     let mut consumer_tasks = Vec::new();
+    // Aborted at shutdown: it only reads GitHub and writes what it read.
+    let resync = config.repositories.iter().any(|r| r.build_gate.is_some()).then(|| {
+        let consumer = consumer.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(BUILD_GATE_RESYNC).await;
+                match consumer.resync_build_gates().await {
+                    Ok(0) => {}
+                    Ok(changed) => tracing::info!(changed, "build gate resync updated previews"),
+                    Err(err) => tracing::warn!(error = %err, "build gate resync failed; retrying"),
+                }
+            }
+        })
+    });
     for index in 0..consumers {
         let consumer = consumer.clone();
         let stopping = Arc::clone(&stopping);
@@ -210,6 +228,9 @@ pub async fn run(config_path: &Path) -> Result<(), RunError> {
     };
     stopping.store(true, Ordering::Relaxed);
     ready.store(false, Ordering::Relaxed);
+    if let Some(resync) = &resync {
+        resync.abort();
+    }
     if lost_leadership {
         for task in &consumer_tasks {
             task.abort();

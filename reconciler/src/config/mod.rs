@@ -25,11 +25,11 @@ pub use cluster::{
 };
 pub use cost::{BudgetConfig, Pricing, SpotConfig};
 pub use people::{ForkPolicy, GitHubConfig, PolicyConfig, PolicyMode};
+pub use repository::{BuildGate, ExternalAuth, Protection};
 pub use repository::{
     BuildRoot, ComposeRoot, Expose, ImageConfig, ImageValues, RepositoryConfig, ServiceConfig, ServiceResources,
     TagInputs, UnchangedServices,
 };
-pub use repository::{ExternalAuth, Protection};
 
 use crate::names;
 

@@ -38,6 +38,34 @@ pub struct RepositoryConfig {
     /// Who may open this repository's previews (default: anyone with the URL).
     #[serde(default)]
     pub protect: Option<Protection>,
+    /// Deploy a commit only after these GitHub checks passed for it (default: at once).
+    #[serde(default)]
+    pub build_gate: Option<BuildGate>,
+}
+
+/// The checks a commit must pass before its preview deploys it, by name: check runs, workflow
+/// runs and check suites by their names (a suite by its app's), commit statuses by context.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BuildGate {
+    /// Every one must pass (`success`, `neutral` or `skipped`).
+    #[schemars(length(min = 1))]
+    pub checks: Vec<String>,
+    /// How long a commit may wait before the wait is reported as failed.
+    #[serde(default = "BuildGate::default_timeout", with = "humantime_serde")]
+    #[schemars(with = "super::types::HumanDuration")]
+    pub timeout: std::time::Duration,
+}
+
+impl BuildGate {
+    fn default_timeout() -> std::time::Duration {
+        std::time::Duration::from_secs(30 * 60)
+    }
+
+    /// Whether `name` is one of the gate's checks (GitHub compares check names exactly).
+    pub fn names(&self, name: &str) -> bool {
+        self.checks.iter().any(|c| c == name)
+    }
 }
 
 /// Access control in front of a repository's previews, enforced by the ingress controller.
@@ -137,6 +165,14 @@ impl RepositoryConfig {
         let mut seen = std::collections::BTreeSet::new();
         if let Some(protect) = &self.protect {
             protect.external_auth.check().map_err(|why| invalid(field("protect.externalAuth"), why))?;
+        }
+        if let Some(gate) = &self.build_gate {
+            if gate.checks.is_empty() || gate.checks.iter().any(|c| c.trim().is_empty() || c.chars().count() > 128) {
+                return Err(invalid(field("buildGate.checks"), "one or more check names of 1-128 characters"));
+            }
+            if gate.timeout.is_zero() {
+                return Err(invalid(field("buildGate.timeout"), "must be longer than 0s"));
+            }
         }
         for (j, service) in self.services.iter().enumerate() {
             let field = |f: &str| format!("repositories[{at}].services[{j}].{f}");

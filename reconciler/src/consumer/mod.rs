@@ -18,7 +18,7 @@ use aws_sdk_sqs::error::DisplayErrorContext;
 use aws_sdk_sqs::types::{
     ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry, Message, MessageSystemAttributeName,
 };
-use previewd_events::PreviewEvent;
+use previewd_events::{Message as QueueMessage, PreviewEvent};
 use tracing::Instrument;
 
 use crate::ai::engine::AiEngine;
@@ -140,6 +140,12 @@ impl Consumer {
         self.intake.handle_event(event).await
     }
 
+    /// Re-reads the checks of every commit that waits for its build, and times out old waits
+    /// (`previewd run` does this every two minutes: the safety net for missed check events).
+    pub async fn resync_build_gates(&self) -> Result<usize, String> {
+        self.intake.resync_build_gates().await
+    }
+
     /// One receive and the handling of what it returned.
     pub async fn poll_once(&self) -> Result<Vec<Outcome>, ConsumerError> {
         let received = self
@@ -221,11 +227,12 @@ impl Consumer {
 
     async fn handle_batch(&self, messages: Vec<Received>, held: &Held) -> Result<Vec<Outcome>, ConsumerError> {
         let mut outcomes = Vec::new();
-        // Per PR, in arrival order; FIFO already orders each PR's messages.
-        let mut by_pr: BTreeMap<(String, u64), Vec<(PreviewEvent, Received)>> = BTreeMap::new();
+        // Per FIFO group, in arrival order (FIFO already orders each group's messages): a PR's
+        // events and commands, or a commit's checks.
+        let mut by_group: BTreeMap<String, Vec<(QueueMessage, Received)>> = BTreeMap::new();
         for message in messages {
-            match PreviewEvent::from_json(&message.body) {
-                Ok(event) => by_pr.entry(event.pr_key()).or_default().push((event, message)),
+            match QueueMessage::from_json(&message.body) {
+                Ok(decoded) => by_group.entry(decoded.message_group_id()).or_default().push((decoded, message)),
                 Err(err) if err.is_newer_version() => {
                     // A newer front wrote it during a rolling deploy: a newer consumer reads it.
                     tracing::warn!(message_id = message.id, error = %err, "queue message from a newer contract version; returned to the queue");
@@ -248,41 +255,93 @@ impl Consumer {
                 }
             }
         }
-        for (_, mut events) in by_pr {
-            events.sort_by_key(|(e, _)| (e.pull_request.updated_at, e.received_at));
-            let Some((newest, _)) = events.last() else { continue };
-            if let Some(m) = &self.metrics {
-                let lag = (chrono::Utc::now() - newest.received_at).num_milliseconds().max(0) as f64 / 1000.0;
-                m.queue_lag.observe(lag);
+        for (_, group) in by_group {
+            // Consecutive PR events collapse to the newest; a command or a check is handled on
+            // its own, after the events before it.
+            let mut events = Vec::new();
+            for (message, received) in group {
+                let event = match message {
+                    QueueMessage::PullRequest(event) => {
+                        events.push((*event, received));
+                        continue;
+                    }
+                    other => other,
+                };
+                self.handle_events(std::mem::take(&mut events), held, &mut outcomes).await?;
+                let outcome = self.handle_message(&event).await;
+                self.settle(&[&received], std::slice::from_ref(&outcome), held).await?;
+                outcomes.push(outcome);
             }
-            // The newest event wins, but a maintainer's approval earlier in the burst is not
-            // superseded: it approves the commit it was given for, so it is handled first.
-            let approval =
-                events[..events.len() - 1].iter().rposition(|(e, _)| policy::offers_approval(e, self.intake.config()));
-            let mut handled = Vec::new();
-            for (event, _) in approval.map(|i| &events[i]).into_iter().chain(events.last()) {
-                let outcome = self.handle_traced(event).await;
-                let settled = !matches!(outcome, Outcome::Failed { .. } | Outcome::Waiting { .. });
-                handled.push(outcome);
-                if !settled {
-                    break;
-                }
-            }
-            let messages: Vec<&Received> = events.iter().map(|(_, m)| m).collect();
-            if handled.iter().any(|o| matches!(o, Outcome::Failed { .. })) {
-                // Back after the visibility timeout, and towards the DLQ if it keeps failing.
-                for message in &messages {
-                    held.release(&message.id);
-                }
-            } else if handled.iter().any(|o| matches!(o, Outcome::Waiting { .. })) {
-                self.defer(&messages, held).await?;
-            } else {
-                self.delete(&messages, held).await?;
-            }
-            outcomes.extend(std::iter::repeat_n(Outcome::Superseded, events.len() - handled.len()));
-            outcomes.extend(handled);
+            self.handle_events(events, held, &mut outcomes).await?;
         }
         Ok(outcomes)
+    }
+
+    /// One PR's consecutive events: the newest wins.
+    async fn handle_events(
+        &self,
+        mut events: Vec<(PreviewEvent, Received)>,
+        held: &Held,
+        outcomes: &mut Vec<Outcome>,
+    ) -> Result<(), ConsumerError> {
+        events.sort_by_key(|(e, _)| (e.pull_request.updated_at, e.received_at));
+        let Some((newest, _)) = events.last() else { return Ok(()) };
+        if let Some(m) = &self.metrics {
+            let lag = (chrono::Utc::now() - newest.received_at).num_milliseconds().max(0) as f64 / 1000.0;
+            m.queue_lag.observe(lag);
+        }
+        // The newest event wins, but a maintainer's approval earlier in the burst is not
+        // superseded: it approves the commit it was given for, so it is handled first.
+        let approval =
+            events[..events.len() - 1].iter().rposition(|(e, _)| policy::offers_approval(e, self.intake.config()));
+        let mut handled = Vec::new();
+        for (event, _) in approval.map(|i| &events[i]).into_iter().chain(events.last()) {
+            let outcome = self.handle_traced(event).await;
+            let settled = !matches!(outcome, Outcome::Failed { .. } | Outcome::Waiting { .. });
+            handled.push(outcome);
+            if !settled {
+                break;
+            }
+        }
+        let messages: Vec<&Received> = events.iter().map(|(_, m)| m).collect();
+        self.settle(&messages, &handled, held).await?;
+        outcomes.extend(std::iter::repeat_n(Outcome::Superseded, events.len() - handled.len()));
+        outcomes.extend(handled);
+        Ok(())
+    }
+
+    /// Applies any queue message (a PR event, a `/preview` command, a check) in its span.
+    pub async fn handle_message(&self, message: &QueueMessage) -> Outcome {
+        let span = tracing::info_span!("event", delivery_id = %message.delivery_id());
+        // Boxed: each path holds the whole intake's future, and a batch's future holds them all.
+        let outcome = match message {
+            QueueMessage::Command(command) => {
+                Box::pin(self.intake.handle_command(command).instrument(span.clone())).await
+            }
+            QueueMessage::Check(check) => Box::pin(self.intake.handle_check(check).instrument(span.clone())).await,
+            QueueMessage::PullRequest(event) => Box::pin(self.handle_event(event).instrument(span.clone())).await,
+        };
+        if let Some(m) = &self.metrics {
+            let lag = (chrono::Utc::now() - message.received_at()).num_milliseconds().max(0) as f64 / 1000.0;
+            m.queue_lag.observe(lag);
+        }
+        span.in_scope(|| tracing::info!(outcome = outcome.label(), "queue message"));
+        outcome
+    }
+
+    /// Deletes handled messages, returns failed ones (back after the visibility timeout, and
+    /// towards the DLQ if they keep failing) and delays waiting ones.
+    async fn settle(&self, messages: &[&Received], handled: &[Outcome], held: &Held) -> Result<(), ConsumerError> {
+        if handled.iter().any(|o| matches!(o, Outcome::Failed { .. })) {
+            for message in messages {
+                held.release(&message.id);
+            }
+            Ok(())
+        } else if handled.iter().any(|o| matches!(o, Outcome::Waiting { .. })) {
+            self.defer(messages, held).await
+        } else {
+            self.delete(messages, held).await
+        }
     }
 
     /// [`Consumer::handle_event`] inside the event's span: everything logged while handling it

@@ -80,7 +80,8 @@ pub fn contains(live: &Value, desired: &Value) -> bool {
     }
 }
 
-fn created_at(pe: &PreviewEnvironment, now: DateTime<Utc>) -> DateTime<Utc> {
+/// When the preview was created: its status says, else its object does.
+pub fn created_at(pe: &PreviewEnvironment, now: DateTime<Utc>) -> DateTime<Utc> {
     pe.status
         .as_ref()
         .and_then(|s| s.created_at)
@@ -167,6 +168,7 @@ pub fn plan(inputs: Inputs<'_>) -> Plan {
         last_event: pe.spec.last_event.received_at,
         throttled: throttle.is_some(),
         cost: Some(cost::for_services(config, preview.services.iter().copied(), created, now)),
+        first_build: status::FirstBuild::of(&pe.spec, preview.repo.build_gate.as_ref()),
     };
     let mut next = status::compute(previous, facts, now);
     next.selection = pe.spec.selection.clone();

@@ -37,6 +37,39 @@ pub struct Facts {
     /// Waiting for the ApplicationSet rate limit.
     pub throttled: bool,
     pub cost: Option<CostEstimate>,
+    /// No commit has passed the build gate yet: what it waits for, or why it failed.
+    pub first_build: Option<FirstBuild>,
+}
+
+/// A new preview whose first commit waits for its build.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FirstBuild {
+    pub failed: bool,
+    pub message: String,
+}
+
+impl FirstBuild {
+    /// What the spec's waiting commit says, when nothing is deployed yet.
+    pub fn of(
+        spec: &crate::crd::PreviewEnvironmentSpec,
+        gate: Option<&crate::config::BuildGate>,
+    ) -> Option<FirstBuild> {
+        let waiting = spec.awaiting_build.as_ref().filter(|_| spec.head_sha.is_empty())?;
+        let short: String = waiting.sha.chars().take(7).collect();
+        Some(match &waiting.failed {
+            Some(why) => FirstBuild { failed: true, message: format!("commit {short} will not deploy: {why}") },
+            None => {
+                let pending = gate.map(|g| match crate::gate::verdict(g, &waiting.checks) {
+                    crate::gate::Verdict::Waiting { for_checks } => for_checks.join(", "),
+                    _ => String::new(),
+                });
+                FirstBuild {
+                    failed: false,
+                    message: format!("waiting for the build of {short}: {}", pending.unwrap_or_default()),
+                }
+            }
+        })
+    }
 }
 
 fn condition(
@@ -77,7 +110,17 @@ pub fn compute(
     let ready = facts.services.iter().filter(|s| s.ready).count();
     let failed: Vec<String> =
         facts.services.iter().filter_map(|s| s.message.as_ref().map(|m| format!("{}: {m}", s.name))).collect();
-    let (phase, conditions) = if !failed.is_empty() {
+    let (phase, conditions) = if let Some(build) = &facts.first_build {
+        let (reason, message) = (if build.failed { "BuildFailed" } else { "WaitingForBuild" }, build.message.clone());
+        (
+            if build.failed { Phase::Failed } else { Phase::Pending },
+            vec![
+                condition("Ready", false, reason, message.clone(), now, g),
+                condition("Deploying", false, reason, String::new(), now, g),
+                condition("Failed", build.failed, reason, if build.failed { message } else { String::new() }, now, g),
+            ],
+        )
+    } else if !failed.is_empty() {
         let message = failed.join("; ");
         (
             Phase::Failed,
@@ -194,6 +237,7 @@ mod tests {
             last_event: t,
             throttled: false,
             cost: None,
+            first_build: None,
         }
     }
 

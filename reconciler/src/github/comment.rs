@@ -21,6 +21,8 @@ pub enum View<'a> {
         head_sha: &'a str,
         /// A fork's newer head commit that waits for a maintainer's approval.
         awaiting_approval: Option<&'a str>,
+        /// A newer head commit that waits for its build (or will not deploy).
+        awaiting_build: Option<BuildWait<'a>>,
         labels: Labels<'a>,
         do_not_expire_label: &'a str,
         do_not_expire: bool,
@@ -35,6 +37,16 @@ pub enum View<'a> {
         at: DateTime<Utc>,
         labels: Labels<'a>,
     },
+}
+
+/// A commit held by the build gate, as the comment tells it.
+#[derive(Debug, Clone)]
+pub struct BuildWait<'a> {
+    pub sha: &'a str,
+    /// The checks not finished yet.
+    pub waiting_for: Vec<String>,
+    /// Why it will not deploy (a failed check, or the timeout).
+    pub failed: Option<&'a str>,
 }
 
 /// The policy labels the comment names.
@@ -117,6 +129,12 @@ fn how_chosen(selection: &ServiceSelection) -> String {
     out
 }
 
+/// Why there is no preview, in words for the PR's author (also the answer to a `/preview`
+/// that creates none).
+pub fn reason_words(reason: Reason, labels: &Labels<'_>) -> String {
+    why_not(reason, labels)
+}
+
 /// Why there is no preview, in words for the PR's author.
 fn why_not(reason: Reason, labels: &Labels<'_>) -> String {
     let (fork_label, opt_out_label) = (labels.fork, labels.opt_out);
@@ -137,13 +155,17 @@ fn why_not(reason: Reason, labels: &Labels<'_>) -> String {
         Reason::ForkDenied => "Pull requests from forks get no preview in this repository.".to_owned(),
         Reason::Draft => "Draft pull requests get no preview. Mark it ready for review to get one.".to_owned(),
         Reason::OptedOut => format!("The `{opt_out_label}` label is set. Remove it to get a preview."),
-        Reason::NotOptedIn => {
-            format!("This repository deploys previews on request. Add the `{}` label to get one.", labels.opt_in)
-        }
+        Reason::NotOptedIn => format!(
+            "This repository deploys previews on request. Add the `{}` label, or comment `/preview`, to get one.",
+            labels.opt_in
+        ),
         Reason::NoServicesAffected => {
             "No service's files changed (only documentation or settings), so there is nothing to deploy.".to_owned()
         }
         Reason::Expired => "It expired after a period without activity. Push a commit to get a new one.".to_owned(),
+        Reason::Destroyed => {
+            "It was destroyed with `/preview destroy`. Comment `/preview` or push a commit to get a new one.".to_owned()
+        }
         Reason::Merged => "The pull request was merged.".to_owned(),
         Reason::Closed => "The pull request was closed.".to_owned(),
         Reason::RepositoryNotConfigured => "This repository is not configured for previews.".to_owned(),
@@ -172,6 +194,7 @@ pub fn render(view: &View<'_>) -> String {
             status,
             head_sha,
             awaiting_approval,
+            awaiting_build,
             labels,
             do_not_expire_label,
             do_not_expire,
@@ -194,6 +217,29 @@ pub fn render(view: &View<'_>) -> String {
                     short(head_sha),
                     labels.fork
                 );
+            }
+            if let Some(wait) = awaiting_build {
+                let running = if head_sha.is_empty() {
+                    "nothing is deployed yet".to_owned()
+                } else {
+                    format!("the preview still runs {}", short(head_sha))
+                };
+                // Check names and reasons come from the configuration, not from the PR.
+                let names = |checks: &[String]| checks.iter().map(|c| format!("`{c}`")).collect::<Vec<_>>().join(", ");
+                let _ = match wait.failed {
+                    Some(why) => writeln!(
+                        out,
+                        "> ❌ Commit {} will not deploy: {}; {running}. Push a fix, or re-run the check.\n",
+                        short(wait.sha),
+                        why
+                    ),
+                    None => writeln!(
+                        out,
+                        "> ⏳ Commit {} waits for its build ({}); {running}.\n",
+                        short(wait.sha),
+                        names(&wait.waiting_for)
+                    ),
+                };
             }
             if let Some(url) = &status.url {
                 let _ = writeln!(out, "**{url}**\n");
@@ -322,6 +368,7 @@ mod tests {
             status: &s,
             head_sha: "ec26c3e57ca3",
             awaiting_approval: None,
+            awaiting_build: None,
             labels: Labels { fork: "preview-fork", opt_out: "no-preview", opt_in: "preview" },
             do_not_expire_label: "do-not-expire",
             do_not_expire: false,
@@ -364,6 +411,7 @@ mod tests {
             status: &s,
             head_sha: "ec26c3e57ca3",
             awaiting_approval: None,
+            awaiting_build: None,
             labels: Labels { fork: "preview-fork", opt_out: "no-preview", opt_in: "preview" },
             do_not_expire_label: "do-not-expire",
             do_not_expire: false,
@@ -381,6 +429,7 @@ mod tests {
             status: &s,
             head_sha: "ec26c3e57ca3",
             awaiting_approval: None,
+            awaiting_build: None,
             labels: Labels { fork: "preview-fork", opt_out: "no-preview", opt_in: "preview" },
             do_not_expire_label: "do-not-expire",
             do_not_expire: true,

@@ -8,5 +8,6 @@ pub mod client;
 pub mod comment;
 pub mod detect;
 pub mod notify;
+pub mod pulls;
 pub mod source;
 pub mod view;

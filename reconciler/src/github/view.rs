@@ -11,7 +11,7 @@ use crate::config::Config;
 use crate::crd::{Phase, PreviewEnvironment, PreviewEnvironmentStatus};
 use crate::policy::Reason;
 
-fn labels(config: &Config) -> Labels<'_> {
+pub fn labels(config: &Config) -> Labels<'_> {
     Labels {
         fork: &config.policy.fork_label,
         opt_out: &config.policy.opt_out_label,
@@ -35,10 +35,20 @@ pub fn live(config: &Config, pe: &PreviewEnvironment, status: &PreviewEnvironmen
         _ => (DeploymentState::InProgress, format!("Deploying: {ready} of {total} services ready")),
     };
     let do_not_expire = spec.labels.iter().any(|l| l.eq_ignore_ascii_case(&config.policy.do_not_expire_label));
+    let gate = config.repository(&spec.repository).and_then(|r| r.build_gate.as_ref());
+    let awaiting_build = spec.awaiting_build.as_ref().map(|a| comment::BuildWait {
+        sha: &a.sha,
+        waiting_for: match gate.map(|g| crate::gate::verdict(g, &a.checks)) {
+            Some(crate::gate::Verdict::Waiting { for_checks }) => for_checks,
+            _ => Vec::new(),
+        },
+        failed: a.failed.as_deref(),
+    });
     let body = comment::render(&View::Live {
         status,
         head_sha: &spec.head_sha,
         awaiting_approval: spec.awaiting_approval.as_ref().map(|a| a.sha.as_str()),
+        awaiting_build: awaiting_build.clone(),
         labels: labels(config),
         do_not_expire_label: &config.policy.do_not_expire_label,
         do_not_expire,
@@ -55,6 +65,15 @@ pub fn live(config: &Config, pe: &PreviewEnvironment, status: &PreviewEnvironmen
         );
         let deployment = DeploymentUpdate { state: DeploymentState::Pending, url: None, description };
         return for_commit(pe, &waiting.sha, deployment, comment);
+    }
+    if let Some(wait) = &awaiting_build {
+        // The head waits for its build: its deployment says so; the running commit's keeps
+        // its state.
+        let (state, description) = match wait.failed {
+            Some(why) => (DeploymentState::Failure, format!("Will not deploy: {why}")),
+            None => (DeploymentState::Pending, format!("Waiting for the build: {}", wait.waiting_for.join(", "))),
+        };
+        return for_commit(pe, wait.sha, DeploymentUpdate { state, url: None, description }, comment);
     }
     let url = status.url.clone().filter(|_| state == DeploymentState::Success);
     for_preview(pe, DeploymentUpdate { state, url, description }, comment)

@@ -49,6 +49,11 @@ impl Intake {
             reasons: Default::default(),
             changed: Vec::new(),
         };
+        if let Some(named) = spec.requested.as_ref().map(|r| r.services.clone()).filter(|s| !s.is_empty()) {
+            spec.services = named;
+            spec.selection = Some(selection(SelectedBy::Command, Some("named with `/preview services`".to_owned())));
+            return;
+        }
         let graphed = repo.services.iter().any(|s| !s.build.is_empty() || !s.manifests.is_empty());
         let Some(matcher) = self.matchers.get(&repo.name).filter(|m| m.has_paths() || graphed) else {
             spec.selection = Some(selection(SelectedBy::AllServices, None));

@@ -3,6 +3,8 @@
 //! Stale events are dropped, the policy decides (fork approvals checked with GitHub), GitHub and
 //! the AI choose the services, and the preview is written or removed.
 
+mod build;
+mod command;
 mod enrich;
 pub mod store;
 
@@ -45,12 +47,24 @@ pub enum Outcome {
     Waiting { reason: String },
     /// The write failed: the message stays and comes back.
     Failed { error: String },
+    /// A command or a check that changed no preview (answered on the PR, or for no preview).
+    Noted { what: &'static str },
 }
 
 impl Outcome {
     /// Every value of [`Outcome::label`].
-    pub const LABELS: [&'static str; 9] =
-        ["applied", "removed", "ignored", "stale", "superseded", "malformed", "newer_version", "waiting", "failed"];
+    pub const LABELS: [&'static str; 10] = [
+        "applied",
+        "removed",
+        "ignored",
+        "stale",
+        "superseded",
+        "malformed",
+        "newer_version",
+        "waiting",
+        "failed",
+        "noted",
+    ];
 
     /// A bounded label for metrics.
     pub fn label(&self) -> &'static str {
@@ -64,8 +78,16 @@ impl Outcome {
             Outcome::NewerVersion { .. } => "newer_version",
             Outcome::Waiting { .. } => "waiting",
             Outcome::Failed { .. } => "failed",
+            Outcome::Noted { .. } => "noted",
         }
     }
+}
+
+/// A writer's `/preview` (or `/preview services`) on a PR without a preview.
+#[derive(Debug, Clone)]
+struct Ask {
+    by: String,
+    services: Vec<String>,
 }
 
 /// How fork approvals are checked.
@@ -155,6 +177,11 @@ impl Intake {
         Some(names::preview_name(&self.config.namespace_prefix, &repo.slug(), event.pull_request.number))
     }
 
+    /// The name of the preview of PR `number` of `repo`.
+    fn name_of(&self, repo: &crate::config::RepositoryConfig, number: u64) -> String {
+        names::preview_name(&self.config.namespace_prefix, &repo.slug(), number)
+    }
+
     async fn approval(&self, event: &PreviewEvent) -> Result<Approval, String> {
         if !policy::offers_approval(event, &self.config) {
             return Ok(Approval::None);
@@ -170,6 +197,12 @@ impl Intake {
 
     /// Applies one event to the store.
     pub async fn handle_event(&self, event: &PreviewEvent) -> Outcome {
+        self.handle_pr(event, None).await
+    }
+
+    /// [`Intake::handle_event`], for a PR a writer just asked a preview for with `/preview`
+    /// (`ask`, checked with GitHub by the caller).
+    async fn handle_pr(&self, event: &PreviewEvent, ask: Option<&Ask>) -> Outcome {
         let (Some(repo), Some(name)) = (self.config.repository(&event.repository.full_name), self.preview_name(event))
         else {
             return Outcome::Ignored { reason: Reason::RepositoryNotConfigured };
@@ -180,13 +213,18 @@ impl Intake {
             Err(err) => return Outcome::Failed { error: err.to_string() },
         };
         let deleting = existing.as_ref().is_some_and(|e| e.metadata.deletion_timestamp.is_some());
-        let approval = match self.approval(event).await {
-            Ok(approval) => approval,
-            Err(error) => return Outcome::Failed { error },
+        let approval = match ask {
+            // A writer's `/preview` approves a fork's head commit, as the label would.
+            Some(ask) if event.pull_request.fork => Approval::Verified(ask.by.clone()),
+            _ => match self.approval(event).await {
+                Ok(approval) => approval,
+                Err(error) => return Outcome::Failed { error },
+            },
         };
         // A preview being torn down approves nothing any more.
         let previous = existing.as_ref().filter(|_| !deleting).map(|e| &e.spec);
-        let mut spec = match policy::decide(event, &self.config, previous, approval) {
+        let asked_by = ask.map(|a| a.by.as_str());
+        let mut spec = match policy::decide_requested(event, &self.config, previous, approval, asked_by) {
             Decision::Upsert(spec) => *spec,
             Decision::Remove { reason } => return self.remove(name, existing, event, reason).await,
             Decision::Ignore { reason } => return Outcome::Ignored { reason },
@@ -196,11 +234,19 @@ impl Intake {
             // rather than write into an object that is about to disappear.
             return Outcome::Waiting { reason: format!("{name} is still being deleted") };
         }
+        if let Some(services) = ask.map(|a| &a.services).filter(|s| !s.is_empty()) {
+            spec.requested.get_or_insert_with(Default::default).services = services.clone();
+        }
         // A fork's unapproved push keeps the approved commit, and with it the services chosen
         // for that commit (the PR's files now describe the unapproved head).
         if spec.awaiting_approval.is_none() {
             self.select_services(repo, event, existing.as_ref(), &mut spec).await;
             deploy_unchanged(repo, &mut spec);
+            if let Some(gate) = &repo.build_gate
+                && crate::gate::hold(previous, &mut spec, event.pull_request.updated_at)
+            {
+                self.read_checks(gate, &mut spec).await;
+            }
         }
         self.predict_ttl(event, &mut spec).await;
         if spec.services.is_empty() {

@@ -79,6 +79,42 @@ impl PreviewStore {
         }
     }
 
+    /// Writes `spec` over the preview as it was `read`: refused (409 Conflict) if someone wrote
+    /// it since, so a check or a command never undoes a newer event's write.
+    pub async fn update(
+        &self,
+        read: &PreviewEnvironment,
+        spec: crate::crd::PreviewEnvironmentSpec,
+    ) -> Result<(), StoreError> {
+        let mut pe = PreviewEnvironment::new(read.metadata.name.as_deref().unwrap_or_default(), spec);
+        pe.metadata.resource_version = read.metadata.resource_version.clone();
+        self.apply(&pe).await
+    }
+
+    /// Every preview of `repository` (the build gate's statuses name a commit, not a PR).
+    pub async fn list(&self, repository: &str) -> Result<Vec<PreviewEnvironment>, StoreError> {
+        let all = match self {
+            PreviewStore::Cluster(client) => {
+                Api::<PreviewEnvironment>::all(client.clone()).list(&Default::default()).await?.items
+            }
+            PreviewStore::Folder { root, .. } => {
+                let mut found = Vec::new();
+                let entries = match std::fs::read_dir(root) {
+                    Ok(entries) => entries,
+                    Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(found),
+                    Err(err) => return Err(io(root, err)),
+                };
+                for entry in entries.flatten() {
+                    let name = entry.file_name().to_string_lossy().into_owned();
+                    found.extend(self.get(&name).await?);
+                }
+                found
+            }
+            PreviewStore::Memory(map) => map.lock().map(|m| m.values().cloned().collect()).unwrap_or_default(),
+        };
+        Ok(all.into_iter().filter(|pe| pe.spec.repository.eq_ignore_ascii_case(repository)).collect())
+    }
+
     /// Creates or updates the preview's spec.
     pub async fn apply(&self, pe: &PreviewEnvironment) -> Result<(), StoreError> {
         let name = pe.metadata.name.clone().unwrap_or_default();

@@ -10,8 +10,9 @@ use crate::names;
 
 pub(super) fn application_set(p: &Preview<'_>) -> ApplicationSet {
     let pr = &p.resource.spec;
-    let elements: Vec<Value> = p
-        .services
+    // No commit has passed the build gate yet: nothing to deploy.
+    let deployable = if pr.head_sha.is_empty() { &[][..] } else { &p.services[..] };
+    let elements: Vec<Value> = deployable
         .iter()
         .map(|service| {
             json!({
@@ -91,6 +92,11 @@ fn helm_values(p: &Preview<'_>, service: &crate::config::ServiceConfig) -> Value
             "sha": p.resource.spec.head_sha,
         }
     });
+    // `/preview redeploy`: a new value rolls the pods of charts that put it in an annotation,
+    // and makes Argo CD sync the Application again.
+    if let Some(at) = p.resource.spec.requested.as_ref().and_then(|r| r.redeployed_at) {
+        values["previewd"]["redeployedAt"] = json!(at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+    }
     let spot = &p.config.spot;
     if spot.enabled {
         values["affinity"] = json!({"nodeAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{

@@ -69,6 +69,10 @@ pub struct GitHubState {
     pub latency: std::time::Duration,
     /// Repository trees by commit SHA: (path, text) of every file (`git/trees`, `git/blobs`).
     pub trees: HashMap<String, Vec<(String, String)>>,
+    /// Check runs by commit SHA: (name, status, conclusion) (`commits/{sha}/check-runs`).
+    pub check_runs: HashMap<String, Vec<(String, String, Option<String>)>>,
+    /// (comment id, content, login) of every reaction.
+    pub reactions: Vec<(u64, String, String)>,
     next_id: u64,
 }
 
@@ -389,6 +393,63 @@ fn answer(
             status["id"] = json!(status_id);
             s.commit_statuses.push((sha.to_string(), status.clone()));
             json_response(StatusCode::CREATED, shaped("POST", &path, 201, status))
+        }
+        (&Method::GET, ["commits", sha, "check-runs"]) => {
+            // Each run in the shape of the description's example run.
+            let template = shaped("GET", &path, 200, json!({}))["check_runs"][0].clone();
+            let runs: Vec<Value> = s
+                .check_runs
+                .get(*sha)
+                .into_iter()
+                .flatten()
+                .enumerate()
+                .map(|(i, (name, status, conclusion))| {
+                    let mut run = template.clone();
+                    for (k, v) in [
+                        ("id", json!(i + 1)),
+                        ("head_sha", json!(sha)),
+                        ("name", json!(name)),
+                        ("status", json!(status)),
+                        ("conclusion", json!(conclusion)),
+                        ("pull_requests", json!([])),
+                    ] {
+                        run[k] = v;
+                    }
+                    run
+                })
+                .collect();
+            let listing = json!({"total_count": runs.len(), "check_runs": runs});
+            json_response(StatusCode::OK, shaped("GET", &path, 200, listing))
+        }
+        (&Method::GET, ["commits", sha, "status"]) => {
+            // The newest status of each context, as GitHub combines them.
+            let template = shaped("GET", &path, 200, json!({}))["statuses"][0].clone();
+            let mut newest: Vec<Value> = Vec::new();
+            for (_, status) in s.commit_statuses.iter().rev().filter(|(at, _)| at == sha) {
+                if !newest.iter().any(|n| n["context"] == status["context"]) {
+                    let mut entry = template.clone();
+                    for k in ["context", "state", "id"] {
+                        entry[k] = status[k].clone();
+                    }
+                    newest.push(entry);
+                }
+            }
+            let state = if newest.iter().all(|n| n["state"] == "success") { "success" } else { "pending" };
+            let combined = json!({"state": state, "sha": sha, "total_count": newest.len(), "statuses": newest});
+            json_response(StatusCode::OK, shaped("GET", &path, 200, combined))
+        }
+        (&Method::GET, ["actions", "runs"]) => {
+            json_response(StatusCode::OK, shaped("GET", &path, 200, json!({"total_count": 0, "workflow_runs": []})))
+        }
+        (&Method::GET, ["commits", _, "check-suites"]) => {
+            json_response(StatusCode::OK, shaped("GET", &path, 200, json!({"total_count": 0, "check_suites": []})))
+        }
+        (&Method::POST, ["issues", "comments", id, "reactions"]) => {
+            let Some(comment) = id.parse::<u64>().ok() else { return not_found() };
+            let content = body["content"].as_str().unwrap_or("").to_owned();
+            s.reactions.push((comment, content.clone(), login.to_owned()));
+            let reaction = json!({"id": s.id(), "content": content, "user": {"login": login, "type": kind}});
+            json_response(StatusCode::CREATED, shaped("POST", &path, 201, reaction))
         }
         (&Method::GET, ["issues", number, "comments"]) => {
             let number: u64 = number.parse().unwrap_or(0);

@@ -3,7 +3,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 use chrono::{DateTime, Utc};
-use previewd_events::PreviewEvent;
+use previewd_events::Message;
 use previewd_webhook::config::Config;
 use previewd_webhook::signature::{Secrets, sign};
 use previewd_webhook::{Delivery, Prepared, prepare};
@@ -101,7 +101,7 @@ pub fn check_delivery(
             if json.len() > MAX_MESSAGE_BYTES {
                 return Err(format!("message of {} bytes exceeds SQS's limit", json.len()));
             }
-            let back = PreviewEvent::from_json(&json).map_err(|e| format!("message does not decode: {e}"))?;
+            let back = Message::from_json(&json).map_err(|e| format!("message does not decode: {e}"))?;
             if back != *message {
                 return Err("message changed through encode/decode".to_owned());
             }
@@ -116,7 +116,7 @@ pub fn check_delivery(
 /// The queue-message decoder: no panic; what decodes re-encodes to the same message.
 pub fn check_queue_message(bytes: &[u8]) -> Result<(), String> {
     let text = String::from_utf8_lossy(bytes);
-    match PreviewEvent::from_json(&text) {
+    match Message::from_json(&text) {
         Err(err) => {
             if err.to_string().is_empty() {
                 return Err("an error without a reason".to_owned());
@@ -125,8 +125,7 @@ pub fn check_queue_message(bytes: &[u8]) -> Result<(), String> {
         }
         Ok(message) => {
             let json = message.to_json().map_err(|e| format!("decoded message does not encode: {e}"))?;
-            let back =
-                PreviewEvent::from_json(&json).map_err(|e| format!("re-encoded message does not decode: {e}"))?;
+            let back = Message::from_json(&json).map_err(|e| format!("re-encoded message does not decode: {e}"))?;
             if back != message {
                 return Err("message changed through decode/encode/decode".to_owned());
             }
