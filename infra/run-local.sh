@@ -51,7 +51,9 @@ else
   echo "run: the reconciler works off the queue (previewd consume; no cluster: rendered to .run/previews):"
   rm -rf .run/previews
 fi
-cargo run --quiet -p previewd -- consume --config docs/examples/config.yaml --out .run/previews
+# The example configuration with its build gate switched on: PR #42 waits for `build-images`.
+sed 's/^    # buildGate: /    buildGate: /' docs/examples/config.yaml >.run/demo-config.yaml
+cargo run --quiet -p previewd -- consume --config .run/demo-config.yaml --out .run/previews
 if [ -z "${KUBECONFIG:-}" ]; then
   for dir in .run/previews/*/; do
     [ -d "$dir" ] && echo "run: $dir: $(grep -c '^kind: ' "$dir/objects.yaml") objects in ${dir}objects.yaml"

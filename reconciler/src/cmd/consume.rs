@@ -102,6 +102,19 @@ fn when(t: Option<DateTime<Utc>>) -> String {
     t.map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string()).unwrap_or_default()
 }
 
+/// What the build gate holds back, for the result column.
+fn gate_note(pe: &PreviewEnvironment) -> String {
+    let short = crate::github::comment::short;
+    match (&pe.spec.awaiting_build, pe.spec.head_sha.as_str()) {
+        (Some(waiting), "") => format!("; {} waits for its build, nothing deployed yet", short(&waiting.sha)),
+        (Some(waiting), running) => {
+            format!("; {} waits for its build, {} keeps serving", short(&waiting.sha), short(running))
+        }
+        (None, "") => String::new(),
+        (None, running) => format!("; deploys {}", short(running)),
+    }
+}
+
 fn describe(row: &mut Row, pe: &PreviewEnvironment) {
     let status = pe.status.as_ref();
     row.url = status.and_then(|s| s.url.clone()).unwrap_or_default();
@@ -135,12 +148,13 @@ async fn handled(intake: &Intake, message: &Message) -> Result<Row, ConsumeError
         ),
     };
     r.result = match &outcome {
-        Outcome::Applied { name } => {
-            if let Some(pe) = intake.store().get(name).await? {
+        Outcome::Applied { name } => match intake.store().get(name).await? {
+            Some(pe) => {
                 describe(&mut r, &pe);
+                format!("applied: {name}{}", gate_note(&pe))
             }
-            format!("applied: {name}")
-        }
+            None => format!("applied: {name}"),
+        },
         Outcome::Removed { name, reason } => format!("removed: {name} ({})", reason.as_str()),
         Outcome::Noted { what } => format!("noted: {what}"),
         Outcome::Ignored { reason } => format!("ignored: {}", reason.as_str()),
@@ -170,7 +184,8 @@ async fn handled_event(intake: &Intake, event: &PreviewEvent) -> Result<Row, Con
                 describe(&mut r, pe);
             }
             let verb = if before.is_some() { "updated" } else { "created" };
-            format!("{verb}: {objects} objects")
+            let gated = written.as_ref().filter(|pe| pe.spec.awaiting_build.is_some()).map(gate_note);
+            format!("{verb}: {objects} objects{}", gated.unwrap_or_default())
         }
         Outcome::Removed { reason, .. } => {
             let what = if before.is_some() { "removed" } else { "no preview" };
