@@ -124,8 +124,11 @@ fn admission_of(call: &Call) -> Option<Admission> {
     })
 }
 
+/// The policies of the chart installed with the example configuration, its shop routing
+/// unchanged services to the `shop-staging` baseline and getting secrets (as the preview's
+/// life does in part).
 fn policies() -> (Value, Value) {
-    let objects = support::chart::template(&[]);
+    let objects = support::chart::template_config(&support::whole_app_config_value(), &[]);
     let find = |suffix: &str| {
         objects
             .iter()
@@ -320,6 +323,26 @@ fn services_in_previews_cannot_route_out_of_them() {
     let external_ips = in_preview(json!({"ports": [{"port": 80}], "externalIPs": ["10.0.0.1"]}), argo);
     assert!(matches!(admit(&previews, &external_ips), Some(Err(_))));
     assert_eq!(admit(&previews, &in_preview(json!({"ports": [{"port": 80}]}), argo)), Some(Ok(())));
+    // Previewd's own baseline stand-in, to a configured baseline namespace, is the one exception.
+    let stand_in = |external: &str, user: &str, labelled: bool| {
+        let mut admission = in_preview(json!({"type": "ExternalName", "externalName": external}), user);
+        if labelled {
+            admission.object["metadata"]["labels"] = json!({"app.kubernetes.io/managed-by": "previewd"});
+        }
+        admission
+    };
+    assert_eq!(admit(&previews, &stand_in("api.shop-staging.svc.cluster.local", PREVIEWD, true)), Some(Ok(())));
+    for (external, user, labelled) in [
+        ("api.kube-system.svc.cluster.local", PREVIEWD, true),
+        ("api.shop-staging.svc.cluster.local.evil.example.com", PREVIEWD, true),
+        ("api.shop-staging-x.svc.cluster.local", PREVIEWD, true),
+        ("evil.example.com", PREVIEWD, true),
+        ("api.shop-staging.svc.cluster.local", argo, true),
+        ("api.shop-staging.svc.cluster.local", PREVIEWD, false),
+    ] {
+        let verdict = admit(&previews, &stand_in(external, user, labelled));
+        assert!(matches!(verdict, Some(Err(_))), "{external} by {user} (labelled: {labelled}): {verdict:?}");
+    }
     // Outside preview namespaces the policy does not apply.
     let elsewhere = Admission {
         namespace: Some("shop-prod".into()),

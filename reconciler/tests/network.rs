@@ -214,3 +214,85 @@ fn a_wide_egress_cidr_keeps_the_metadata_endpoint_out() {
 fn cidrs(list: &[&str]) -> Vec<previewd::config::types::Cidr> {
     list.iter().map(|c| previewd::config::types::Cidr::parse(c).unwrap()).collect()
 }
+
+/// `unchangedServices: baseline`: a PR that changes only `web` deploys `web`, and `api` and
+/// `worker` resolve inside the preview to the baseline namespace's Services (ExternalName under
+/// their own names); the NetworkPolicy lets the preview reach that namespace and nothing else
+/// new, and the baseline cannot reach into the preview.
+#[test]
+fn unchanged_services_resolve_to_the_baseline() {
+    let mut config = config();
+    config.repositories[0].unchanged_services = previewd::config::UnchangedServices::Baseline;
+    config.repositories[0].baseline_namespace = Some("shop-staging".into());
+    let mut e = event("opened.json");
+    e.pull_request.number = 44;
+    let Decision::Upsert(mut spec) = decide_offline(&e, &config) else { panic!("expected an upsert") };
+    spec.services = vec!["web".into()];
+    let pe = previewd::render::as_applied(&config, *spec).unwrap();
+    let objects = render(&config, &pe).unwrap();
+    let preview = "preview-shop-pr-44";
+
+    // The stand-ins, and nothing for the service the PR deploys.
+    let services: Vec<&Value> = objects.iter().filter(|o| o["kind"] == "Service").collect();
+    let stand_ins: Vec<(&str, &str, &str)> = services
+        .iter()
+        .map(|s| {
+            assert_eq!(s["metadata"]["namespace"], preview);
+            assert_eq!(s["metadata"]["labels"]["app.kubernetes.io/managed-by"], "previewd");
+            (
+                s["metadata"]["name"].as_str().unwrap(),
+                s["spec"]["type"].as_str().unwrap(),
+                s["spec"]["externalName"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        stand_ins,
+        [
+            ("api", "ExternalName", "api.shop-staging.svc.cluster.local"),
+            ("worker", "ExternalName", "worker.shop-staging.svc.cluster.local")
+        ]
+    );
+    let app_set = objects.iter().find(|o| o["kind"] == "ApplicationSet").unwrap();
+    let deployed: Vec<&str> = app_set["spec"]["generators"][0]["list"]["elements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["service"].as_str().unwrap())
+        .collect();
+    assert_eq!(deployed, ["web"]);
+
+    // Who reaches whom.
+    let mut namespaces = BTreeMap::new();
+    let ns = objects.iter().find(|o| o["kind"] == "Namespace").unwrap();
+    namespaces.insert(preview.to_owned(), labels(&ns["metadata"]["labels"]));
+    for other in ["shop-staging", "shop-prod", "kube-system", "ingress-nginx"] {
+        namespaces.insert(other.to_owned(), BTreeMap::new());
+    }
+    let policies = objects.into_iter().filter(|o| o["kind"] == "NetworkPolicy").collect();
+    let cluster = Cluster { namespaces, policies };
+    let web = pod(preview, &[("app", "web")], "10.1.0.5");
+    let staging_api = pod("shop-staging", &[("app", "api")], "10.7.0.5");
+    let prod_api = pod("shop-prod", &[("app", "api")], "10.8.0.5");
+    assert!(cluster.can_reach(&web, &staging_api, HTTP), "the preview reaches the baseline's api");
+    assert!(!cluster.can_reach(&web, &prod_api, HTTP), "and no other namespace");
+    assert!(!cluster.can_reach(&staging_api, &web, HTTP), "the baseline cannot reach into the preview");
+
+    // Without a baseline the same preview reaches nothing outside itself.
+    let mut omit = config.clone();
+    omit.repositories[0].unchanged_services = previewd::config::UnchangedServices::Omit;
+    omit.repositories[0].baseline_namespace = None;
+    let objects = render(&omit, &pe).unwrap();
+    assert!(!objects.iter().any(|o| o["kind"] == "Service"));
+    let cluster = Cluster {
+        namespaces: cluster.namespaces.clone(),
+        policies: objects.into_iter().filter(|o| o["kind"] == "NetworkPolicy").collect(),
+    };
+    assert!(!cluster.can_reach(&web, &staging_api, HTTP));
+
+    // A setting without its namespace, or a namespace without the setting, is refused at load.
+    let text = std::fs::read_to_string(support::root().join("docs/examples/config.yaml")).unwrap();
+    let without = text.replacen("unchangedServices: omit", "unchangedServices: baseline", 1);
+    let err = Config::from_yaml(&without).unwrap_err().to_string();
+    assert!(err.contains("repositories[0].baselineNamespace"), "{err}");
+}

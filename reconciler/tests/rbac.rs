@@ -8,6 +8,8 @@ mod support;
 
 use std::collections::BTreeSet;
 
+use serde_json::Value;
+
 use support::{Access, access_of, accesses, recording};
 
 /// Every access the reconciler needs, recorded from a preview's life, and from the watches
@@ -18,7 +20,7 @@ async fn recorded() -> BTreeSet<Access> {
     let unrecorded = support::fake_cluster().await;
     let (kube, calls) = recording(unrecorded.clone());
     support::a_preview_life(kube.clone(), unrecorded).await;
-    let config = support::config();
+    let config = support::whole_app_config();
     let (caches, controller) = previewd::controller::watch::controller(&kube, &config);
     let ctx = std::sync::Arc::new(
         previewd::controller::Context::new(kube.clone(), std::sync::Arc::new(config)).with_caches(caches),
@@ -34,7 +36,7 @@ async fn recorded() -> BTreeSet<Access> {
 
 /// The rules of the chart's ClusterRole and leader Role: (kind, group, resource, verb).
 fn chart_rules() -> Vec<(String, String, String, String)> {
-    let objects = support::chart::template(&[]);
+    let objects = support::chart::template_config(&support::whole_app_config_value(), &[]);
     let mut rules = Vec::new();
     for object in objects {
         let kind = object["kind"].as_str().unwrap_or("").to_owned();
@@ -84,7 +86,7 @@ fn requests_map_to_rbac_access() {
 }
 
 #[tokio::test]
-async fn the_chart_grants_every_call_and_no_secrets() {
+async fn the_chart_grants_every_call_and_reads_secrets_only_at_their_source() {
     let used = recorded().await;
     let rules = chart_rules();
     // Sanity: the recording saw the whole life.
@@ -110,8 +112,19 @@ async fn the_chart_grants_every_call_and_no_secrets() {
     assert!(missing.is_empty(), "the chart's RBAC lacks {missing:#?}");
     // Leases only in the release namespace (a Role), never cluster-wide.
     assert!(rules.iter().all(|(kind, _, r, _)| r != "leases" || kind == "Role"));
-    // Nothing on Secrets, and no wildcards.
-    assert!(rules.iter().all(|(_, _, r, _)| r != "secrets"), "{rules:?}");
+    // Secrets: read only in the allow-listed source namespaces (a Role there); written
+    // cluster-wide only by create and patch, which the admission policy confines to previews.
+    for (kind, _, resource, verb) in &rules {
+        if resource == "secrets" {
+            let allowed = if kind == "Role" { ["get", "list", "watch"] } else { ["create", "patch", "patch"] };
+            assert!(allowed.contains(&verb.as_str()), "{kind} secrets {verb}");
+        }
+    }
+    let objects = support::chart::template_config(&support::whole_app_config_value(), &[]);
+    let readers: Vec<&Value> =
+        objects.iter().filter(|o| o["kind"] == "Role" && o["rules"].to_string().contains("secrets")).collect();
+    assert_eq!(readers.len(), 1);
+    assert_eq!(readers[0]["metadata"]["namespace"], "preview-secrets");
     assert!(rules.iter().all(|(_, g, r, v)| g != "*" && r != "*" && v != "*"), "{rules:?}");
     // Least privilege: every grant is used, or is needed for a reason no request shows.
     let needed_without_a_request = [

@@ -12,6 +12,7 @@ mod cluster;
 mod cost;
 mod people;
 mod repository;
+mod secrets;
 pub mod types;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -30,6 +31,7 @@ pub use repository::{
     BuildRoot, ComposeRoot, Expose, ImageConfig, ImageValues, RepositoryConfig, ServiceConfig, ServiceResources,
     TagInputs, UnchangedServices,
 };
+pub use secrets::{ExternalSecretsConfig, SecretRef, SecretsConfig};
 
 use crate::names;
 
@@ -98,6 +100,9 @@ pub struct Config {
     /// Optional AI augmentation (the key comes from the environment, never from here).
     #[serde(default)]
     pub ai: AiConfig,
+    /// Where the Secrets previews get may come from (references only, never values).
+    #[serde(default)]
+    pub secrets: SecretsConfig,
     #[schemars(length(min = 1))]
     pub repositories: Vec<RepositoryConfig>,
 }
@@ -177,6 +182,7 @@ impl Config {
         self.budget.validate()?;
         self.github.validate()?;
         self.ai.validate()?;
+        self.secrets.validate()?;
         if self.repositories.is_empty() {
             return Err(invalid("repositories", "configure at least one repository"));
         }
@@ -184,6 +190,14 @@ impl Config {
         let mut slugs = BTreeMap::new();
         for (i, repo) in self.repositories.iter().enumerate() {
             repo.validate(i)?;
+            for (k, secret) in repo.secrets.iter().enumerate() {
+                self.secrets.check(&format!("repositories[{i}].secrets[{k}]"), secret)?;
+            }
+            for (j, service) in repo.services.iter().enumerate() {
+                for (k, secret) in service.secrets.iter().enumerate() {
+                    self.secrets.check(&format!("repositories[{i}].services[{j}].secrets[{k}]"), secret)?;
+                }
+            }
             // External auth is written as ingress-nginx annotations; another controller would
             // ignore them and serve the preview open.
             if repo.protect.is_some()

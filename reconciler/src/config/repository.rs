@@ -29,9 +29,13 @@ pub struct RepositoryConfig {
     #[schemars(length(min = 1))]
     pub services: Vec<ServiceConfig>,
     /// What a preview does with the services a PR does not change: `omit` them (the default),
-    /// or `deploy` them too, so the preview is the whole app.
+    /// `deploy` them too, so the preview is the whole app, or route them to the `baseline`.
     #[serde(default)]
     pub unchanged_services: UnchangedServices,
+    /// With `unchangedServices: baseline`: the namespace whose Services stand in for the
+    /// services a PR does not change (e.g. the shared staging deployment of `main`).
+    #[serde(default)]
+    pub baseline_namespace: Option<String>,
     /// `optIn` or `optOut` for this repository (default: `policy.mode`).
     #[serde(default)]
     pub mode: Option<super::PolicyMode>,
@@ -41,6 +45,12 @@ pub struct RepositoryConfig {
     /// Deploy a commit only after these GitHub checks passed for it (default: at once).
     #[serde(default)]
     pub build_gate: Option<BuildGate>,
+    /// Secrets every preview of the repository gets (references: see `secrets`).
+    #[serde(default)]
+    pub secrets: Vec<super::SecretRef>,
+    /// Fork PRs get the secrets too (default: no; their code is not the team's).
+    #[serde(default)]
+    pub secrets_for_forks: bool,
 }
 
 /// The checks a commit must pass before its preview deploys it, by name: check runs, workflow
@@ -131,6 +141,9 @@ pub enum UnchangedServices {
     Omit,
     /// Every service is deployed (at the PR's commit) once the change reaches one of them.
     Deploy,
+    /// Each unchanged service resolves, inside the preview, to the same service in
+    /// `baselineNamespace` (a Service of type ExternalName under the service's own name).
+    Baseline,
 }
 
 impl RepositoryConfig {
@@ -145,6 +158,27 @@ impl RepositoryConfig {
 
     pub fn service(&self, name: &str) -> Option<&ServiceConfig> {
         self.services.iter().find(|s| s.name == name)
+    }
+
+    /// Every Secret a preview deploying `services` gets: the repository's, then each
+    /// service's, each name once.
+    pub fn secrets_for<'a>(&'a self, services: &[String]) -> Vec<&'a super::SecretRef> {
+        let mut all: Vec<&super::SecretRef> = Vec::new();
+        let per_service = self.services.iter().filter(|s| services.contains(&s.name)).flat_map(|s| &s.secrets);
+        for secret in self.secrets.iter().chain(per_service) {
+            if !all.iter().any(|s| s.name == secret.name) {
+                all.push(secret);
+            }
+        }
+        all
+    }
+
+    /// The baseline namespace, when unchanged services are routed there.
+    pub fn baseline(&self) -> Option<&str> {
+        match self.unchanged_services {
+            UnchangedServices::Baseline => self.baseline_namespace.as_deref(),
+            UnchangedServices::Omit | UnchangedServices::Deploy => None,
+        }
     }
 
     /// `at` is the repository's position in the list, for error messages.
@@ -165,6 +199,21 @@ impl RepositoryConfig {
         let mut seen = std::collections::BTreeSet::new();
         if let Some(protect) = &self.protect {
             protect.external_auth.check().map_err(|why| invalid(field("protect.externalAuth"), why))?;
+        }
+        match (&self.unchanged_services, &self.baseline_namespace) {
+            (UnchangedServices::Baseline, None) => {
+                return Err(invalid(field("baselineNamespace"), "required with unchangedServices: baseline"));
+            }
+            (UnchangedServices::Baseline, Some(ns)) if !names::is_dns_label(ns) || ns == "kube-system" => {
+                return Err(invalid(
+                    field("baselineNamespace"),
+                    format!("{ns:?}: a namespace name other than kube-system"),
+                ));
+            }
+            (UnchangedServices::Omit | UnchangedServices::Deploy, Some(_)) => {
+                return Err(invalid(field("baselineNamespace"), "only used with unchangedServices: baseline"));
+            }
+            _ => {}
         }
         if let Some(gate) = &self.build_gate {
             if gate.checks.is_empty() || gate.checks.iter().any(|c| c.trim().is_empty() || c.chars().count() > 128) {
@@ -230,6 +279,9 @@ pub struct ServiceConfig {
     pub values: serde_json::Map<String, serde_json::Value>,
     /// What the service's pods request, for quota and cost (passed as `resources` to Helm).
     pub resources: ServiceResources,
+    /// Secrets the service needs, besides the repository's.
+    #[serde(default)]
+    pub secrets: Vec<super::SecretRef>,
     /// Routed from the preview's host, when set.
     #[serde(default)]
     pub expose: Option<Expose>,

@@ -36,7 +36,15 @@ pub(super) async fn execute(
         return Ok(plan.outcome);
     }
     let params = PatchParams::apply(FIELD_MANAGER).force();
+    // Secrets go in after the namespace and before the ApplicationSet (its pods mount them).
+    let mut secrets = None;
     for desired in &plan.apply {
+        if desired.kind == Kind::ApplicationSet
+            && secrets.is_none()
+            && let Some(preview) = preview
+        {
+            secrets = Some(super::secrets::copy(ctx, preview).await?);
+        }
         let api = super::observe::api_for(&ctx.client, desired);
         let patch = Patch::Apply(&desired.object);
         let write = api.patch(&desired.name, &params, &patch);
@@ -50,6 +58,32 @@ pub(super) async fn execute(
             name: desired.name.clone(),
             source: Box::new(source),
         })?;
+    }
+    if let (None, Some(preview)) = (&secrets, preview) {
+        secrets = Some(super::secrets::copy(ctx, preview).await?);
+    }
+    if let Some(missing) = secrets.map(|s| s.missing).filter(|m| !m.is_empty()) {
+        // Names only: which Secret is missing where, never anything of its content.
+        let note = Note {
+            warning: true,
+            reason: "SecretMissing",
+            message: format!("not found, not copied: {}", missing.join(", ")),
+        };
+        publish(ctx, pe, std::slice::from_ref(&note)).await;
+    }
+    for gone in &plan.delete {
+        tracing::info!(preview = %name, kind = ?gone.kind, object = %gone.name, "removing what the preview no longer needs");
+        match super::observe::api_for(&ctx.client, gone).delete(&gone.name, &Default::default()).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(e)) if e.code == 404 => {}
+            Err(source) => {
+                return Err(Error::Apply {
+                    kind: format!("{:?}", gone.kind),
+                    name: gone.name.clone(),
+                    source: Box::new(source),
+                });
+            }
+        }
     }
     let previous = pe.status.clone();
     if let Some(status) = &plan.status {

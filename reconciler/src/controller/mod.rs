@@ -14,6 +14,7 @@ mod execute;
 pub use execute::FIELD_MANAGER;
 pub mod observe;
 pub mod plan;
+pub mod secrets;
 pub mod status;
 pub mod watch;
 mod written;
@@ -255,9 +256,12 @@ async fn reconcile_live(pe: &PreviewEnvironment, ctx: &Context, now: DateTime<Ut
         None => pe,
     };
     let resolved = Preview::resolve(config, pe);
-    let desired = resolved.as_ref().map(|p| Rendered::of(p).desired()).unwrap_or_default();
+    let rendered = resolved.as_ref().ok().map(Rendered::of);
+    let desired = rendered.as_ref().map(Rendered::desired).unwrap_or_default();
+    let withdrawn = rendered.as_ref().map(Rendered::withdrawn).unwrap_or_default();
     let name = pe.name_any();
-    let observed = ctx.observer.observe(&desired, &name, &config.argocd.namespace).await?;
+    let watched: Vec<_> = desired.iter().chain(&withdrawn).cloned().collect();
+    let observed = ctx.observer.observe(&watched, &name, &config.argocd.namespace).await?;
     // New ApplicationSets are rate-limited; existing ones are updated freely.
     let throttle = desired
         .iter()
@@ -268,6 +272,7 @@ async fn reconcile_live(pe: &PreviewEnvironment, ctx: &Context, now: DateTime<Ut
         config,
         preview: resolved.as_ref(),
         desired: &desired,
+        withdrawn: &withdrawn,
         observed: &observed,
         throttle,
         now,

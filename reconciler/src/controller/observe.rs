@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{LimitRange, Namespace, ResourceQuota};
+use k8s_openapi::api::core::v1::{LimitRange, Namespace, ResourceQuota, Service};
 use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams};
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -49,6 +49,8 @@ pub struct Caches {
     pub limits: Store<LimitRange>,
     pub policies: Store<NetworkPolicy>,
     pub ingresses: Store<Ingress>,
+    /// Only Previewd's own Services (baseline stand-ins), by the managed-by label.
+    pub services: Store<Service>,
     pub application_sets: Store<ApplicationSet>,
     pub applications: Store<Application>,
 }
@@ -80,6 +82,7 @@ impl Caches {
             && self.limits.wait_until_ready().await.is_ok()
             && self.policies.wait_until_ready().await.is_ok()
             && self.ingresses.wait_until_ready().await.is_ok()
+            && self.services.wait_until_ready().await.is_ok()
             && self.application_sets.wait_until_ready().await.is_ok()
             && self.applications.wait_until_ready().await.is_ok()
     }
@@ -92,6 +95,10 @@ impl Caches {
             Kind::LimitRange => cached(&self.limits, ns, name),
             Kind::NetworkPolicy => cached(&self.policies, ns, name),
             Kind::Ingress => cached(&self.ingresses, ns, name),
+            Kind::Service => cached(&self.services, ns, name),
+            // Not watched (the operator's CRDs may not be installed): applied on each pass,
+            // which changes nothing when nothing changed.
+            Kind::ExternalSecret => None,
             Kind::ApplicationSet => cached(&self.application_sets, ns, name),
         }
     }
@@ -122,6 +129,10 @@ pub fn resource_of(kind: Kind) -> ApiResource {
         Kind::LimitRange => gvk("", "v1", "LimitRange"),
         Kind::NetworkPolicy => gvk("networking.k8s.io", "v1", "NetworkPolicy"),
         Kind::Ingress => gvk("networking.k8s.io", "v1", "Ingress"),
+        Kind::Service => gvk("", "v1", "Service"),
+        Kind::ExternalSecret => {
+            ApiResource::from_gvk(&GroupVersionKind::gvk("external-secrets.io", "v1", "ExternalSecret"))
+        }
         Kind::ApplicationSet => ApiResource::erase::<ApplicationSet>(&()),
     }
 }

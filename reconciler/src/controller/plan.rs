@@ -42,6 +42,8 @@ impl Note {
 pub struct Plan {
     /// Objects to server-side apply: those missing or different from what the API holds.
     pub apply: Vec<Desired>,
+    /// Previewd's objects that must go (a baseline stand-in for a service the PR now deploys).
+    pub delete: Vec<Desired>,
     /// The preview expired: delete it (its finalizer cleans up).
     pub expire: bool,
     /// The new status, when it differs from the current one.
@@ -60,6 +62,8 @@ pub struct Inputs<'a> {
     pub config: &'a Config,
     pub preview: Result<&'a Preview<'a>, &'a RenderError>,
     pub desired: &'a [Desired],
+    /// What must not exist, if Previewd made it.
+    pub withdrawn: &'a [Desired],
     pub observed: &'a Observed,
     /// `Some(wait)`: the ApplicationSet does not exist and may not be created for `wait`.
     pub throttle: Option<Duration>,
@@ -94,7 +98,7 @@ pub fn created_at(pe: &PreviewEnvironment, now: DateTime<Utc>) -> DateTime<Utc> 
 
 /// The plan for one reconcile of a live (not deleted) preview.
 pub fn plan(inputs: Inputs<'_>) -> Plan {
-    let Inputs { pe, config, preview, desired, observed, throttle, now } = inputs;
+    let Inputs { pe, config, preview, desired, withdrawn, observed, throttle, now } = inputs;
     let previous = pe.status.as_ref();
     let created = created_at(pe, now);
     let expires_at = crate::ttl::expiry(config, &pe.spec, created);
@@ -102,6 +106,7 @@ pub fn plan(inputs: Inputs<'_>) -> Plan {
     if now >= expires_at {
         return Plan {
             apply: Vec::new(),
+            delete: Vec::new(),
             expire: true,
             status: None,
             events: vec![Note::normal("PreviewExpired", format!("Expired at {expires_at}; deleted"))],
@@ -117,6 +122,7 @@ pub fn plan(inputs: Inputs<'_>) -> Plan {
             let newly = previous.is_none_or(|p| !p.conditions.iter().any(|c| c.reason == "InvalidSpec"));
             return Plan {
                 apply: Vec::new(),
+                delete: Vec::new(),
                 expire: false,
                 status: (previous != Some(&next)).then_some(next),
                 events: if newly { vec![Note::warning("InvalidSpec", err.to_string())] } else { Vec::new() },
@@ -133,6 +139,8 @@ pub fn plan(inputs: Inputs<'_>) -> Plan {
         .filter(|d| observed.object(d).is_none_or(|live| !contains(live, &d.object)))
         .cloned()
         .collect();
+    let ours = |live: &Value| live["metadata"]["labels"]["app.kubernetes.io/managed-by"] == crate::render::MANAGED_BY;
+    let delete: Vec<Desired> = withdrawn.iter().filter(|d| observed.object(d).is_some_and(ours)).cloned().collect();
     let mut events = Vec::new();
     if previous.is_none() {
         let note = format!("Creating preview environment for {}#{}", pe.spec.repository, pe.spec.pr_number);
@@ -190,7 +198,7 @@ pub fn plan(inputs: Inputs<'_>) -> Plan {
         // exact moment of expiry.
         None => Outcome::Applied { requeue: config.ttl.sweep_interval.min(until_expiry) },
     };
-    Plan { apply, expire: false, status: (previous != Some(&next)).then_some(next), events, update, outcome }
+    Plan { apply, delete, expire: false, status: (previous != Some(&next)).then_some(next), events, update, outcome }
 }
 
 #[cfg(test)]
@@ -240,6 +248,7 @@ mod tests {
             config: &config,
             preview: Ok(&resolved),
             desired: &desired,
+            withdrawn: &[],
             observed,
             throttle: None,
             now,
@@ -268,6 +277,7 @@ mod tests {
             config: &config,
             preview: Ok(&resolved),
             desired: &desired,
+            withdrawn: &[],
             observed: &observed,
             throttle: None,
             now,

@@ -7,8 +7,9 @@
 use std::time::Duration;
 
 use futures::{Stream, StreamExt};
-use k8s_openapi::api::core::v1::{LimitRange, Namespace, ResourceQuota};
+use k8s_openapi::api::core::v1::{LimitRange, Namespace, ResourceQuota, Secret, Service};
 use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
+use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{Controller, WatchStreamExt, watcher};
 use kube::{Api, Client, Resource};
@@ -58,6 +59,7 @@ pub fn controller(client: &Client, config: &Config) -> (Caches, Controller<Previ
     let (limits, limit_events) = reflect(Api::<LimitRange>::all(client.clone()), Some(&managed));
     let (policies, policy_events) = reflect(Api::<NetworkPolicy>::all(client.clone()), Some(&managed));
     let (ingresses, ingress_events) = reflect(Api::<Ingress>::all(client.clone()), Some(&managed));
+    let (services, service_events) = reflect(Api::<Service>::all(client.clone()), Some(&managed));
     let (application_sets, app_set_events) =
         reflect(Api::<ApplicationSet>::namespaced(client.clone(), argocd), Some(&managed));
     let (applications, app_events) =
@@ -65,17 +67,61 @@ pub fn controller(client: &Client, config: &Config) -> (Caches, Controller<Previ
     let every = resync_every(config);
     let first = tokio::time::Instant::now() + every;
     let resync = tokio_stream::wrappers::IntervalStream::new(tokio::time::interval_at(first, every)).map(|_| ());
+    let secret_changes = source_secret_changes(client, config, previews.clone());
     let controller = Controller::for_stream(preview_events, previews.clone())
         .watches_stream(namespace_events, preview_of)
         .watches_stream(quota_events, preview_of)
         .watches_stream(limit_events, preview_of)
         .watches_stream(policy_events, preview_of)
         .watches_stream(ingress_events, preview_of)
+        .watches_stream(service_events, preview_of)
         .watches_stream(app_set_events, preview_of)
         .watches_stream(app_events, preview_of)
+        .watches_stream(secret_changes.0, secret_changes.1)
         .reconcile_all_on(resync);
-    let caches = Caches { previews, namespaces, quotas, limits, policies, ingresses, application_sets, applications };
+    let caches =
+        Caches { previews, namespaces, quotas, limits, policies, ingresses, services, application_sets, applications };
     (caches, controller)
+}
+
+type SecretMapper = Box<dyn Fn(PartialObjectMeta<Secret>) -> Vec<ObjectRef<PreviewEnvironment>> + Send + Sync>;
+
+/// The Secrets previews copy, watched by their metadata only (their values are never held
+/// here), in the allow-listed source namespaces: a change re-copies them into every preview
+/// that gets them.
+fn source_secret_changes(
+    client: &Client,
+    config: &Config,
+    previews: Store<PreviewEnvironment>,
+) -> (Objects<PartialObjectMeta<Secret>>, SecretMapper) {
+    let streams: Vec<Objects<PartialObjectMeta<Secret>>> = config
+        .secrets
+        .source_namespaces
+        .iter()
+        .map(|ns| {
+            watcher(Api::<PartialObjectMeta<Secret>>::namespaced(client.clone(), ns), watcher::Config::default())
+                .default_backoff()
+                .touched_objects()
+                .boxed()
+        })
+        .collect();
+    let config = config.clone();
+    let mapper: SecretMapper = Box::new(move |secret: PartialObjectMeta<Secret>| {
+        let (Some(ns), Some(name)) = (secret.metadata.namespace.as_deref(), secret.metadata.name.as_deref()) else {
+            return Vec::new();
+        };
+        previews
+            .state()
+            .iter()
+            .filter(|pe| {
+                config.repository(&pe.spec.repository).is_some_and(|repo| {
+                    repo.secrets_for(&pe.spec.services).iter().any(|s| s.name == name && s.from.as_deref() == Some(ns))
+                })
+            })
+            .map(|pe| ObjectRef::from_obj(pe.as_ref()))
+            .collect()
+    });
+    (futures::stream::select_all(streams).boxed(), mapper)
 }
 
 fn resync_every(config: &Config) -> Duration {

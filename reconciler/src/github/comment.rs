@@ -23,6 +23,8 @@ pub enum View<'a> {
         awaiting_approval: Option<&'a str>,
         /// A newer head commit that waits for its build (or will not deploy).
         awaiting_build: Option<BuildWait<'a>>,
+        /// Services the PR does not change, served from this baseline namespace.
+        baseline: Option<(&'a str, Vec<&'a str>)>,
         labels: Labels<'a>,
         do_not_expire_label: &'a str,
         do_not_expire: bool,
@@ -195,6 +197,7 @@ pub fn render(view: &View<'_>) -> String {
             head_sha,
             awaiting_approval,
             awaiting_build,
+            baseline,
             labels,
             do_not_expire_label,
             do_not_expire,
@@ -271,6 +274,15 @@ pub fn render(view: &View<'_>) -> String {
                         None => {
                             let _ = writeln!(out, "| {} | {state} |", s.name);
                         }
+                    }
+                }
+                if let Some((namespace, services)) = baseline {
+                    for service in services {
+                        let row = format!("↪ baseline | not changed by this PR: `{service}.{namespace}` answers");
+                        let _ = match reasons {
+                            Some(_) => writeln!(out, "| {service} | {row} |"),
+                            None => writeln!(out, "| {service} | ↪ baseline (`{namespace}`) |"),
+                        };
                     }
                 }
                 out.push('\n');
@@ -369,6 +381,7 @@ mod tests {
             head_sha: "ec26c3e57ca3",
             awaiting_approval: None,
             awaiting_build: None,
+            baseline: None,
             labels: Labels { fork: "preview-fork", opt_out: "no-preview", opt_in: "preview" },
             do_not_expire_label: "do-not-expire",
             do_not_expire: false,
@@ -412,6 +425,7 @@ mod tests {
             head_sha: "ec26c3e57ca3",
             awaiting_approval: None,
             awaiting_build: None,
+            baseline: None,
             labels: Labels { fork: "preview-fork", opt_out: "no-preview", opt_in: "preview" },
             do_not_expire_label: "do-not-expire",
             do_not_expire: false,
@@ -430,6 +444,7 @@ mod tests {
             head_sha: "ec26c3e57ca3",
             awaiting_approval: None,
             awaiting_build: None,
+            baseline: None,
             labels: Labels { fork: "preview-fork", opt_out: "no-preview", opt_in: "preview" },
             do_not_expire_label: "do-not-expire",
             do_not_expire: true,

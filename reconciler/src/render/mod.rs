@@ -2,13 +2,15 @@
 //! with server-side apply, `previewd render` prints them, tests snapshot and validate them.
 
 mod argocd;
+pub mod baseline;
 mod ingress;
 mod namespace;
 mod network;
+pub mod secrets;
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{LimitRange, Namespace, ResourceQuota};
+use k8s_openapi::api::core::v1::{LimitRange, Namespace, ResourceQuota, Service};
 use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::Resource;
@@ -127,6 +129,10 @@ pub enum Kind {
     LimitRange,
     NetworkPolicy,
     Ingress,
+    /// A baseline service's stand-in (`unchangedServices: baseline`).
+    Service,
+    /// A secret the External Secrets Operator fetches into the preview.
+    ExternalSecret,
     ApplicationSet,
 }
 
@@ -148,6 +154,12 @@ pub struct Rendered {
     pub policies: Vec<NetworkPolicy>,
     /// `None` when no service is exposed.
     pub ingress: Option<Ingress>,
+    /// ExternalName Services to the baseline namespace.
+    pub baseline: Vec<Service>,
+    /// Services of the repository that must not have a baseline stand-in.
+    pub withdrawn: Vec<String>,
+    /// ExternalSecret objects (JSON: the operator's CRDs are not Previewd's).
+    pub external_secrets: Vec<Value>,
     pub application_set: ApplicationSet,
 }
 
@@ -159,8 +171,26 @@ impl Rendered {
             limits: namespace::limit_range(preview),
             policies: network::network_policies(preview),
             ingress: ingress::ingress(preview),
+            baseline: baseline::services(preview),
+            withdrawn: baseline::withdrawn(preview),
+            external_secrets: secrets::external_secrets(preview),
             application_set: argocd::application_set(preview),
         }
+    }
+
+    /// Baseline stand-ins that must go if they exist (only Previewd's: a chart's own Service of
+    /// that name is not touched).
+    pub fn withdrawn(&self) -> Vec<Desired> {
+        let namespace = self.namespace.metadata.name.clone();
+        self.withdrawn
+            .iter()
+            .map(|name| Desired {
+                kind: Kind::Service,
+                name: name.clone(),
+                namespace: namespace.clone(),
+                object: Value::Null,
+            })
+            .collect()
     }
 
     /// Every object, in the order they are applied (the namespace first).
@@ -172,6 +202,14 @@ impl Rendered {
         ];
         all.extend(self.policies.iter().map(|p| desired(Kind::NetworkPolicy, p)));
         all.extend(self.ingress.iter().map(|i| desired(Kind::Ingress, i)));
+        all.extend(self.baseline.iter().map(|s| desired(Kind::Service, s)));
+        // Before the ApplicationSet: the pods that mount them come after.
+        all.extend(self.external_secrets.iter().map(|object| Desired {
+            kind: Kind::ExternalSecret,
+            name: object["metadata"]["name"].as_str().unwrap_or_default().to_owned(),
+            namespace: object["metadata"]["namespace"].as_str().map(str::to_owned),
+            object: object.clone(),
+        }));
         all.push(desired(Kind::ApplicationSet, &self.application_set));
         all
     }

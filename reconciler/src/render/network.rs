@@ -68,6 +68,18 @@ pub(super) fn network_policies(p: &Preview<'_>) -> Vec<NetworkPolicy> {
             ports: Some(vec![dns_port("UDP"), dns_port("TCP")]),
         });
     }
+    // The baseline's Services answer for the services this preview does not run: its pods,
+    // and nothing else outside the preview.
+    if let Some(baseline) = p.repo.baseline().filter(|_| !super::baseline::from_baseline(p).is_empty()) {
+        egress.push(NetworkPolicyEgressRule {
+            to: Some(vec![NetworkPolicyPeer {
+                namespace_selector: Some(namespace_named(baseline)),
+                pod_selector: Some(all_pods()),
+                ..NetworkPolicyPeer::default()
+            }]),
+            ..NetworkPolicyEgressRule::default()
+        });
+    }
     let network = &p.config.network;
     if !network.egress_cidrs.is_empty() {
         egress.push(NetworkPolicyEgressRule {

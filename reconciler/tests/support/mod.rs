@@ -210,6 +210,29 @@ pub fn recording(client: Client) -> (Client, Arc<Mutex<Vec<Call>>>) {
     (Client::new(service, "default"), seen)
 }
 
+/// The example configuration as the chart would hold it, with its shop a whole app from part
+/// of one (the baseline) and secrets (a copy, and one from the External Secrets Operator).
+pub fn whole_app_config_value() -> Value {
+    let mut config = chart::example_config();
+    let shop = &mut config["repositories"][0];
+    shop["unchangedServices"] = serde_json::json!("baseline");
+    shop["baselineNamespace"] = serde_json::json!("shop-staging");
+    shop["secrets"] = serde_json::json!([
+        {"name": "shop-test-db", "from": "preview-secrets"},
+        {"name": "stripe-test", "remoteKey": "previews/shop/stripe"}
+    ]);
+    config["secrets"] = serde_json::json!({
+        "sourceNamespaces": ["preview-secrets"],
+        "externalSecrets": {"storeName": "vault"}
+    });
+    config
+}
+
+/// [`whole_app_config_value`], loaded.
+pub fn whole_app_config() -> previewd::config::Config {
+    previewd::config::Config::from_yaml(&serde_norway::to_string(&whole_app_config_value()).unwrap()).unwrap()
+}
+
 /// A preview's whole life through `kube` (recorded, say): the consumer, the controller, Events,
 /// the finalizer's cleanup after expiry, a merged PR, and leader election on the Lease.
 /// `unrecorded` is the same cluster around the recorder: the test's own writes (standing in for
@@ -268,6 +291,48 @@ pub async fn a_preview_life(kube: Client, unrecorded: Client) {
     closed.received_at = Utc::now() + chrono::Duration::seconds(5);
     assert!(matches!(consumer.handle_event(&closed).await, Consumed::Removed { .. }));
 
+    // A whole app from part of one: the services the PR does not change resolve to the
+    // baseline; one it starts to change is withdrawn from it.
+    let whole = Arc::new(whole_app_config());
+    let sources = kube::Api::<k8s_openapi::api::core::v1::Namespace>::all(unrecorded.clone());
+    let source = serde_json::from_value(serde_json::json!({"metadata": {"name": "preview-secrets"}})).unwrap();
+    sources.create(&Default::default(), &source).await.unwrap();
+    let secret = serde_json::from_value(
+        serde_json::json!({"metadata": {"name": "shop-test-db"}, "stringData": {"password": "x"}}),
+    )
+    .unwrap();
+    kube::Api::<k8s_openapi::api::core::v1::Secret>::namespaced(unrecorded.clone(), "preview-secrets")
+        .create(&Default::default(), &secret)
+        .await
+        .unwrap();
+    let consumer = Consumer::new(unused_sqs(), "unused".into(), kube.clone(), Arc::clone(&whole))
+        .with_github(Arc::clone(&notifier));
+    let ctx = Context::new(kube.clone(), Arc::clone(&whole)).with_github(Arc::clone(&notifier));
+    const PART: &str = "preview-shop-pr-44";
+    let mut part = opened.clone();
+    part.pull_request.number = 44;
+    part.delivery_id = "part".into();
+    part.pull_request.updated_at = Utc::now() + chrono::Duration::seconds(10);
+    assert_eq!(consumer.handle_event(&part).await, Consumed::Applied { name: PART.into() });
+    reconcile_at(&api.get(PART).await.unwrap(), &ctx, Utc::now()).await.unwrap();
+    reconcile_at(&api.get(PART).await.unwrap(), &ctx, Utc::now()).await.unwrap();
+    let services = || kube::Api::<k8s_openapi::api::core::v1::Service>::namespaced(unrecorded.clone(), PART);
+    let names = |list: Vec<k8s_openapi::api::core::v1::Service>| {
+        list.into_iter().map(|s| s.metadata.name.unwrap_or_default()).collect::<Vec<_>>()
+    };
+    assert_eq!(names(services().list(&Default::default()).await.unwrap().items), ["api", "worker"]);
+    github.lock().files = vec![
+        serde_json::json!({"filename": "web/a.ts", "status": "modified"}),
+        serde_json::json!({"filename": "api/main.go", "status": "modified"}),
+    ];
+    let mut reaches_api = part.clone();
+    reaches_api.delivery_id = "part-2".into();
+    reaches_api.pull_request.head_sha = "4444444444444444444444444444444444444444".into();
+    reaches_api.pull_request.updated_at += chrono::Duration::seconds(1);
+    assert_eq!(consumer.handle_event(&reaches_api).await, Consumed::Applied { name: PART.into() });
+    reconcile_at(&api.get(PART).await.unwrap(), &ctx, Utc::now()).await.unwrap();
+    assert_eq!(names(services().list(&Default::default()).await.unwrap().items), ["worker"]);
+
     // Leader election on the Lease.
     let lease = previewd::leader::LeaderElection::new(
         kube::Api::<k8s_openapi::api::coordination::v1::Lease>::namespaced(kube.clone(), "previewd"),
@@ -291,6 +356,7 @@ pub fn memory_api() -> kube_memory::MemoryApi {
         )
         .with_resource(ResourceType::new("argoproj.io", "v1alpha1", "applicationsets", "ApplicationSet", true))
         .with_resource(ResourceType::new("argoproj.io", "v1alpha1", "applications", "Application", true))
+        .with_resource(ResourceType::new("external-secrets.io", "v1", "externalsecrets", "ExternalSecret", true))
 }
 
 /// A client of `api`.
