@@ -319,6 +319,43 @@ fn a_protected_preview_asks_the_auth_endpoint_first() {
 }
 
 #[test]
+fn a_preview_can_ask_for_basic_auth_from_a_copied_secret() {
+    let text = std::fs::read_to_string(root().join("docs/examples/config.yaml")).unwrap();
+    let with = |protect: &str, sources: &str| {
+        let text = text.replacen("    team: checkout\n", &format!("    team: checkout\n    protect: {protect}\n"), 1);
+        format!("{text}\nsecrets: {{sourceNamespaces: {sources}}}\n")
+    };
+    let basic = "{basicAuth: {secret: {name: preview-htpasswd, from: preview-secrets}, realm: Shop previews}}";
+    let config = previewd::config::Config::from_yaml(&with(basic, "[preview-secrets]")).unwrap();
+    let objects = rendered_with(&config, "opened.json");
+    let annotations = &kind(&objects, "Ingress")[0]["metadata"]["annotations"];
+    assert_eq!(annotations["nginx.ingress.kubernetes.io/auth-type"], "basic");
+    assert_eq!(annotations["nginx.ingress.kubernetes.io/auth-secret"], "preview-htpasswd");
+    assert_eq!(annotations["nginx.ingress.kubernetes.io/auth-secret-type"], "auth-file");
+    assert_eq!(annotations["nginx.ingress.kubernetes.io/auth-realm"], "Shop previews");
+    assert!(annotations.get("nginx.ingress.kubernetes.io/auth-url").is_none());
+    // The Secret must come from an allow-listed namespace; one of the two kinds only; a realm
+    // that could end the annotation's value is refused.
+    for (protect, sources, field) in [
+        (basic, "[]", "repositories[0].protect.basicAuth.secret.from"),
+        ("{}", "[preview-secrets]", "repositories[0].protect"),
+        (
+            "{basicAuth: {secret: {name: h, from: preview-secrets}}, externalAuth: {url: 'https://a.example.com/auth'}}",
+            "[preview-secrets]",
+            "repositories[0].protect",
+        ),
+        (
+            "{basicAuth: {secret: {name: h, from: preview-secrets}, realm: 'a\"; evil'}}",
+            "[preview-secrets]",
+            "repositories[0].protect.basicAuth.realm",
+        ),
+    ] {
+        let err = previewd::config::Config::from_yaml(&with(protect, sources)).unwrap_err();
+        assert_eq!(err.field(), field, "{protect}: {err}");
+    }
+}
+
+#[test]
 fn protection_settings_that_could_inject_or_be_ignored_are_refused() {
     let text = std::fs::read_to_string(root().join("docs/examples/config.yaml")).unwrap();
     for (protect, expected) in [

@@ -222,6 +222,14 @@ async fn a_fork_gets_no_secrets_unless_the_repository_allows_it() {
     let ai = FakeOpenAi::start(r#"{"services": [], "tests": []}"#).await;
     let mut config = config(&ai.base_url);
     config.ai.enabled = false;
+    // Basic auth guards every preview, a fork's too: its htpasswd Secret is always copied.
+    config.repositories[0].protect = Some(previewd::config::Protection {
+        external_auth: None,
+        basic_auth: Some(previewd::config::BasicAuth {
+            secret: reference("preview-htpasswd", Some("preview-secrets"), None),
+            realm: None,
+        }),
+    });
     for allowed in [false, true] {
         config.repositories[0].secrets_for_forks = allowed;
         let shared = Arc::new(config.clone());
@@ -233,6 +241,7 @@ async fn a_fork_gets_no_secrets_unless_the_repository_allows_it() {
         Api::<Namespace>::all(kube.clone()).create(&PostParams::default(), &ns).await.unwrap();
         source_secret(&kube, "shop-test-db", "password", CANARY_DB).await;
         source_secret(&kube, "web-session", "key", CANARY_SESSION).await;
+        source_secret(&kube, "preview-htpasswd", "auth", "reviewer:$apr1$hash").await;
         let mut spec = match previewd::policy::decide_offline(&support::event("fork-labeled.json"), &shared) {
             previewd::policy::Decision::Upsert(spec) => *spec,
             other => panic!("{other:?}"),
@@ -250,6 +259,8 @@ async fn a_fork_gets_no_secrets_unless_the_repository_allows_it() {
         }
         let copied = Api::<Secret>::namespaced(kube.clone(), name).get_opt("shop-test-db").await.unwrap().is_some();
         assert_eq!(copied, allowed, "secretsForForks: {allowed}");
+        let htpasswd = Api::<Secret>::namespaced(kube.clone(), name).get("preview-htpasswd").await.unwrap();
+        assert_eq!(htpasswd.data.unwrap()["auth"].0, b"reviewer:$apr1$hash");
         let objects =
             previewd::render::render(&shared, &Api::<PreviewEnvironment>::all(kube).get(name).await.unwrap()).unwrap();
         assert_eq!(objects.iter().any(|o| o["kind"] == "ExternalSecret"), allowed);

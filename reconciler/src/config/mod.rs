@@ -26,7 +26,7 @@ pub use cluster::{
 };
 pub use cost::{BudgetConfig, Pricing, SpotConfig};
 pub use people::{ForkPolicy, GitHubConfig, PolicyConfig, PolicyMode};
-pub use repository::{BuildGate, ExternalAuth, Protection};
+pub use repository::{BasicAuth, BuildGate, ExternalAuth, Protection};
 pub use repository::{
     BuildRoot, ComposeRoot, Expose, ImageConfig, ImageValues, RepositoryConfig, ServiceConfig, ServiceResources,
     TagInputs, UnchangedServices,
@@ -192,6 +192,9 @@ impl Config {
             repo.validate(i)?;
             for (k, secret) in repo.secrets.iter().enumerate() {
                 self.secrets.check(&format!("repositories[{i}].secrets[{k}]"), secret)?;
+            }
+            if let Some(secret) = repo.basic_auth_secret() {
+                self.secrets.check(&format!("repositories[{i}].protect.basicAuth.secret"), secret)?;
             }
             for (j, service) in repo.services.iter().enumerate() {
                 for (k, secret) in service.secrets.iter().enumerate() {

@@ -83,7 +83,21 @@ impl BuildGate {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Protection {
     /// An external auth endpoint (oauth2-proxy style), asked before every request.
-    pub external_auth: ExternalAuth,
+    #[serde(default)]
+    pub external_auth: Option<ExternalAuth>,
+    /// HTTP basic auth against an htpasswd file (key `auth`) in a Secret copied into the
+    /// preview (`from` a source namespace in `secrets.sourceNamespaces`).
+    #[serde(default)]
+    pub basic_auth: Option<BasicAuth>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BasicAuth {
+    pub secret: super::SecretRef,
+    /// What the browser's prompt says (default `Preview`).
+    #[serde(default)]
+    pub realm: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -173,6 +187,11 @@ impl RepositoryConfig {
         all
     }
 
+    /// The htpasswd Secret basic auth needs (copied for forks too: it guards the preview).
+    pub fn basic_auth_secret(&self) -> Option<&super::SecretRef> {
+        self.protect.as_ref()?.basic_auth.as_ref().map(|b| &b.secret)
+    }
+
     /// The baseline namespace, when unchanged services are routed there.
     pub fn baseline(&self) -> Option<&str> {
         match self.unchanged_services {
@@ -198,7 +217,28 @@ impl RepositoryConfig {
         }
         let mut seen = std::collections::BTreeSet::new();
         if let Some(protect) = &self.protect {
-            protect.external_auth.check().map_err(|why| invalid(field("protect.externalAuth"), why))?;
+            match (&protect.external_auth, &protect.basic_auth) {
+                (Some(auth), None) => auth.check().map_err(|why| invalid(field("protect.externalAuth"), why))?,
+                (None, Some(basic)) => {
+                    if basic.secret.from.is_none() {
+                        return Err(invalid(
+                            field("protect.basicAuth.secret.from"),
+                            "the source namespace of the htpasswd Secret",
+                        ));
+                    }
+                    let realm = basic.realm.as_deref().unwrap_or("Preview");
+                    if realm.is_empty()
+                        || realm.len() > 64
+                        || !realm.chars().all(|c| c.is_ascii_alphanumeric() || " -_.".contains(c))
+                    {
+                        return Err(invalid(
+                            field("protect.basicAuth.realm"),
+                            "1-64 letters, digits, spaces, '-', '_' or '.'",
+                        ));
+                    }
+                }
+                _ => return Err(invalid(field("protect"), "exactly one of externalAuth or basicAuth")),
+            }
         }
         match (&self.unchanged_services, &self.baseline_namespace) {
             (UnchangedServices::Baseline, None) => {

@@ -19,15 +19,19 @@ pub struct Copied {
     pub missing: Vec<String>,
 }
 
-/// Copies every `from` Secret the preview gets (none for a fork unless the repository allows).
+/// Copies every `from` Secret the preview gets (none for a fork unless the repository allows),
+/// and the htpasswd Secret of basic auth (always: it guards the preview).
 pub async fn copy(ctx: &Context, preview: &Preview<'_>) -> Result<Copied, Error> {
     let mut outcome = Copied::default();
-    if !crate::render::secrets::allowed(preview) {
-        return Ok(outcome);
-    }
+    let mut wanted = if crate::render::secrets::allowed(preview) {
+        preview.repo.secrets_for(&preview.resource.spec.services)
+    } else {
+        Vec::new()
+    };
+    wanted.extend(preview.repo.basic_auth_secret());
     let params = PatchParams::apply(super::execute::FIELD_MANAGER).force();
     let target: Api<Secret> = Api::namespaced(ctx.client.clone(), &preview.name);
-    for reference in preview.repo.secrets_for(&preview.resource.spec.services) {
+    for reference in wanted {
         let Some(from) = &reference.from else { continue };
         let source: Api<Secret> = Api::namespaced(ctx.client.clone(), from);
         let Some(original) = source.get_opt(&reference.name).await? else {

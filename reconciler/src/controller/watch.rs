@@ -115,7 +115,10 @@ fn source_secret_changes(
             .iter()
             .filter(|pe| {
                 config.repository(&pe.spec.repository).is_some_and(|repo| {
-                    repo.secrets_for(&pe.spec.services).iter().any(|s| s.name == name && s.from.as_deref() == Some(ns))
+                    repo.secrets_for(&pe.spec.services)
+                        .into_iter()
+                        .chain(repo.basic_auth_secret())
+                        .any(|s| s.name == name && s.from.as_deref() == Some(ns))
                 })
             })
             .map(|pe| ObjectRef::from_obj(pe.as_ref()))

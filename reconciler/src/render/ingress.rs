@@ -49,18 +49,28 @@ pub(super) fn ingress(p: &Preview<'_>) -> Option<Ingress> {
         }
     };
     if let Some(protect) = &p.repo.protect {
-        // ingress-nginx's external auth (the only ingress controller supported here; see
-        // docs/security.md): every request is asked of `url` first.
-        let auth = &protect.external_auth;
-        annotations.insert("nginx.ingress.kubernetes.io/auth-url".to_owned(), auth.url.clone());
-        if let Some(signin) = &auth.signin {
-            annotations.insert("nginx.ingress.kubernetes.io/auth-signin".to_owned(), signin.clone());
+        // ingress-nginx's external or basic auth (the only ingress controller supported here;
+        // see docs/security.md).
+        if let Some(auth) = &protect.external_auth {
+            // Every request is asked of `url` first.
+            annotations.insert("nginx.ingress.kubernetes.io/auth-url".to_owned(), auth.url.clone());
+            if let Some(signin) = &auth.signin {
+                annotations.insert("nginx.ingress.kubernetes.io/auth-signin".to_owned(), signin.clone());
+            }
+            if !auth.response_headers.is_empty() {
+                annotations.insert(
+                    "nginx.ingress.kubernetes.io/auth-response-headers".to_owned(),
+                    auth.response_headers.join(","),
+                );
+            }
         }
-        if !auth.response_headers.is_empty() {
-            annotations.insert(
-                "nginx.ingress.kubernetes.io/auth-response-headers".to_owned(),
-                auth.response_headers.join(","),
-            );
+        if let Some(basic) = &protect.basic_auth {
+            // The htpasswd Secret, copied into the preview namespace by the controller.
+            annotations.insert("nginx.ingress.kubernetes.io/auth-type".to_owned(), "basic".to_owned());
+            annotations.insert("nginx.ingress.kubernetes.io/auth-secret".to_owned(), basic.secret.name.clone());
+            annotations.insert("nginx.ingress.kubernetes.io/auth-secret-type".to_owned(), "auth-file".to_owned());
+            let realm = basic.realm.clone().unwrap_or_else(|| "Preview".to_owned());
+            annotations.insert("nginx.ingress.kubernetes.io/auth-realm".to_owned(), realm);
         }
     }
     if ingress_config.dns == DnsMode::ExternalDns {
