@@ -3,7 +3,8 @@
 
 PR #42 is opened and waits for its build (the `build-images` check run), which passes; it gets
 a new commit, which waits for its own build while the first keeps serving, then the
-`do-not-expire` label and a `/preview extend 2d` comment; PR #43 is opened, then merged. The
+`do-not-expire` label, a `/preview extend 2d` comment and `/preview services web` (`api` and
+`worker` then come from the baseline namespace); PR #43 is opened, then merged. The
 commit delivery is sent twice, as GitHub's redelivery would, to show the dedupe.
 The messages stay on the queue for the reconciler (`previewd consume`).
 
@@ -72,7 +73,7 @@ def main() -> int:
     def command(text: str, minutes: int) -> dict:
         return {"action": "created", "repository": sample["repository"], "installation": sample["installation"],
                 "issue": {"number": 42, "pull_request": {"url": "https://api.github.com/repos/acme/shop/pulls/42"}},
-                "comment": {"id": 4242, "body": text, "user": {"login": "octocat"},
+                "comment": {"id": 4242 + minutes + len(text), "body": text, "user": {"login": "octocat"},
                             "created_at": stamp(t0 + datetime.timedelta(minutes=minutes))}}
 
     first, second = sample["pull_request"]["head"]["sha"], "0b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c"
@@ -85,6 +86,7 @@ def main() -> int:
         ("PR #42 labelled do-not-expire", step(42, "labeled", 2, label), str(uuid.uuid4())),
         ("PR #42 build-images passed", check(second, 2), str(uuid.uuid4())),
         ("PR #42 comment: /preview extend 2d", command("/preview extend 2d", 2), str(uuid.uuid4())),
+        ("PR #42 comment: /preview services web", command("/preview services web", 2), str(uuid.uuid4())),
         ("PR #43 opened", step(43, "opened", 3), str(uuid.uuid4())),
         ("PR #43 merged", step(43, "closed", 4, merge), str(uuid.uuid4())),
     ]

@@ -51,8 +51,11 @@ else
   echo "run: the reconciler works off the queue (previewd consume; no cluster: rendered to .run/previews):"
   rm -rf .run/previews
 fi
-# The example configuration with its build gate switched on: PR #42 waits for `build-images`.
-sed 's/^    # buildGate: /    buildGate: /' docs/examples/config.yaml >.run/demo-config.yaml
+# The example configuration with its build gate switched on (PR #42 waits for `build-images`)
+# and the services a PR does not change taken from a baseline namespace.
+sed -e 's/^    # buildGate: /    buildGate: /' \
+  -e 's/^    unchangedServices: omit .*/    unchangedServices: baseline\n    baselineNamespace: shop-staging/' \
+  docs/examples/config.yaml >.run/demo-config.yaml
 cargo run --quiet -p previewd -- consume --config .run/demo-config.yaml --out .run/previews
 if [ -z "${KUBECONFIG:-}" ]; then
   for dir in .run/previews/*/; do

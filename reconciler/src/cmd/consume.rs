@@ -115,6 +115,15 @@ fn gate_note(pe: &PreviewEnvironment) -> String {
     }
 }
 
+/// The services a preview takes from its baseline namespace, for the result column.
+fn baseline_note(config: &Config, pe: &PreviewEnvironment) -> String {
+    let Some(repo) = config.repository(&pe.spec.repository) else { return String::new() };
+    let Some(namespace) = repo.baseline().filter(|_| !pe.spec.head_sha.is_empty()) else { return String::new() };
+    let unchanged: Vec<&str> =
+        repo.services.iter().map(|s| s.name.as_str()).filter(|s| !pe.spec.services.iter().any(|d| d == s)).collect();
+    if unchanged.is_empty() { String::new() } else { format!("; {} from baseline {namespace}", unchanged.join(", ")) }
+}
+
 fn describe(row: &mut Row, pe: &PreviewEnvironment) {
     let status = pe.status.as_ref();
     row.url = status.and_then(|s| s.url.clone()).unwrap_or_default();
@@ -151,7 +160,7 @@ async fn handled(intake: &Intake, message: &Message) -> Result<Row, ConsumeError
         Outcome::Applied { name } => match intake.store().get(name).await? {
             Some(pe) => {
                 describe(&mut r, &pe);
-                format!("applied: {name}{}", gate_note(&pe))
+                format!("applied: {name}{}{}", gate_note(&pe), baseline_note(intake.config(), &pe))
             }
             None => format!("applied: {name}"),
         },
@@ -185,7 +194,8 @@ async fn handled_event(intake: &Intake, event: &PreviewEvent) -> Result<Row, Con
             }
             let verb = if before.is_some() { "updated" } else { "created" };
             let gated = written.as_ref().filter(|pe| pe.spec.awaiting_build.is_some()).map(gate_note);
-            format!("{verb}: {objects} objects{}", gated.unwrap_or_default())
+            let baseline = written.as_ref().map(|pe| baseline_note(intake.config(), pe));
+            format!("{verb}: {objects} objects{}{}", gated.unwrap_or_default(), baseline.unwrap_or_default())
         }
         Outcome::Removed { reason, .. } => {
             let what = if before.is_some() { "removed" } else { "no preview" };
