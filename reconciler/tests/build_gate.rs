@@ -18,10 +18,7 @@ use previewd::controller::{Context, reconcile_named};
 use previewd::crd::{Phase, PreviewEnvironment};
 use previewd::github::notify::Notifier;
 use previewd_testkit::Stack;
-use previewd_webhook::ledger::Ledger;
-use previewd_webhook::queue::EventQueue;
-use previewd_webhook::secrets::SecretSource;
-use previewd_webhook::signature::{Secrets, sign};
+use previewd_webhook::signature::sign;
 use previewd_webhook::{Delivery, Outcome as Answer, Webhook};
 use serde_json::{Value, json};
 use support::github::FakeGitHub;
@@ -56,24 +53,7 @@ fn repository() -> Value {
 impl World {
     async fn new() -> World {
         let stack = Stack::new("build-gate").await;
-        let env = [
-            ("PREVIEWD_WEBHOOK_SECRET", SECRET.to_owned()),
-            ("PREVIEWD_QUEUE_URL", stack.queue_url.clone()),
-            ("PREVIEWD_TABLE_NAME", stack.table.clone()),
-        ];
-        let front_config = previewd_webhook::config::Config::from_lookup(|k| {
-            env.iter().find(|(name, _)| *name == k).map(|(_, v)| v.clone())
-        })
-        .unwrap();
-        let ledger = Ledger::new(
-            stack.ddb.clone(),
-            stack.table.clone(),
-            front_config.claim_lease,
-            front_config.dedupe_retention,
-        );
-        let secrets = SecretSource::Static(Arc::new(Secrets::parse(SECRET).unwrap()));
-        let front =
-            Webhook::new(front_config, secrets, ledger, EventQueue::new(stack.sqs.clone(), stack.queue_url.clone()));
+        let front = support::front(&stack, SECRET);
 
         let mut config: Config = support::config();
         config.repositories[0].build_gate =
@@ -235,6 +215,5 @@ async fn a_commit_waits_for_its_build_then_deploys() {
     w.consume().await;
     assert_eq!(w.deployed().await.0, e);
     assert_eq!(w.stack.queued(&w.stack.queue_url).await, (0, 0));
-    let problems = previewd_testkit::github_api::problems(&w.github.lock().exchanges);
-    assert!(problems.is_empty(), "GitHub contract:\n{}", problems.join("\n"));
+    support::assert_github_contract(&w.github);
 }

@@ -104,11 +104,7 @@ impl World {
 
 impl Drop for World {
     fn drop(&mut self) {
-        if std::thread::panicking() {
-            return;
-        }
-        let problems = previewd_testkit::github_api::problems(&self.github.lock().exchanges);
-        assert!(problems.is_empty(), "GitHub contract:\n{}", problems.join("\n"));
+        support::assert_github_contract(&self.github);
     }
 }
 

@@ -23,11 +23,8 @@ use previewd::crd::PreviewEnvironment;
 use previewd::github::notify::Notifier;
 use previewd_events::Message;
 use previewd_testkit::Stack;
-use previewd_webhook::ledger::Ledger;
-use previewd_webhook::queue::EventQueue;
-use previewd_webhook::secrets::SecretSource;
-use previewd_webhook::signature::{Secrets, sign};
-use previewd_webhook::{Delivery, Outcome as Answer, Webhook};
+use previewd_webhook::signature::sign;
+use previewd_webhook::{Delivery, Outcome as Answer};
 use serde_json::json;
 use support::github::FakeGitHub;
 use support::openai::FakeOpenAi;
@@ -89,19 +86,18 @@ async fn source_secret(kube: &kube::Client, name: &str, key: &str, value: &str) 
     Api::<Secret>::namespaced(kube.clone(), "preview-secrets").create(&PostParams::default(), &secret).await.unwrap();
 }
 
-fn front(stack: &Stack) -> Webhook {
-    let env = [
-        ("PREVIEWD_WEBHOOK_SECRET", SECRET.to_owned()),
-        ("PREVIEWD_QUEUE_URL", stack.queue_url.clone()),
-        ("PREVIEWD_TABLE_NAME", stack.table.clone()),
-    ];
-    let config = previewd_webhook::config::Config::from_lookup(|k| {
-        env.iter().find(|(name, _)| *name == k).map(|(_, v)| v.clone())
-    })
-    .unwrap();
-    let ledger = Ledger::new(stack.ddb.clone(), stack.table.clone(), config.claim_lease, config.dedupe_retention);
-    let secrets = SecretSource::Static(Arc::new(Secrets::parse(SECRET).unwrap()));
-    Webhook::new(config, secrets, ledger, EventQueue::new(stack.sqs.clone(), stack.queue_url.clone()))
+/// A cluster with the source namespace and its Secrets.
+async fn cluster_with_sources(sources: &[(&str, &str, &str)]) -> kube::Client {
+    let kube = support::fake_cluster().await;
+    let ns = Namespace {
+        metadata: kube::api::ObjectMeta { name: Some("preview-secrets".into()), ..Default::default() },
+        ..Default::default()
+    };
+    Api::<Namespace>::all(kube.clone()).create(&PostParams::default(), &ns).await.unwrap();
+    for (name, key, value) in sources {
+        source_secret(&kube, name, key, value).await;
+    }
+    kube
 }
 
 #[tokio::test]
@@ -117,15 +113,12 @@ async fn secrets_are_copied_and_never_leave_the_cluster() {
 
     let ai = FakeOpenAi::start(r#"{"services": [], "tests": []}"#).await;
     let config = Arc::new(config(&ai.base_url));
-    let kube = support::fake_cluster().await;
-    let ns = Namespace {
-        metadata: kube::api::ObjectMeta { name: Some("preview-secrets".into()), ..Default::default() },
-        ..Default::default()
-    };
-    Api::<Namespace>::all(kube.clone()).create(&PostParams::default(), &ns).await.unwrap();
-    source_secret(&kube, "shop-test-db", "password", CANARY_DB).await;
-    source_secret(&kube, "web-session", "key", CANARY_SESSION).await;
-    source_secret(&kube, "api-admin", "token", "not-for-a-web-only-pr").await;
+    let kube = cluster_with_sources(&[
+        ("shop-test-db", "password", CANARY_DB),
+        ("web-session", "key", CANARY_SESSION),
+        ("api-admin", "token", "not-for-a-web-only-pr"),
+    ])
+    .await;
 
     let github = FakeGitHub::start().await;
     github.lock().files = vec![json!({"filename": "web/src/cart.ts", "status": "modified", "patch": "+cart"})];
@@ -151,7 +144,7 @@ async fn secrets_are_copied_and_never_leave_the_cluster() {
         content_type: Some("application/json"),
         body: &body,
     };
-    assert_eq!(Box::pin(front(&stack).handle(&delivery)).await.outcome, Answer::Accepted);
+    assert_eq!(Box::pin(support::front(&stack, SECRET).handle(&delivery)).await.outcome, Answer::Accepted);
     let messages = stack.drain().await;
     assert_eq!(messages.len(), 1);
     let queued = messages[0].body().unwrap().to_owned();
@@ -233,15 +226,12 @@ async fn a_fork_gets_no_secrets_unless_the_repository_allows_it() {
     for allowed in [false, true] {
         config.repositories[0].secrets_for_forks = allowed;
         let shared = Arc::new(config.clone());
-        let kube = support::fake_cluster().await;
-        let ns = Namespace {
-            metadata: kube::api::ObjectMeta { name: Some("preview-secrets".into()), ..Default::default() },
-            ..Default::default()
-        };
-        Api::<Namespace>::all(kube.clone()).create(&PostParams::default(), &ns).await.unwrap();
-        source_secret(&kube, "shop-test-db", "password", CANARY_DB).await;
-        source_secret(&kube, "web-session", "key", CANARY_SESSION).await;
-        source_secret(&kube, "preview-htpasswd", "auth", "reviewer:$apr1$hash").await;
+        let kube = cluster_with_sources(&[
+            ("shop-test-db", "password", CANARY_DB),
+            ("web-session", "key", CANARY_SESSION),
+            ("preview-htpasswd", "auth", "reviewer:$apr1$hash"),
+        ])
+        .await;
         let mut spec = match previewd::policy::decide_offline(&support::event("fork-labeled.json"), &shared) {
             previewd::policy::Decision::Upsert(spec) => *spec,
             other => panic!("{other:?}"),

@@ -8,42 +8,14 @@
 use std::borrow::Cow;
 
 use chrono::{DateTime, Utc};
-use previewd_events::{CheckEvent, CheckSource, CheckState, CommandEvent, MAX_COMMAND_LEN, Message, Repository};
+use previewd_events::{CheckEvent, CheckSource, CheckState, CommandEvent, MAX_COMMAND_LEN, Message};
 use serde::Deserialize;
 
-use crate::github::{ParseError, Parsed, is_commit_sha, read_payload};
-
-#[derive(Deserialize)]
-struct RawRepository<'a> {
-    id: u64,
-    #[serde(borrow)]
-    full_name: Cow<'a, str>,
-    #[serde(borrow)]
-    name: Cow<'a, str>,
-    #[serde(borrow)]
-    owner: Login<'a>,
-}
-
-#[derive(Deserialize)]
-struct Login<'a> {
-    #[serde(borrow)]
-    login: Cow<'a, str>,
-}
-
-#[derive(Deserialize)]
-struct Id {
-    id: u64,
-}
+use crate::github::{Id, Login, Name, ParseError, Parsed, RawRepository, is_commit_sha, read_payload, repository};
 
 #[derive(Deserialize)]
 struct Number {
     number: u64,
-}
-
-#[derive(Deserialize)]
-struct Named<'a> {
-    #[serde(borrow)]
-    name: Cow<'a, str>,
 }
 
 /// A check run, check suite or workflow run: the fields all three share.
@@ -55,7 +27,7 @@ struct Run<'a> {
     #[serde(borrow, default)]
     name: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
-    app: Option<Named<'a>>,
+    app: Option<Name<'a>>,
     #[serde(borrow)]
     status: Cow<'a, str>,
     #[serde(borrow, default)]
@@ -129,22 +101,6 @@ struct Comment<'a> {
     #[serde(borrow)]
     user: Login<'a>,
     created_at: DateTime<Utc>,
-}
-
-fn repository(raw: RawRepository<'_>) -> Result<Repository, ParseError> {
-    let (owner, name) = (raw.owner.login, raw.name);
-    if raw.full_name != format!("{owner}/{name}") {
-        return Err(ParseError::Invalid {
-            path: "repository.full_name",
-            message: "does not equal repository.owner.login/repository.name".into(),
-        });
-    }
-    Ok(Repository {
-        full_name: raw.full_name.into_owned(),
-        owner: owner.into_owned(),
-        name: name.into_owned(),
-        id: raw.id,
-    })
 }
 
 fn checked_sha(sha: &str, path: &'static str) -> Result<String, ParseError> {

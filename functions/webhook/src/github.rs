@@ -130,14 +130,14 @@ struct Base<'a> {
 }
 
 #[derive(Deserialize)]
-struct RawRepository<'a> {
-    id: u64,
+pub(crate) struct RawRepository<'a> {
+    pub(crate) id: u64,
     #[serde(borrow)]
-    full_name: Cow<'a, str>,
+    pub(crate) full_name: Cow<'a, str>,
     #[serde(borrow)]
-    name: Cow<'a, str>,
+    pub(crate) name: Cow<'a, str>,
     #[serde(borrow)]
-    owner: Login<'a>,
+    pub(crate) owner: Login<'a>,
 }
 
 #[derive(Deserialize)]
@@ -147,20 +147,20 @@ struct FullName<'a> {
 }
 
 #[derive(Deserialize)]
-struct Login<'a> {
+pub(crate) struct Login<'a> {
     #[serde(borrow)]
-    login: Cow<'a, str>,
+    pub(crate) login: Cow<'a, str>,
 }
 
 #[derive(Deserialize)]
-struct Name<'a> {
+pub(crate) struct Name<'a> {
     #[serde(borrow)]
-    name: Cow<'a, str>,
+    pub(crate) name: Cow<'a, str>,
 }
 
 #[derive(Deserialize)]
-struct Id {
-    id: u64,
+pub(crate) struct Id {
+    pub(crate) id: u64,
 }
 
 #[derive(Deserialize)]
@@ -243,14 +243,7 @@ fn build_event(
             });
         }
     };
-    let (owner, name) = (raw.repository.owner.login, raw.repository.name);
-    let full_name = raw.repository.full_name;
-    if full_name != format!("{owner}/{name}") {
-        return Err(ParseError::Invalid {
-            path: "repository.full_name",
-            message: "does not equal repository.owner.login/repository.name".into(),
-        });
-    }
+    let repository = repository(raw.repository)?;
     let head_repo = pr.head.repo.map(|r| r.full_name.into_owned());
     // A deleted head repository can only have been a fork; treat it as untrusted.
     let fork = head_repo.as_deref() != Some(pr.base.repo.full_name.as_ref());
@@ -259,12 +252,7 @@ fn build_event(
         delivery_id: delivery_id.to_owned(),
         received_at,
         action,
-        repository: Repository {
-            full_name: full_name.into_owned(),
-            owner: owner.into_owned(),
-            name: name.into_owned(),
-            id: raw.repository.id,
-        },
+        repository,
         installation_id: raw.installation.map(|i| i.id),
         pull_request: PullRequest {
             number: pr.number,
@@ -285,6 +273,24 @@ fn build_event(
         },
         sender: raw.sender.login.into_owned(),
         label: raw.label.map(|l| l.name.into_owned()),
+    })
+}
+
+/// The repository of a payload, its `full_name` checked against its owner and name (they
+/// become keys: a mismatch would file events under the wrong repository).
+pub(crate) fn repository(raw: RawRepository<'_>) -> Result<Repository, ParseError> {
+    let (owner, name) = (raw.owner.login, raw.name);
+    if raw.full_name != format!("{owner}/{name}") {
+        return Err(ParseError::Invalid {
+            path: "repository.full_name",
+            message: "does not equal repository.owner.login/repository.name".into(),
+        });
+    }
+    Ok(Repository {
+        full_name: raw.full_name.into_owned(),
+        owner: owner.into_owned(),
+        name: name.into_owned(),
+        id: raw.id,
     })
 }
 

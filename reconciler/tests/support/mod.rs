@@ -411,3 +411,37 @@ pub fn deleting(mut pe: previewd::crd::PreviewEnvironment, reason: &str) -> prev
         Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now()));
     pe
 }
+
+/// The webhook front on `stack`'s table and queue, verifying with `secret`.
+pub fn front(stack: &previewd_testkit::Stack, secret: &str) -> previewd_webhook::Webhook {
+    let env = [
+        ("PREVIEWD_WEBHOOK_SECRET", secret.to_owned()),
+        ("PREVIEWD_QUEUE_URL", stack.queue_url.clone()),
+        ("PREVIEWD_TABLE_NAME", stack.table.clone()),
+    ];
+    let config = previewd_webhook::config::Config::from_lookup(|k| {
+        env.iter().find(|(name, _)| *name == k).map(|(_, v)| v.clone())
+    })
+    .unwrap();
+    let ledger = previewd_webhook::ledger::Ledger::new(
+        stack.ddb.clone(),
+        stack.table.clone(),
+        config.claim_lease,
+        config.dedupe_retention,
+    );
+    let secrets = previewd_webhook::secrets::SecretSource::Static(Arc::new(
+        previewd_webhook::signature::Secrets::parse(secret).unwrap(),
+    ));
+    let queue = previewd_webhook::queue::EventQueue::new(stack.sqs.clone(), stack.queue_url.clone());
+    previewd_webhook::Webhook::new(config, secrets, ledger, queue)
+}
+
+/// Fails the test if any exchange with the GitHub stand-in broke GitHub's published REST
+/// description (a request GitHub would refuse, or an answer it would never send).
+pub fn assert_github_contract(github: &github::FakeGitHub) {
+    if std::thread::panicking() {
+        return;
+    }
+    let problems = previewd_testkit::github_api::problems(&github.lock().exchanges);
+    assert!(problems.is_empty(), "GitHub contract:\n{}", problems.join("\n"));
+}
