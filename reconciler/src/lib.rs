@@ -20,6 +20,7 @@ pub mod metrics;
 pub mod names;
 pub mod policy;
 pub mod render;
+pub mod seed;
 pub mod serve;
 pub mod telemetry;
 pub mod ttl;

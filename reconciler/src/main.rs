@@ -71,6 +71,20 @@ enum Command {
         #[arg(long)]
         base_dir: Option<PathBuf>,
     },
+    /// Synthetic test data from a schema: PostgreSQL DDL in (migrations, in order), INSERTs or
+    /// JSON out; the same seed gives the same data.
+    Seed {
+        /// SQL files with the schema (CREATE TABLE, CREATE TYPE … AS ENUM, ALTER TABLE … ADD).
+        #[arg(long, required = true, num_args = 1..)]
+        schema: Vec<PathBuf>,
+        /// Rows per table.
+        #[arg(long, default_value_t = 20)]
+        rows: usize,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        #[arg(long, value_enum, default_value_t = previewd::cmd::seed::Format::Sql)]
+        format: previewd::cmd::seed::Format,
+    },
     /// Configuration commands.
     Config {
         #[command(subcommand)]
@@ -107,6 +121,7 @@ fn main() -> ExitCode {
                 base_dir,
             })
         }
+        Command::Seed { schema, rows, seed, format } => previewd::cmd::seed::seed(&schema, rows, seed, format),
         Command::Render { config, event } => {
             block_on(previewd::cmd::render::render_event(&config, &event)).and_then(|r| r.map_err(|e| e.to_string()))
         }

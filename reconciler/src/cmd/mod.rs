@@ -5,3 +5,4 @@ pub mod cost;
 pub mod detect;
 pub mod render;
 pub mod run;
+pub mod seed;

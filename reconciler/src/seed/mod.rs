@@ -1,0 +1,108 @@
+//! Synthetic test data from a schema (pure): PostgreSQL DDL in ([`schema::parse`]), rows out
+//! ([`generate::generate`]), as SQL a loader runs or as JSON. Deterministic for a given
+//! (schema, seed, rows). `previewd seed` is the offline entry point (docs/seed.md).
+
+pub mod generate;
+pub mod schema;
+mod values;
+
+use std::fmt::Write as _;
+
+pub use generate::{Datum, Rows};
+pub use schema::Schema;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SeedError {
+    #[error("SQL: {0}")]
+    Sql(String),
+    #[error("schema: {0}")]
+    Schema(String),
+}
+
+/// Reads the schema and generates `rows` rows per table.
+pub fn from_sql(sql: &str, rows: usize, seed: u64) -> Result<(Schema, Vec<Rows>), SeedError> {
+    let schema = schema::parse(sql)?;
+    for table in &schema.tables {
+        if let Some(column) =
+            table.columns.iter().find(|c| matches!(c.kind, schema::Kind::Other(_)) && !c.nullable && !c.defaulted)
+        {
+            return Err(SeedError::Schema(format!(
+                "{}.{}: NOT NULL of a type the generator does not know ({:?})",
+                table.name, column.name, column.kind
+            )));
+        }
+    }
+    let data = generate::generate(&schema, rows, seed)?;
+    Ok((schema, data))
+}
+
+fn quote(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+fn literal(datum: &Datum) -> String {
+    match datum {
+        Datum::Null => "NULL".to_owned(),
+        Datum::Int(n) => n.to_string(),
+        Datum::Decimal(d) => d.clone(),
+        Datum::Bool(b) => b.to_string(),
+        Datum::Text(t) => format!("'{}'", t.replace('\'', "''")),
+    }
+}
+
+/// The data set as SQL: one transaction, parents first, sequences moved past the rows.
+pub fn to_sql(data: &[Rows]) -> String {
+    let mut out = String::from("BEGIN;\n");
+    for table in data.iter().filter(|t| !t.rows.is_empty()) {
+        let columns: Vec<String> = table.columns.iter().map(|c| quote(c)).collect();
+        let _ = writeln!(out, "INSERT INTO {} ({}) VALUES", quote(&table.table), columns.join(", "));
+        let rows: Vec<String> = table
+            .rows
+            .iter()
+            .map(|row| format!("  ({})", row.iter().map(literal).collect::<Vec<_>>().join(", ")))
+            .collect();
+        let _ = writeln!(out, "{};", rows.join(",\n"));
+        for serial in &table.serials {
+            let _ = writeln!(
+                out,
+                "SELECT setval(pg_get_serial_sequence('{}', '{}'), (SELECT max({}) FROM {}));",
+                table.table.replace('\'', "''"),
+                serial.replace('\'', "''"),
+                quote(serial),
+                quote(&table.table)
+            );
+        }
+    }
+    out.push_str("COMMIT;\n");
+    out
+}
+
+/// The data set as JSON: `{table: [{column: value}]}`, tables parents first.
+pub fn to_json(data: &[Rows]) -> serde_json::Value {
+    let tables = data
+        .iter()
+        .map(|t| {
+            let rows: Vec<serde_json::Value> = t
+                .rows
+                .iter()
+                .map(|row| {
+                    let fields = t.columns.iter().zip(row).map(|(c, d)| {
+                        let value = match d {
+                            Datum::Null => serde_json::Value::Null,
+                            Datum::Int(n) => serde_json::json!(n),
+                            Datum::Decimal(s) | Datum::Text(s) => serde_json::json!(s),
+                            Datum::Bool(b) => serde_json::json!(b),
+                        };
+                        (c.clone(), value)
+                    });
+                    serde_json::Value::Object(fields.collect())
+                })
+                .collect();
+            (t.table.clone(), serde_json::Value::Array(rows))
+        })
+        .collect();
+    serde_json::Value::Object(tables)
+}
+
+#[cfg(test)]
+mod tests;
