@@ -8,7 +8,7 @@ use crate::config::RepositoryConfig;
 /// What a writer can ask for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
-    /// `/preview`: create the preview (opt-in repositories, forks a writer approves).
+    /// `/preview`: create the preview (opt-in repositories; forks once the label approved them).
     Create,
     /// `/preview extend <duration>`: keep it at least this long from now (within `ttl.max`).
     Extend(Duration),
@@ -118,7 +118,7 @@ pub fn help(max_ttl: Duration) -> String {
     format!(
         "Previewd commands (for people with write access to this repository):\n\n\
          | command | what it does |\n|---|---|\n\
-         | `/preview` | creates this PR's preview (opt-in repositories, and forks you have checked) |\n\
+         | `/preview` | creates this PR's preview (in opt-in repositories; a fork also needs the fork label) |\n\
          | `/preview extend 2d` | keeps the preview at least that long from now (at most {} after it was created) |\n\
          | `/preview redeploy` | applies the preview again and has Argo CD sync it afresh |\n\
          | `/preview destroy` | removes the preview now (a later push brings it back unless the PR opts out) |\n\

@@ -119,11 +119,9 @@ fn fork_gate(
     config: &Config,
     existing: Option<&PreviewEnvironmentSpec>,
     approval: Approval,
-    requested: bool,
 ) -> ForkGate {
     let pr = &event.pull_request;
-    // A writer's `/preview` counts as the label: it approves the head commit it was given for.
-    let labelled = requested || pr.labels.iter().any(|l| l.eq_ignore_ascii_case(&config.policy.fork_label));
+    let labelled = pr.labels.iter().any(|l| l.eq_ignore_ascii_case(&config.policy.fork_label));
     if let (true, Approval::Verified(by)) = (labelled, &approval) {
         return ForkGate::Deploy(ForkApproval { by: by.clone(), sha: pr.head_sha.clone() });
     }
@@ -152,7 +150,8 @@ pub fn decide(
 
 /// [`decide`] for a PR a writer asked a preview for with `/preview` (`requested_by`, checked
 /// with GitHub by the caller), or whose preview was asked for so before (in `existing`): that
-/// is the way in for an opt-in repository, and approves a fork's head commit.
+/// is the way in for an opt-in repository. A fork still needs the maintainer's label on the
+/// commit (the comment names no commit).
 pub fn decide_requested(
     event: &PreviewEvent,
     config: &Config,
@@ -191,7 +190,7 @@ pub fn decide_requested(
         match policy.forks {
             ForkPolicy::Deny => return Decision::Remove { reason: Reason::ForkDenied },
             ForkPolicy::Allow => {}
-            ForkPolicy::RequireLabel => match fork_gate(event, config, existing, approval, asked) {
+            ForkPolicy::RequireLabel => match fork_gate(event, config, existing, approval) {
                 ForkGate::Deploy(approved) => fork_approval = Some(approved),
                 ForkGate::Refuse(reason) => return Decision::Remove { reason },
                 ForkGate::Hold => {

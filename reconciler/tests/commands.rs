@@ -259,3 +259,18 @@ async fn opt_in_repositories_need_the_label_or_the_command() {
     assert!(matches!(w.push(&["preview"]).await, Outcome::Applied { .. }));
     assert!(w.preview().await.unwrap().spec.requested.is_none());
 }
+
+/// `/preview` names no commit, and a fork's head can move between the comment and its
+/// handling: a writer's command does not approve a fork's code; the label does.
+#[tokio::test]
+async fn a_command_does_not_approve_a_forks_code() {
+    let w = World::new(|_| {}).await;
+    if let Some(pull) = w.github.lock().pull.as_mut() {
+        pull["head"]["repo"]["full_name"] = json!("outsider/shop");
+    }
+    let (outcome, id) = w.comment("maintainer", "/preview").await;
+    assert_eq!(outcome, Outcome::Removed { name: NAME.into(), reason: Reason::ForkAwaitingLabel });
+    assert!(w.preview().await.is_none());
+    assert_eq!(w.reaction(id).as_deref(), Some("confused"));
+    assert!(w.last_reply().contains("preview-fork"), "{}", w.last_reply());
+}

@@ -213,13 +213,11 @@ impl Intake {
             Err(err) => return Outcome::Failed { error: err.to_string() },
         };
         let deleting = existing.as_ref().is_some_and(|e| e.metadata.deletion_timestamp.is_some());
-        let approval = match ask {
-            // A writer's `/preview` approves a fork's head commit, as the label would.
-            Some(ask) if event.pull_request.fork => Approval::Verified(ask.by.clone()),
-            _ => match self.approval(event).await {
-                Ok(approval) => approval,
-                Err(error) => return Outcome::Failed { error },
-            },
+        // `/preview` does not approve a fork's code: the comment names no commit, and the head
+        // may move between the comment and now. A fork deploys once the label approved it.
+        let approval = match self.approval(event).await {
+            Ok(approval) => approval,
+            Err(error) => return Outcome::Failed { error },
         };
         // A preview being torn down approves nothing any more.
         let previous = existing.as_ref().filter(|_| !deleting).map(|e| &e.spec);
