@@ -11,8 +11,14 @@ pub enum Format {
     Json,
 }
 
+/// The most rows per table one run makes (a data set is held in memory, then printed).
+pub const MAX_ROWS: usize = 100_000;
+
 /// Reads the schema files in order and prints `rows` rows per table.
 pub fn seed(schema: &[PathBuf], rows: usize, seed: u64, format: Format) -> Result<String, String> {
+    if rows > MAX_ROWS {
+        return Err(format!("--rows {rows}: at most {MAX_ROWS} rows per table"));
+    }
     let mut sql = String::new();
     for path in schema {
         let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
