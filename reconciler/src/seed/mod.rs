@@ -50,12 +50,19 @@ fn literal(datum: &Datum) -> String {
     }
 }
 
-/// The data set as SQL: one transaction, parents first, sequences moved past the rows.
+/// The data set as SQL: one transaction, parents first, sequences (serial and identity) moved
+/// past the rows.
 pub fn to_sql(data: &[Rows]) -> String {
     let mut out = String::from("BEGIN;\n");
     for table in data.iter().filter(|t| !t.rows.is_empty()) {
         let columns: Vec<String> = table.columns.iter().map(|c| quote(c)).collect();
-        let _ = writeln!(out, "INSERT INTO {} ({}) VALUES", quote(&table.table), columns.join(", "));
+        // Identity columns (`GENERATED ALWAYS AS IDENTITY`) take the generated ids too.
+        let _ = writeln!(
+            out,
+            "INSERT INTO {} ({}) OVERRIDING SYSTEM VALUE VALUES",
+            quote(&table.table),
+            columns.join(", ")
+        );
         let rows: Vec<String> = table
             .rows
             .iter()

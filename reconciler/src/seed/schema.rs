@@ -232,6 +232,10 @@ fn table_of(create: &CreateTable, enums: &[(String, Vec<String>)], skipped: &mut
     for def in &create.columns {
         let name = ident(&def.name.value);
         let (kind, serial) = kind_of(&def.data_type, enums);
+        // A computed column (`GENERATED ALWAYS AS (expr) STORED`) takes no value at all.
+        if def.options.iter().any(|o| matches!(&o.option, ColumnOption::Generated { generation_expr: Some(_), .. })) {
+            continue;
+        }
         let mut column = Column { name: name.clone(), kind, nullable: true, defaulted: serial };
         let mut constraints = Vec::new();
         for option in &def.options {
