@@ -142,18 +142,27 @@ pub enum Message {
 }
 
 /// The version-2 body: the kind beside the fields.
-#[derive(Serialize, Deserialize)]
+#[derive(Deserialize)]
+#[cfg_attr(test, derive(Serialize))]
 #[serde(tag = "kind", rename_all = "snake_case")]
 enum V2 {
     Check(CheckEvent),
     Command(CommandEvent),
 }
 
+/// [`V2`] borrowed, for writing without copying the event.
+#[derive(Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+enum V2Ref<'a> {
+    Check(&'a CheckEvent),
+    Command(&'a CommandEvent),
+}
+
 #[derive(Serialize)]
 struct Versioned<'a> {
     version: u32,
     #[serde(flatten)]
-    body: &'a V2,
+    body: V2Ref<'a>,
 }
 
 #[derive(Deserialize)]
@@ -215,12 +224,12 @@ impl Message {
 
     /// The body: version 1 for a pull request, version 2 for the rest.
     pub fn to_json(&self) -> Result<String, serde_json::Error> {
-        let v2 = match self {
+        let body = match self {
             Message::PullRequest(e) => return e.to_json(),
-            Message::Check(e) => V2::Check(e.as_ref().clone()),
-            Message::Command(e) => V2::Command(e.as_ref().clone()),
+            Message::Check(e) => V2Ref::Check(e),
+            Message::Command(e) => V2Ref::Command(e),
         };
-        serde_json::to_string(&Versioned { version: CONTRACT_VERSION, body: &v2 })
+        serde_json::to_string(&Versioned { version: CONTRACT_VERSION, body })
     }
 
     /// Decodes a body of version 1 or 2; any other version is refused by name.

@@ -117,11 +117,9 @@ fn gate_note(pe: &PreviewEnvironment) -> String {
 
 /// The services a preview takes from its baseline namespace, for the result column.
 fn baseline_note(config: &Config, pe: &PreviewEnvironment) -> String {
-    let Some(repo) = config.repository(&pe.spec.repository) else { return String::new() };
-    let Some(namespace) = repo.baseline().filter(|_| !pe.spec.head_sha.is_empty()) else { return String::new() };
-    let unchanged: Vec<&str> =
-        repo.services.iter().map(|s| s.name.as_str()).filter(|s| !pe.spec.services.iter().any(|d| d == s)).collect();
-    if unchanged.is_empty() { String::new() } else { format!("; {} from baseline {namespace}", unchanged.join(", ")) }
+    crate::render::baseline::unchanged(config, &pe.spec)
+        .map(|(namespace, services)| format!("; {} from baseline {namespace}", services.join(", ")))
+        .unwrap_or_default()
 }
 
 fn describe(row: &mut Row, pe: &PreviewEnvironment) {

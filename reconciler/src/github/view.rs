@@ -49,7 +49,7 @@ pub fn live(config: &Config, pe: &PreviewEnvironment, status: &PreviewEnvironmen
         head_sha: &spec.head_sha,
         awaiting_approval: spec.awaiting_approval.as_ref().map(|a| a.sha.as_str()),
         awaiting_build: awaiting_build.clone(),
-        baseline: baseline_of(config, pe),
+        baseline: crate::render::baseline::unchanged(config, &pe.spec),
         labels: labels(config),
         do_not_expire_label: &config.policy.do_not_expire_label,
         do_not_expire,
@@ -78,15 +78,6 @@ pub fn live(config: &Config, pe: &PreviewEnvironment, status: &PreviewEnvironmen
     }
     let url = status.url.clone().filter(|_| state == DeploymentState::Success);
     for_preview(pe, DeploymentUpdate { state, url, description }, comment)
-}
-
-/// The services a preview takes from its baseline namespace, for the comment.
-fn baseline_of<'a>(config: &'a Config, pe: &'a PreviewEnvironment) -> Option<(&'a str, Vec<&'a str>)> {
-    let repo = config.repository(&pe.spec.repository)?;
-    let namespace = repo.baseline().filter(|_| !pe.spec.head_sha.is_empty())?;
-    let unchanged: Vec<&str> =
-        repo.services.iter().map(|s| s.name.as_str()).filter(|s| !pe.spec.services.iter().any(|d| d == s)).collect();
-    (!unchanged.is_empty()).then_some((namespace, unchanged))
 }
 
 /// The update about `pe`'s PR at its head commit.

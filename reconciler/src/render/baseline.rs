@@ -28,6 +28,19 @@ pub fn from_baseline<'a>(p: &Preview<'a>) -> Vec<&'a ServiceConfig> {
     p.repo.services.iter().filter(|s| !p.services.iter().any(|d| d.name == s.name)).collect()
 }
 
+/// The baseline namespace and the services a preview takes from it, from its spec alone (the
+/// PR comment and `previewd consume`'s table say so).
+pub fn unchanged<'a>(
+    config: &'a crate::config::Config,
+    spec: &'a crate::crd::PreviewEnvironmentSpec,
+) -> Option<(&'a str, Vec<&'a str>)> {
+    let repo = config.repository(&spec.repository)?;
+    let namespace = repo.baseline().filter(|_| !spec.head_sha.is_empty())?;
+    let unchanged: Vec<&str> =
+        repo.services.iter().map(|s| s.name.as_str()).filter(|s| !spec.services.iter().any(|d| d == s)).collect();
+    (!unchanged.is_empty()).then_some((namespace, unchanged))
+}
+
 pub(super) fn services(p: &Preview<'_>) -> Vec<Service> {
     let Some(namespace) = p.repo.baseline() else { return Vec::new() };
     from_baseline(p)
