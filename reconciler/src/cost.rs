@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 
 use crate::config::{Config, Pricing, ServiceConfig};
-use crate::crd::{CostEstimate, PreviewEnvironment};
+use crate::crd::{CostEstimate, PreviewEnvironment, ServiceSize, Sizing};
 
 /// Hours in a month as cloud providers bill them (365 × 24 / 12).
 pub const HOURS_PER_MONTH: f64 = 730.0;
@@ -26,18 +26,32 @@ pub struct Usage {
 impl Usage {
     /// The requests of `services` (their quantities were parsed at config load).
     pub fn of<'a>(services: impl IntoIterator<Item = &'a ServiceConfig>) -> Usage {
+        Usage::sized(services, None)
+    }
+
+    /// The requests of `services`, at their right-sized requests where `sizing` applies them.
+    pub fn sized<'a>(services: impl IntoIterator<Item = &'a ServiceConfig>, sizing: Option<&Sizing>) -> Usage {
         let mut usage = Usage::default();
         for service in services {
             let r = &service.resources;
             let replicas = f64::from(r.replicas);
-            usage.cpu_cores += r.requests.cpu.cores() * replicas;
-            usage.memory_gib += r.requests.memory.gib() * replicas;
+            let (cpu, memory_gib) = match applied(sizing, &service.name) {
+                Some(size) => (size.cpu_millis as f64 / 1000.0, size.memory_bytes as f64 / crate::config::types::GIB),
+                None => (r.requests.cpu.cores(), r.requests.memory.gib()),
+            };
+            usage.cpu_cores += cpu * replicas;
+            usage.memory_gib += memory_gib * replicas;
             if let Some(storage) = &r.storage {
                 usage.storage_gib += storage.gib();
             }
         }
         usage
     }
+}
+
+/// The size `sizing` applies to service `name` (only with `mode: Auto`).
+pub fn applied<'a>(sizing: Option<&'a Sizing>, name: &str) -> Option<&'a ServiceSize> {
+    sizing.filter(|s| s.mode == crate::config::SizingMode::Auto)?.services.iter().find(|s| s.name == name)
 }
 
 /// USD per hour for `usage` at `pricing` (`spot`: compute at the spot discount).
@@ -87,11 +101,12 @@ pub fn estimate(
 pub fn for_services<'a>(
     config: &Config,
     services: impl IntoIterator<Item = &'a ServiceConfig>,
+    sizing: Option<&Sizing>,
     created_at: DateTime<Utc>,
     now: DateTime<Utc>,
 ) -> CostEstimate {
     let _span = tracing::info_span!("cost.calculate").entered();
-    estimate(Usage::of(services), &config.pricing, config.spot.enabled, created_at, now)
+    estimate(Usage::sized(services, sizing), &config.pricing, config.spot.enabled, created_at, now)
 }
 
 /// One preview's line in the organisation's books.

@@ -86,6 +86,34 @@ pub struct PreviewEnvironmentSpec {
     /// running `headSha` meanwhile; a new preview deploys nothing until a commit passes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub awaiting_build: Option<AwaitingBuild>,
+    /// The experiment arm the PR is in, when its repository runs one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub experiment: Option<ExperimentArm>,
+    /// Requests sized from observed usage (`sizing`): applied with `mode: Auto`, shown only
+    /// with `Suggest`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sizing: Option<Sizing>,
+}
+
+/// A preview's right-sized requests.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Sizing {
+    pub mode: crate::config::SizingMode,
+    pub services: Vec<ServiceSize>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceSize {
+    pub name: String,
+    /// Proposed CPU request, in millicores.
+    pub cpu_millis: u64,
+    /// Proposed memory request, in bytes.
+    pub memory_bytes: u64,
+    /// The p95 it was proposed from.
+    pub observed_cpu_millis: u64,
+    pub observed_memory_bytes: u64,
 }
 
 /// What `/preview` commands asked for.
@@ -197,6 +225,25 @@ pub struct AiVerdict {
     /// Why its answer was not used (the path globs decided).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// What the question cost, in millionths of a US dollar (0 from the cache).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub spend_micro_usd: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// The arm of an A/B experiment a PR is in (`repositories[].experiment`), and what it showed.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ExperimentArm {
+    pub experiment: String,
+    pub arm: String,
+    /// Times the selection was corrected: a `/preview services` override, or a push that
+    /// added services to the selection.
+    #[serde(default)]
+    pub corrections: u32,
 }
 
 /// A shorter idle TTL predicted from the PR's activity.
@@ -278,6 +325,45 @@ pub struct PreviewEnvironmentStatus {
     /// `receivedAt` of the last event applied to the spec.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_applied_event: Option<DateTime<Utc>>,
+    /// The synthetic data loaded into the preview's database (`repositories[].seed`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<SeedStatus>,
+}
+
+/// What the loader Job put in the database, and for which schema.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SeedStatus {
+    /// The head commit last looked at (an unchanged schema there is not seeded again).
+    pub sha: String,
+    /// SHA-256 of the schema files (paths and contents) the data was generated from.
+    pub digest: String,
+    /// The loader Job (and its ConfigMap) in the preview namespace.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub job: String,
+    pub state: SeedState,
+    /// Rows per table, in load order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tables: Vec<SeededTable>,
+    /// Bytes of SQL in the data set.
+    #[serde(default)]
+    pub bytes: u64,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub message: String,
+}
+
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum SeedState {
+    /// The loader Job runs.
+    Loading,
+    Loaded,
+    Failed,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+pub struct SeededTable {
+    pub name: String,
+    pub rows: u64,
 }
 
 /// A status condition (the shape of `metav1.Condition`, with chrono timestamps).

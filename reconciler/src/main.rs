@@ -85,10 +85,33 @@ enum Command {
         #[arg(long, value_enum, default_value_t = previewd::cmd::seed::Format::Sql)]
         format: previewd::cmd::seed::Format,
     },
+    /// A/B experiments (`repositories[].experiment`).
+    Experiments {
+        #[command(subcommand)]
+        command: ExperimentsCommand,
+    },
     /// Configuration commands.
     Config {
         #[command(subcommand)]
         command: ConfigCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ExperimentsCommand {
+    /// Compare each experiment's arms: services per preview, cost per preview-hour, AI spend,
+    /// corrections and time to Ready, with 95% confidence intervals, over the cluster's
+    /// PreviewEnvironments (KUBECONFIG / in-cluster config), and over the arms' counters in
+    /// Prometheus with `--prometheus`.
+    Report {
+        #[arg(long, env = "PREVIEWD_CONFIG", default_value = "/etc/previewd/config.yaml")]
+        config: PathBuf,
+        /// Prometheus's base URL, for the counters (previews, corrections, AI spend).
+        #[arg(long)]
+        prometheus: Option<String>,
+        /// How far back the counters are read.
+        #[arg(long, default_value = "30d", value_parser = humantime_serde::re::humantime::parse_duration)]
+        window: std::time::Duration,
     },
 }
 
@@ -120,6 +143,9 @@ fn main() -> ExitCode {
                 repo_dir,
                 base_dir,
             })
+        }
+        Command::Experiments { command: ExperimentsCommand::Report { config, prometheus, window } } => {
+            block_on(previewd::cmd::experiments::report(&config, prometheus.as_deref(), window)).and_then(|r| r)
         }
         Command::Seed { schema, rows, seed, format } => previewd::cmd::seed::seed(&schema, rows, seed, format),
         Command::Render { config, event } => {

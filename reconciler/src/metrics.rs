@@ -66,6 +66,41 @@ pub struct Metrics {
     pub github_remaining: IntGauge,
     /// `previewd_github_pending_updates`: PRs whose state GitHub does not show yet.
     pub github_pending: IntGauge,
+    /// Per experiment arm (`repositories[].experiment`).
+    pub experiments: ExperimentMetrics,
+}
+
+/// What each arm of an experiment shows, labelled `{experiment,arm}` (configured names only).
+#[derive(Debug, Clone)]
+pub struct ExperimentMetrics {
+    /// `previewd_experiment_previews_total`: previews created.
+    pub previews: IntCounterVec,
+    /// `previewd_experiment_corrections_total`: selections corrected (a `/preview services`
+    /// override, or a push that added services the selection missed).
+    pub corrections: IntCounterVec,
+    /// `previewd_experiment_ai_spend_usd_total`: what the arm's AI questions cost.
+    pub ai_spend: prometheus::CounterVec,
+    /// `previewd_experiment_services_deployed`: services per preview, when first ready.
+    pub services: HistogramVec,
+    /// `previewd_experiment_preview_hourly_usd`: cost per preview-hour, when first ready.
+    pub hourly_usd: HistogramVec,
+    /// `previewd_experiment_time_to_ready_seconds`: creation to first ready.
+    pub time_to_ready: HistogramVec,
+}
+
+impl ExperimentMetrics {
+    /// Creates every configured arm's series at zero.
+    pub fn declare(&self, config: &crate::config::Config) {
+        for repo in &config.repositories {
+            let Some(experiment) = &repo.experiment else { continue };
+            for arm in &experiment.arms {
+                let labels = [experiment.name.as_str(), arm.name.as_str()];
+                self.previews.with_label_values(&labels);
+                self.corrections.with_label_values(&labels);
+                self.ai_spend.with_label_values(&labels);
+            }
+        }
+    }
 }
 
 /// Seconds, from a second to two hours: deployments, deletions, queue lag.
@@ -183,6 +218,47 @@ impl Metrics {
                 "previewd_github_pending_updates",
                 "PRs whose state GitHub does not show yet"
             )?),
+            experiments: ExperimentMetrics {
+                previews: register!(IntCounterVec::new(
+                    Opts::new("previewd_experiment_previews_total", "Previews created, by experiment arm"),
+                    &["experiment", "arm"],
+                )?),
+                corrections: register!(IntCounterVec::new(
+                    Opts::new(
+                        "previewd_experiment_corrections_total",
+                        "Service selections corrected by a command or a later push, by experiment arm"
+                    ),
+                    &["experiment", "arm"],
+                )?),
+                ai_spend: register!(prometheus::CounterVec::new(
+                    Opts::new("previewd_experiment_ai_spend_usd_total", "AI spend, by experiment arm"),
+                    &["experiment", "arm"],
+                )?),
+                services: register!(HistogramVec::new(
+                    HistogramOpts::new(
+                        "previewd_experiment_services_deployed",
+                        "Services deployed per preview when first ready, by experiment arm"
+                    )
+                    .buckets(vec![1.0, 2.0, 3.0, 5.0, 8.0, 13.0, 21.0, 34.0]),
+                    &["experiment", "arm"],
+                )?),
+                hourly_usd: register!(HistogramVec::new(
+                    HistogramOpts::new(
+                        "previewd_experiment_preview_hourly_usd",
+                        "Cost per preview-hour when first ready, by experiment arm"
+                    )
+                    .buckets(vec![0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0]),
+                    &["experiment", "arm"],
+                )?),
+                time_to_ready: register!(HistogramVec::new(
+                    HistogramOpts::new(
+                        "previewd_experiment_time_to_ready_seconds",
+                        "From creation to first ready, by experiment arm"
+                    )
+                    .buckets(slow_buckets()),
+                    &["experiment", "arm"],
+                )?),
+            },
             registry,
         };
         // Every series of a bounded label set exists from the start, at zero, so `rate()` and

@@ -232,6 +232,13 @@ pub fn decide_requested(
         last_event,
         requested,
         awaiting_build: existing.and_then(|s| s.awaiting_build.clone()),
+        // The arm is the hash's: recorded once, with its corrections kept across pushes.
+        experiment: existing
+            .and_then(|s| s.experiment.clone())
+            .filter(|e| repo.experiment.as_ref().is_some_and(|x| x.name == e.experiment))
+            .or_else(|| crate::experiment::record(repo.experiment.as_ref(), &repo.name, pr.number)),
+        // Sized by the intake from the latest proposals; kept until it sizes again.
+        sizing: existing.and_then(|s| s.sizing.clone()),
     }))
 }
 

@@ -295,7 +295,7 @@ async fn the_model_is_told_what_the_build_graph_found() {
     let (config, metrics) = (config(&ai.base_url), Metrics::new().unwrap());
     let engine = engine(&config, &metrics);
     let evidence = ["shared/money/money.go -> Go package shared/money imported by api".to_owned()];
-    engine.detect_with_evidence(&config.repositories[0], &files(), &evidence).await.unwrap();
+    engine.detect_with_evidence(&config.repositories[0], &files(), &evidence, None).await.unwrap();
     engine.detect(&config.repositories[0], &files()).await.unwrap();
     let requests = ai.lock().requests.clone();
     assert_eq!(requests.len(), 2, "evidence is part of what is cached: a different question");

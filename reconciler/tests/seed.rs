@@ -53,7 +53,10 @@ struct Server {
 impl Server {
     fn start() -> Server {
         let bin = bin_dir();
-        let dir = std::env::temp_dir().join(format!("previewd-pg-{}", std::process::id()));
+        // One directory per server: the tests of this file run at the same time.
+        static SERVERS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = SERVERS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let dir = std::env::temp_dir().join(format!("previewd-pg-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         // The server's user must own its directory.
@@ -130,4 +133,193 @@ fn generated_rows_load_into_a_real_postgres() {
     let duplicate =
         server.psql(&["-c", "INSERT INTO categories (slug, title) SELECT slug, title FROM categories LIMIT 1"]);
     assert!(!duplicate.status.success(), "a duplicate slug was accepted");
+}
+
+/// The preview of PR 42 in a configuration whose `api` service migrates the database.
+const NAME: &str = "preview-shop-pr-42";
+
+fn seeding_config() -> previewd::config::Config {
+    let mut value = support::chart::example_config();
+    value["repositories"][0]["seed"] = serde_json::json!({
+        "service": "api",
+        "schema": ["db/migrations/*.sql"],
+        "rows": 25,
+        "seed": 7,
+        "loader": {"env": {"PGHOST": "db", "PGDATABASE": "shop", "PGUSER": "shop"}}
+    });
+    previewd::config::Config::from_yaml(&serde_norway::to_string(&value).unwrap()).unwrap()
+}
+
+async fn preview(client: &kube::Client) -> previewd::crd::PreviewEnvironment {
+    kube::Api::<previewd::crd::PreviewEnvironment>::all(client.clone()).get(NAME).await.unwrap()
+}
+
+/// Moves the preview to commit `sha`, as the consumer does on a push.
+async fn push(client: &kube::Client, sha: &str) {
+    let mut pushed = preview(client).await;
+    pushed.spec.head_sha = sha.to_owned();
+    pushed.metadata.managed_fields = None;
+    let params = kube::api::PatchParams::apply("previewd-consumer").force();
+    kube::Api::<previewd::crd::PreviewEnvironment>::all(client.clone())
+        .patch(NAME, &params, &kube::api::Patch::Apply(&pushed))
+        .await
+        .unwrap();
+}
+
+/// The loader Jobs in the preview namespace, by name, and the data set each one loads.
+async fn loaders(client: &kube::Client) -> Vec<(k8s_openapi::api::batch::v1::Job, String)> {
+    use k8s_openapi::api::batch::v1::Job;
+    use k8s_openapi::api::core::v1::ConfigMap;
+    let jobs = kube::Api::<Job>::namespaced(client.clone(), NAME).list(&Default::default()).await.unwrap().items;
+    let maps = kube::Api::<ConfigMap>::namespaced(client.clone(), NAME);
+    let mut out = Vec::new();
+    for job in jobs {
+        let name = job.metadata.name.clone().unwrap();
+        let data = maps.get(&name).await.unwrap().data.unwrap().remove("data.sql").unwrap();
+        out.push((job, data));
+    }
+    out.sort_by_key(|(job, _)| job.metadata.creation_timestamp.clone());
+    out
+}
+
+/// What the Job controller writes when the loader's pod succeeded.
+async fn succeed(client: &kube::Client, job: &str) {
+    let done = serde_json::json!({"status": {"succeeded": 1,
+        "conditions": [{"type": "Complete", "status": "True", "lastProbeTime": "2026-11-30T10:00:00Z", "lastTransitionTime": "2026-11-30T10:00:00Z"}]}});
+    kube::Api::<k8s_openapi::api::batch::v1::Job>::namespaced(client.clone(), NAME)
+        .patch_status(job, &Default::default(), &kube::api::Patch::Merge(&done))
+        .await
+        .unwrap();
+}
+
+fn seeded_condition(pe: &previewd::crd::PreviewEnvironment) -> Option<previewd::crd::Condition> {
+    pe.status.as_ref()?.conditions.iter().find(|c| c.type_ == "Seeded").cloned()
+}
+
+#[tokio::test]
+async fn the_loader_runs_after_the_database_is_ready() {
+    use chrono::Utc;
+    use previewd::crd::SeedState;
+    use previewd::policy::{Decision, decide_offline};
+    use std::sync::Arc;
+
+    let api = support::memory_api();
+    let client = support::client_of(&api);
+    let config = seeding_config();
+    let github = support::github::FakeGitHub::start().await;
+    let head = support::event("opened.json").pull_request.head_sha;
+    let mut files = support::seed_migrations();
+    files.push(("api/main.go".into(), "package main\n".into()));
+    github.lock().trees.insert(head.clone(), files.clone());
+    let notifier = Arc::new(previewd::github::notify::Notifier::new(Arc::new(github.client()), config.github.clone()));
+
+    let mut event = support::event("opened.json");
+    event.pull_request.updated_at = Utc::now();
+    let Decision::Upsert(spec) = decide_offline(&event, &config) else { panic!("expected an upsert") };
+    let mut pe = previewd::render::as_applied(&config, *spec).unwrap();
+    pe.status = None;
+    pe.metadata.finalizers = Some(vec![previewd::crd::FINALIZER.to_owned()]);
+    kube::Api::<previewd::crd::PreviewEnvironment>::all(client.clone()).create(&Default::default(), &pe).await.unwrap();
+    let ctx = previewd::controller::Context::new(client.clone(), Arc::new(config)).with_github(Arc::clone(&notifier));
+    let pass =
+        || async { previewd::controller::reconcile_at(&preview(&client).await, &ctx, Utc::now()).await.unwrap() };
+
+    // The namespace and the ApplicationSet are there, but the database is not migrated yet:
+    // web and worker are healthy, api (which migrates) still progresses. No loader.
+    pass().await;
+    support::healthy_application(&client, NAME, "web", &head).await;
+    support::healthy_application(&client, NAME, "worker", &head).await;
+    support::application(&client, NAME, "api", "Progressing", "Synced", &head).await;
+    pass().await;
+    assert!(loaders(&client).await.is_empty(), "a loader before the database was ready");
+    assert!(preview(&client).await.status.unwrap().seed.is_none());
+    // api healthy, but at an older commit: still not this commit's schema.
+    support::healthy_application(&client, NAME, "api", "0000000000000000000000000000000000000000").await;
+    pass().await;
+    assert!(loaders(&client).await.is_empty(), "a loader before the head commit was migrated");
+
+    // api healthy at the head commit: the schema is read there and the loader starts.
+    support::healthy_application(&client, NAME, "api", &head).await;
+    pass().await;
+    let started = loaders(&client).await;
+    assert_eq!(started.len(), 1);
+    let (job, data) = &started[0];
+    let job_name = job.metadata.name.clone().unwrap();
+    assert!(job_name.starts_with("previewd-seed-"), "{job_name}");
+    let pod = job.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+    let container = &pod.containers[0];
+    assert_eq!(container.image.as_deref(), Some("docker.io/library/postgres:16-alpine"));
+    assert_eq!(container.command.as_ref().unwrap().join(" "), "psql -v ON_ERROR_STOP=1 -f /previewd-seed/data.sql");
+    assert_eq!(pod.security_context.as_ref().unwrap().run_as_non_root, Some(true));
+    assert_eq!(pod.automount_service_account_token, Some(false));
+    let env: Vec<String> =
+        container.env.iter().flatten().map(|e| format!("{}={}", e.name, e.value.clone().unwrap_or_default())).collect();
+    assert_eq!(env, ["PGDATABASE=shop", "PGHOST=db", "PGUSER=shop"]);
+    let pe = preview(&client).await;
+    let seed = pe.status.as_ref().unwrap().seed.clone().unwrap();
+    assert_eq!(seed.state, SeedState::Loading);
+    assert_eq!(seed.sha, head);
+    assert_eq!(seed.tables.len(), 7);
+    assert!(seed.tables.iter().all(|t| t.rows == 25), "{:?}", seed.tables);
+    assert_eq!(seeded_condition(&pe).unwrap().reason, "Loading");
+    // Another pass while it runs changes nothing.
+    pass().await;
+    assert_eq!(loaders(&client).await.len(), 1);
+
+    // What the Job runs loads into a real PostgreSQL that has the migrations.
+    let server = Server::start();
+    let schema: String = support::seed_migrations().into_iter().map(|(_, text)| text + "\n").collect();
+    ok(&server.file(&schema, "schema.sql"), "the migrations");
+    ok(&server.file(data, "data.sql"), "the loader's data set");
+    assert_eq!(server.count("orders"), 25);
+
+    // The Job ends: the preview is Seeded, and the PR comment says what was loaded.
+    succeed(&client, &job_name).await;
+    pass().await;
+    notifier.flush(false).await;
+    let pe = preview(&client).await;
+    assert_eq!(pe.status.as_ref().unwrap().seed.as_ref().unwrap().state, SeedState::Loaded);
+    let condition = seeded_condition(&pe).unwrap();
+    assert_eq!((condition.status.as_str(), condition.reason.as_str()), ("True", "Loaded"));
+    assert_eq!(condition.message, "175 rows in 7 tables");
+    let comment = github.lock().comments.last().unwrap().body.clone();
+    assert!(comment.contains("Synthetic data loaded: 175 rows in 7 tables"), "{comment}");
+    let events =
+        kube::Api::<k8s_openapi::api::events::v1::Event>::all(client.clone()).list(&Default::default()).await.unwrap();
+    let reasons: Vec<&str> = events.items.iter().filter_map(|e| e.reason.as_deref()).collect();
+    assert!(reasons.contains(&"SeedLoading") && reasons.contains(&"Seeded"), "{reasons:?}");
+
+    // A push that leaves the schema alone: not seeded again.
+    let second = "2222222222222222222222222222222222222222";
+    files.push(("api/handler.go".into(), "package main\n".into()));
+    github.lock().trees.insert(second.into(), files.clone());
+    push(&client, second).await;
+    for service in ["web", "api", "worker"] {
+        support::healthy_application(&client, NAME, service, second).await;
+    }
+    pass().await;
+    assert_eq!(loaders(&client).await.len(), 1, "an unchanged schema was loaded again");
+    let seed = preview(&client).await.status.unwrap().seed.unwrap();
+    assert_eq!((seed.sha.as_str(), seed.state), (second, SeedState::Loaded));
+
+    // A push with a new migration: a new loader, whose data set replaces the rows.
+    let third = "3333333333333333333333333333333333333333";
+    let migration = "ALTER TABLE customers ADD COLUMN nickname varchar(40);\n";
+    files.push(("db/migrations/004_nickname.sql".into(), migration.into()));
+    github.lock().trees.insert(third.into(), files);
+    push(&client, third).await;
+    for service in ["web", "api", "worker"] {
+        support::healthy_application(&client, NAME, service, third).await;
+    }
+    pass().await;
+    let all = loaders(&client).await;
+    assert_eq!(all.len(), 2, "a changed schema gets a loader of its own");
+    let (newer, data) = all.iter().find(|(j, _)| j.metadata.name.as_deref() != Some(job_name.as_str())).unwrap();
+    assert!(data.contains("\"nickname\""), "the new column is filled");
+    ok(&server.psql(&["-c", migration]), "the new migration");
+    ok(&server.file(data, "data-2.sql"), "the reseed");
+    assert_eq!(server.count("orders"), 25, "the reseed replaced the rows");
+    let pe = preview(&client).await;
+    assert_eq!(pe.status.as_ref().unwrap().seed.as_ref().unwrap().job, newer.metadata.name.clone().unwrap());
+    assert_eq!(seeded_condition(&pe).unwrap().reason, "Loading");
 }

@@ -62,6 +62,8 @@ pub struct Detection {
     pub cached: bool,
     /// What was left out of the diff (ignored or over the byte budget).
     pub omitted: usize,
+    /// What the question cost, priced per `ai.prices` (0 from the cache).
+    pub spend_usd: f64,
 }
 
 /// At most this many answers are cached (the oldest go first).
@@ -120,23 +122,25 @@ impl AiEngine {
 
     /// Which of `repo`'s services (and test suites) the change touches, per the model.
     pub async fn detect(&self, repo: &RepositoryConfig, files: &[ChangedFile]) -> Result<Detection, AiError> {
-        self.detect_with_evidence(repo, files, &[]).await
+        self.detect_with_evidence(repo, files, &[], None).await
     }
 
     /// [`Self::detect`], telling the model what the build graph found (`"<file> -> <how it
     /// reaches a service>"` lines): it may add services the graph missed, within the
-    /// configured ones.
+    /// configured ones. `model` overrides `ai.model` (an experiment's arm).
     pub async fn detect_with_evidence(
         &self,
         repo: &RepositoryConfig,
         files: &[ChangedFile],
         evidence: &[String],
+        model: Option<&str>,
     ) -> Result<Detection, AiError> {
+        let model = model.unwrap_or(&self.config.model);
         let mut excerpt = self.filter.excerpt(files, self.config.max_diff_bytes);
         excerpt.evidence = evidence.iter().take(MAX_EVIDENCE_LINES).map(|l| l.chars().take(300).collect()).collect();
-        let span = tracing::info_span!("ai.analyze_code", model = %self.config.model, files = files.len(),
+        let span = tracing::info_span!("ai.analyze_code", model = %model, files = files.len(),
             cached = tracing::field::Empty);
-        let result = self.detect_excerpt(repo, &excerpt).instrument(span.clone()).await;
+        let result = self.detect_excerpt(repo, &excerpt, model).instrument(span.clone()).await;
         if let Ok(d) = &result {
             span.record("cached", d.cached);
         }
@@ -146,21 +150,26 @@ impl AiEngine {
         result
     }
 
-    async fn detect_excerpt(&self, repo: &RepositoryConfig, excerpt: &Excerpt) -> Result<Detection, AiError> {
+    async fn detect_excerpt(
+        &self,
+        repo: &RepositoryConfig,
+        excerpt: &Excerpt,
+        model: &str,
+    ) -> Result<Detection, AiError> {
         let services: Vec<&str> = repo.services.iter().map(|s| s.name.as_str()).collect();
         let user = user_message(repo, excerpt);
-        let key = cache_key(&self.config.model, &user);
+        let key = cache_key(model, &user);
         let cached = self.cache.lock().ok().and_then(|cache| {
             cache.get(&key).filter(|(at, _)| at.elapsed() < self.config.cache_ttl).map(|(_, a)| a.clone())
         });
         self.count(cached.is_some());
         if let Some(answer) = cached {
-            return Ok(Detection { answer, cached: true, omitted: excerpt.omitted.len() });
+            return Ok(Detection { answer, cached: true, omitted: excerpt.omitted.len(), spend_usd: 0.0 });
         }
         self.limiter.try_acquire(Instant::now()).map_err(AiError::RateLimited)?;
 
         let request = CreateChatCompletionRequestArgs::default()
-            .model(&self.config.model)
+            .model(model)
             .messages([
                 ChatCompletionRequestSystemMessage::from(PROMPT).into(),
                 ChatCompletionRequestUserMessage::from(user.as_str()).into(),
@@ -174,14 +183,15 @@ impl AiEngine {
             .await
             .map_err(|_| AiError::Timeout(self.config.timeout))?
             .map_err(api_error)?;
+        let prices = &self.config.prices;
+        let spend_usd = response.usage.as_ref().map_or(0.0, |usage| {
+            f64::from(usage.prompt_tokens) * prices.input_per_million / 1e6
+                + f64::from(usage.completion_tokens) * prices.output_per_million / 1e6
+        });
         if let (Some(usage), Some(m)) = (&response.usage, &self.metrics) {
-            let prices = &self.config.prices;
             m.ai_tokens.with_label_values(&["input"]).inc_by(u64::from(usage.prompt_tokens));
             m.ai_tokens.with_label_values(&["output"]).inc_by(u64::from(usage.completion_tokens));
-            m.ai_cost.inc_by(
-                f64::from(usage.prompt_tokens) * prices.input_per_million / 1e6
-                    + f64::from(usage.completion_tokens) * prices.output_per_million / 1e6,
-            );
+            m.ai_cost.inc_by(spend_usd);
         }
         let content = response
             .choices
@@ -200,7 +210,7 @@ impl AiEngine {
             }
             cache.insert(key, (Instant::now(), answer.clone()));
         }
-        Ok(Detection { answer, cached: false, omitted: excerpt.omitted.len() })
+        Ok(Detection { answer, cached: false, omitted: excerpt.omitted.len(), spend_usd })
     }
 
     fn count(&self, cache_hit: bool) {

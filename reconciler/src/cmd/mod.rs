@@ -3,6 +3,7 @@
 pub mod consume;
 pub mod cost;
 pub mod detect;
+pub mod experiments;
 pub mod render;
 pub mod run;
 pub mod seed;

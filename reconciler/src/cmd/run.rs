@@ -160,6 +160,12 @@ pub async fn run(config_path: &Path) -> Result<(), RunError> {
     if let Some(engine) = &ai {
         consumer = consumer.with_ai(Arc::clone(engine));
     }
+    // Right-sizing: proposals read from Prometheus now and every `sizing.refresh`.
+    let sizing = crate::sizing::uses_prometheus(&config).then(|| {
+        let book = Arc::new(crate::sizing::Book::default());
+        consumer = consumer.clone().with_sizing(Arc::clone(&book));
+        tokio::spawn(crate::sizing::refresh(Arc::clone(&config), book))
+    });
     let mut consumer_tasks = Vec::new();
     // Aborted at shutdown: it only reads GitHub and writes what it read.
     let resync = config.repositories.iter().any(|r| r.build_gate.is_some()).then(|| {
@@ -228,6 +234,9 @@ pub async fn run(config_path: &Path) -> Result<(), RunError> {
     };
     stopping.store(true, Ordering::Relaxed);
     ready.store(false, Ordering::Relaxed);
+    if let Some(sizing) = &sizing {
+        sizing.abort();
+    }
     if let Some(resync) = &resync {
         resync.abort();
     }

@@ -10,9 +10,12 @@
 mod ai;
 mod cluster;
 mod cost;
+mod experiment;
 mod people;
 mod repository;
 mod secrets;
+mod seed;
+mod sizing;
 pub mod types;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -25,6 +28,7 @@ pub use cluster::{
     ArgoCdConfig, ContainerDefaults, DnsMode, IngressConfig, NetworkConfig, QuotaConfig, Resources, TlsMode, TtlConfig,
 };
 pub use cost::{BudgetConfig, Pricing, SpotConfig};
+pub use experiment::{Arm, Detection as ArmDetection, ExperimentConfig};
 pub use people::{ForkPolicy, GitHubConfig, PolicyConfig, PolicyMode};
 pub use repository::{BasicAuth, BuildGate, ExternalAuth, Protection};
 pub use repository::{
@@ -32,6 +36,8 @@ pub use repository::{
     TagInputs, UnchangedServices,
 };
 pub use secrets::{ExternalSecretsConfig, SecretRef, SecretsConfig};
+pub use seed::{DATA_PATH, Loader, MAX_DATA_BYTES, SeedConfig};
+pub use sizing::{SizingConfig, SizingMode};
 
 use crate::names;
 
@@ -103,6 +109,9 @@ pub struct Config {
     /// Where the Secrets previews get may come from (references only, never values).
     #[serde(default)]
     pub secrets: SecretsConfig,
+    /// Requests proposed from observed usage (default: off).
+    #[serde(default)]
+    pub sizing: SizingConfig,
     #[schemars(length(min = 1))]
     pub repositories: Vec<RepositoryConfig>,
 }
@@ -183,6 +192,7 @@ impl Config {
         self.github.validate()?;
         self.ai.validate()?;
         self.secrets.validate()?;
+        self.sizing.validate()?;
         if self.repositories.is_empty() {
             return Err(invalid("repositories", "configure at least one repository"));
         }

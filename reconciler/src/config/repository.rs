@@ -51,6 +51,12 @@ pub struct RepositoryConfig {
     /// Fork PRs get the secrets too (default: no; their code is not the team's).
     #[serde(default)]
     pub secrets_for_forks: bool,
+    /// Synthetic data loaded into each preview's database (default: none).
+    #[serde(default)]
+    pub seed: Option<super::SeedConfig>,
+    /// An A/B experiment over this repository's PRs (default: none).
+    #[serde(default)]
+    pub experiment: Option<super::ExperimentConfig>,
 }
 
 /// The checks a commit must pass before its preview deploys it, by name: check runs, workflow
@@ -262,6 +268,13 @@ impl RepositoryConfig {
             if gate.timeout.is_zero() {
                 return Err(invalid(field("buildGate.timeout"), "must be longer than 0s"));
             }
+        }
+        if let Some(seed) = &self.seed {
+            let services: Vec<&str> = self.services.iter().map(|s| s.name.as_str()).collect();
+            seed.check(&services).map_err(|(f, why)| invalid(field(&format!("seed.{f}")), why))?;
+        }
+        if let Some(experiment) = &self.experiment {
+            experiment.check().map_err(|(f, why)| invalid(field(&format!("experiment.{f}")), why))?;
         }
         for (j, service) in self.services.iter().enumerate() {
             let field = |f: &str| format!("repositories[{at}].services[{j}].{f}");

@@ -120,11 +120,18 @@ impl Consumer {
         self
     }
 
+    /// Sizes previews from the right-sizing proposals in `book`.
+    pub fn with_sizing(mut self, book: Arc<crate::sizing::Book>) -> Consumer {
+        self.intake = self.intake.with_sizing(book);
+        self
+    }
+
     /// Counts messages by outcome and observes queue lag.
     pub fn with_metrics(mut self, metrics: Metrics) -> Consumer {
         for outcome in Outcome::LABELS {
             metrics.queue_messages.with_label_values(&[outcome]);
         }
+        self.intake = self.intake.with_metrics(metrics.clone());
         self.metrics = Some(metrics);
         self
     }

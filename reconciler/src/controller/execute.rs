@@ -170,6 +170,15 @@ async fn record(
             && let Some(created) = status.created_at
         {
             m.creation_duration.observe(seconds_between(created, now));
+            if let Some(arm) = &pe.spec.experiment {
+                let labels = [arm.experiment.as_str(), arm.arm.as_str()];
+                let e = &m.experiments;
+                e.time_to_ready.with_label_values(&labels).observe(seconds_between(created, now));
+                e.services.with_label_values(&labels).observe(pe.spec.services.len() as f64);
+                if let Some(cost) = &status.cost_estimate {
+                    e.hourly_usd.with_label_values(&labels).observe(cost.hourly_usd);
+                }
+            }
         }
     }
 }

@@ -15,6 +15,7 @@ pub use execute::FIELD_MANAGER;
 pub mod observe;
 pub mod plan;
 pub mod secrets;
+mod seed;
 pub mod status;
 pub mod watch;
 mod written;
@@ -55,6 +56,8 @@ pub struct Context {
     written: written::Written,
     /// Consecutive failed reconciles per PreviewEnvironment, for exponential backoff.
     failures: Mutex<std::collections::HashMap<String, u32>>,
+    /// Schema files read for seeding, by blob SHA.
+    schema_blobs: Arc<crate::github::source::BlobCache>,
 }
 
 impl std::fmt::Debug for Context {
@@ -81,6 +84,7 @@ impl Context {
             metrics: None,
             written: written::Written::default(),
             failures: Mutex::default(),
+            schema_blobs: seed::blob_cache(),
         }
     }
 
@@ -106,6 +110,7 @@ impl Context {
         for error in Error::LABELS {
             metrics.reconcile_errors.with_label_values(&[CONTROLLER, error]);
         }
+        metrics.experiments.declare(&self.config);
         self.books = Books::new(self.config.budget.monthly_usd, Some(metrics.clone()));
         self.metrics = Some(metrics);
         self
@@ -267,6 +272,10 @@ async fn reconcile_live(pe: &PreviewEnvironment, ctx: &Context, now: DateTime<Ut
         .iter()
         .find(|d| d.kind == crate::render::Kind::ApplicationSet && observed.object(d).is_none())
         .and_then(|_| ctx.application_sets.try_acquire(std::time::Instant::now()).err());
+    let seeded = match &resolved {
+        Ok(preview) => seed::step(ctx, pe, preview, &observed).await?,
+        Err(_) => None,
+    };
     let plan = plan::plan(plan::Inputs {
         pe,
         config,
@@ -275,6 +284,7 @@ async fn reconcile_live(pe: &PreviewEnvironment, ctx: &Context, now: DateTime<Ut
         withdrawn: &withdrawn,
         observed: &observed,
         throttle,
+        seed: seeded,
         now,
     });
     execute::execute(ctx, pe, resolved.as_ref().ok(), plan, now).await

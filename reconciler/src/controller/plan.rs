@@ -67,6 +67,8 @@ pub struct Inputs<'a> {
     pub observed: &'a Observed,
     /// `Some(wait)`: the ApplicationSet does not exist and may not be created for `wait`.
     pub throttle: Option<Duration>,
+    /// The synthetic data set after this pass's seeding step.
+    pub seed: Option<crate::crd::SeedStatus>,
     pub now: DateTime<Utc>,
 }
 
@@ -98,7 +100,7 @@ pub fn created_at(pe: &PreviewEnvironment, now: DateTime<Utc>) -> DateTime<Utc> 
 
 /// The plan for one reconcile of a live (not deleted) preview.
 pub fn plan(inputs: Inputs<'_>) -> Plan {
-    let Inputs { pe, config, preview, desired, withdrawn, observed, throttle, now } = inputs;
+    let Inputs { pe, config, preview, desired, withdrawn, observed, throttle, seed, now } = inputs;
     let previous = pe.status.as_ref();
     let created = created_at(pe, now);
     let expires_at = crate::ttl::expiry(config, &pe.spec, created);
@@ -175,8 +177,9 @@ pub fn plan(inputs: Inputs<'_>) -> Plan {
         generation: pe.metadata.generation,
         last_event: pe.spec.last_event.received_at,
         throttled: throttle.is_some(),
-        cost: Some(cost::for_services(config, preview.services.iter().copied(), created, now)),
+        cost: Some(cost::for_services(config, preview.services.iter().copied(), pe.spec.sizing.as_ref(), created, now)),
         first_build: status::FirstBuild::of(&pe.spec, preview.repo.build_gate.as_ref()),
+        seed,
     };
     let mut next = status::compute(previous, facts, now);
     next.selection = pe.spec.selection.clone();
@@ -191,14 +194,40 @@ pub fn plan(inputs: Inputs<'_>) -> Plan {
         }
         _ => {}
     }
+    events.extend(seed_note(previous.and_then(|p| p.seed.as_ref()), next.seed.as_ref()));
     let update = Some(view::live(config, pe, &next));
+    // A loader that runs is looked at again soon, besides the Job watch.
+    let loading = next.seed.as_ref().is_some_and(|s| s.state == crate::crd::SeedState::Loading);
+    let sweep = if loading { config.ttl.sweep_interval.min(SEED_POLL) } else { config.ttl.sweep_interval };
     let outcome = match throttle {
         Some(wait) => Outcome::Throttled { retry_in: wait.min(until_expiry) },
         // Changes of the Applications arrive by watch; this is only the safety net, and the
         // exact moment of expiry.
-        None => Outcome::Applied { requeue: config.ttl.sweep_interval.min(until_expiry) },
+        None => Outcome::Applied { requeue: sweep.min(until_expiry) },
     };
     Plan { apply, delete, expire: false, status: (previous != Some(&next)).then_some(next), events, update, outcome }
+}
+
+/// How often a running loader Job is looked at, at the most.
+const SEED_POLL: Duration = Duration::from_secs(15);
+
+/// The Event of a change in the preview's synthetic data.
+fn seed_note(before: Option<&crate::crd::SeedStatus>, after: Option<&crate::crd::SeedStatus>) -> Option<Note> {
+    use crate::crd::SeedState;
+    let after = after?;
+    let changed = before.is_none_or(|b| b.state != after.state || b.job != after.job);
+    if !changed {
+        return None;
+    }
+    let rows: u64 = after.tables.iter().map(|t| t.rows).sum();
+    Some(match after.state {
+        SeedState::Loading => Note::normal(
+            "SeedLoading",
+            format!("Loading {rows} rows into {} tables ({})", after.tables.len(), after.job),
+        ),
+        SeedState::Loaded => Note::normal("Seeded", format!("Loaded {rows} rows into {} tables", after.tables.len())),
+        SeedState::Failed => Note::warning("SeedFailed", after.message.clone()),
+    })
 }
 
 #[cfg(test)]
@@ -251,6 +280,7 @@ mod tests {
             withdrawn: &[],
             observed,
             throttle: None,
+            seed: None,
             now,
         };
         // Nothing there yet: everything is applied and the status written.
@@ -280,6 +310,7 @@ mod tests {
             withdrawn: &[],
             observed: &observed,
             throttle: None,
+            seed: None,
             now,
         });
         assert!(expired.expire && expired.apply.is_empty() && expired.status.is_none());

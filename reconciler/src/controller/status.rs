@@ -6,7 +6,7 @@
 use chrono::{DateTime, Utc};
 
 use crate::argo::ApplicationStatus;
-use crate::crd::{Condition, CostEstimate, Phase, PreviewEnvironmentStatus, ServiceStatus};
+use crate::crd::{Condition, CostEstimate, Phase, PreviewEnvironmentStatus, SeedState, SeedStatus, ServiceStatus};
 
 /// Readiness of service `name` at commit `head` from its Application's status (`None`: the
 /// Application does not exist yet, or reports nothing).
@@ -39,6 +39,8 @@ pub struct Facts {
     pub cost: Option<CostEstimate>,
     /// No commit has passed the build gate yet: what it waits for, or why it failed.
     pub first_build: Option<FirstBuild>,
+    /// The synthetic data set, once the loader was started.
+    pub seed: Option<SeedStatus>,
 }
 
 /// A new preview whose first commit waits for its build.
@@ -166,6 +168,10 @@ pub fn compute(
             ],
         )
     };
+    let mut conditions = conditions;
+    if let Some(seed) = &facts.seed {
+        conditions.push(seeded(seed, now, g));
+    }
     let previous_conditions = previous.map(|p| p.conditions.as_slice()).unwrap_or(&[]);
     PreviewEnvironmentStatus {
         phase: Some(phase),
@@ -180,6 +186,18 @@ pub fn compute(
         ready_at: previous.and_then(|p| p.ready_at).or((phase == Phase::Ready).then_some(now)),
         observed_generation: g,
         last_applied_event: Some(facts.last_event),
+        seed: facts.seed,
+    }
+}
+
+/// The `Seeded` condition: whether the preview's database holds its synthetic data set.
+fn seeded(seed: &SeedStatus, now: DateTime<Utc>, generation: Option<i64>) -> Condition {
+    let rows: u64 = seed.tables.iter().map(|t| t.rows).sum();
+    let what = format!("{rows} rows in {} tables", seed.tables.len());
+    match seed.state {
+        SeedState::Loading => condition("Seeded", false, "Loading", format!("loading {what}"), now, generation),
+        SeedState::Loaded => condition("Seeded", true, "Loaded", what, now, generation),
+        SeedState::Failed => condition("Seeded", false, "SeedFailed", seed.message.clone(), now, generation),
     }
 }
 
@@ -238,6 +256,7 @@ mod tests {
             throttled: false,
             cost: None,
             first_build: None,
+            seed: None,
         }
     }
 

@@ -7,6 +7,7 @@
 use std::time::Duration;
 
 use futures::{Stream, StreamExt};
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{LimitRange, Namespace, ResourceQuota, Secret, Service};
 use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
 use kube::core::PartialObjectMeta;
@@ -68,7 +69,9 @@ pub fn controller(client: &Client, config: &Config) -> (Caches, Controller<Previ
     let first = tokio::time::Instant::now() + every;
     let resync = tokio_stream::wrappers::IntervalStream::new(tokio::time::interval_at(first, every)).map(|_| ());
     let secret_changes = source_secret_changes(client, config, previews.clone());
+    let loader_events = loader_changes(client, config, &managed);
     let controller = Controller::for_stream(preview_events, previews.clone())
+        .watches_stream(loader_events, preview_of)
         .watches_stream(namespace_events, preview_of)
         .watches_stream(quota_events, preview_of)
         .watches_stream(limit_events, preview_of)
@@ -82,6 +85,18 @@ pub fn controller(client: &Client, config: &Config) -> (Caches, Controller<Previ
     let caches =
         Caches { previews, namespaces, quotas, limits, policies, ingresses, services, application_sets, applications };
     (caches, controller)
+}
+
+/// The seed loader Jobs, by metadata (a status change bumps it): one that ends reconciles its
+/// preview. Watched only when a repository seeds its previews (the chart grants Jobs then).
+fn loader_changes(client: &Client, config: &Config, managed: &str) -> Objects<PartialObjectMeta<Job>> {
+    if !config.repositories.iter().any(|r| r.seed.is_some()) {
+        return futures::stream::empty().boxed();
+    }
+    watcher(Api::<PartialObjectMeta<Job>>::all(client.clone()), watcher::Config::default().labels(managed))
+        .default_backoff()
+        .touched_objects()
+        .boxed()
 }
 
 type SecretMapper = Box<dyn Fn(PartialObjectMeta<Secret>) -> Vec<ObjectRef<PreviewEnvironment>> + Send + Sync>;

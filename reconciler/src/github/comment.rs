@@ -25,6 +25,8 @@ pub enum View<'a> {
         awaiting_build: Option<BuildWait<'a>>,
         /// Services the PR does not change, served from this baseline namespace.
         baseline: Option<(&'a str, Vec<&'a str>)>,
+        /// Right-sized requests: applied (`Auto`) or suggested.
+        sizing: Option<&'a crate::crd::Sizing>,
         labels: Labels<'a>,
         do_not_expire_label: &'a str,
         do_not_expire: bool,
@@ -188,6 +190,53 @@ pub fn explains(reason: Reason) -> bool {
     )
 }
 
+/// What the preview's database holds: table names come from the repository's schema at a
+/// commit that passed the gates, and are shown as code.
+fn seed_line(seed: &crate::crd::SeedStatus) -> String {
+    use crate::crd::SeedState;
+    let rows: u64 = seed.tables.iter().map(|t| t.rows).sum();
+    let mut tables: Vec<String> = seed
+        .tables
+        .iter()
+        .take(8)
+        .map(|t| format!("`{}` {}", t.name.chars().filter(|c| *c != '`').take(63).collect::<String>(), t.rows))
+        .collect();
+    if seed.tables.len() > 8 {
+        tables.push(format!("and {} more", seed.tables.len() - 8));
+    }
+    let detail = tables.join(", ");
+    match seed.state {
+        SeedState::Loading => format!("🌱 Loading synthetic data: {rows} rows ({detail})"),
+        SeedState::Loaded => {
+            format!("🌱 Synthetic data loaded: {rows} rows in {} tables ({detail})", seed.tables.len())
+        }
+        SeedState::Failed => format!("⚠️ Synthetic data not loaded: {}", table_cell(&seed.message)),
+    }
+}
+
+/// The right-sized requests, as a collapsed table.
+fn sizing_lines(sizing: &crate::crd::Sizing) -> String {
+    use crate::sizing::{cpu_text, memory_text};
+    let applied = sizing.mode == crate::config::SizingMode::Auto;
+    let mut out = format!(
+        "<details><summary>📐 Right-sizing: {} from the p95 of recent previews</summary>\n\n| Service | p95 CPU | p95 memory | Requests |\n|---|---|---|---|\n",
+        if applied { "requests applied" } else { "suggested requests" }
+    );
+    for s in &sizing.services {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} / {} |",
+            s.name,
+            cpu_text(s.observed_cpu_millis),
+            memory_text(s.observed_memory_bytes),
+            cpu_text(s.cpu_millis),
+            memory_text(s.memory_bytes)
+        );
+    }
+    out.push_str("\n</details>\n\n");
+    out
+}
+
 /// The comment's Markdown, the marker first.
 pub fn render(view: &View<'_>) -> String {
     let mut out = format!("{MARKER}\n");
@@ -198,6 +247,7 @@ pub fn render(view: &View<'_>) -> String {
             awaiting_approval,
             awaiting_build,
             baseline,
+            sizing,
             labels,
             do_not_expire_label,
             do_not_expire,
@@ -289,6 +339,12 @@ pub fn render(view: &View<'_>) -> String {
             }
             if let Some(failed) = status.conditions.iter().find(|c| c.type_ == "Failed" && c.status == "True") {
                 let _ = writeln!(out, "> {}\n", failed.message);
+            }
+            if let Some(seed) = &status.seed {
+                let _ = writeln!(out, "{}\n", seed_line(seed));
+            }
+            if let Some(sizing) = sizing {
+                out.push_str(&sizing_lines(sizing));
             }
             if let Some(cost) = &status.cost_estimate {
                 // Not the accrued cost: it changes every minute, and each change would be an edit.
@@ -382,6 +438,7 @@ mod tests {
             awaiting_approval: None,
             awaiting_build: None,
             baseline: None,
+            sizing: None,
             labels: Labels { fork: "preview-fork", opt_out: "no-preview", opt_in: "preview" },
             do_not_expire_label: "do-not-expire",
             do_not_expire: false,
@@ -426,6 +483,7 @@ mod tests {
             awaiting_approval: None,
             awaiting_build: None,
             baseline: None,
+            sizing: None,
             labels: Labels { fork: "preview-fork", opt_out: "no-preview", opt_in: "preview" },
             do_not_expire_label: "do-not-expire",
             do_not_expire: false,
@@ -445,6 +503,7 @@ mod tests {
             awaiting_approval: None,
             awaiting_build: None,
             baseline: None,
+            sizing: None,
             labels: Labels { fork: "preview-fork", opt_out: "no-preview", opt_in: "preview" },
             do_not_expire_label: "do-not-expire",
             do_not_expire: true,

@@ -53,6 +53,10 @@ pub enum SourceError {
     Truncated,
     #[error("the build graph was still growing after {MAX_ROUNDS} rounds")]
     TooDeep,
+    #[error("the matching files weigh {0} bytes, more than {MAX_MATCHING_BYTES}")]
+    TooLarge(u64),
+    #[error("{0} is not UTF-8 text")]
+    NotText(String),
 }
 
 /// Blob texts by blob SHA, least recently inserted dropped first past `max_bytes`.
@@ -274,6 +278,45 @@ pub fn unified_diff(changes: &[super::client::PrChange]) -> String {
         }
     }
     out
+}
+
+/// The most bytes of files one `read_matching` reads (schema files are small).
+const MAX_MATCHING_BYTES: u64 = 4 * 1024 * 1024;
+
+/// The texts of the files at commit `sha` whose paths match `globs`, in path order (a seed's
+/// schema files). Blobs come from `cache` when they can.
+pub async fn read_matching(
+    github: &GitHubClient,
+    cache: &BlobCache,
+    installation: Option<u64>,
+    repository: &str,
+    sha: &str,
+    globs: &crate::config::types::Globs,
+) -> Result<Vec<(String, Arc<str>)>, SourceError> {
+    let listed = list(github, installation, repository, sha).await?;
+    let mut matching: Vec<(&String, &(String, u64))> = listed.blobs.iter().filter(|(p, _)| globs.is_match(p)).collect();
+    matching.sort();
+    let total: u64 = matching.iter().map(|(_, (_, size))| size).sum();
+    if total > MAX_MATCHING_BYTES {
+        return Err(SourceError::TooLarge(total));
+    }
+    let mut out = Vec::with_capacity(matching.len());
+    for (path, (blob, _)) in matching {
+        let text = match cache.get(blob) {
+            Some(text) => text,
+            None => {
+                let url = format!("/repos/{repository}/git/blobs/{blob}");
+                let (_, answer) = github.get_json::<Blob>(installation, &url, "get a blob").await?;
+                let Some(text) = decode_blob(&answer).map(Arc::<str>::from) else {
+                    return Err(SourceError::NotText(path.clone()));
+                };
+                cache.put(blob.clone(), Arc::clone(&text));
+                text
+            }
+        };
+        out.push((path.clone(), text));
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -50,6 +50,7 @@ pub fn live(config: &Config, pe: &PreviewEnvironment, status: &PreviewEnvironmen
         awaiting_approval: spec.awaiting_approval.as_ref().map(|a| a.sha.as_str()),
         awaiting_build: awaiting_build.clone(),
         baseline: crate::render::baseline::unchanged(config, &pe.spec),
+        sizing: spec.sizing.as_ref(),
         labels: labels(config),
         do_not_expire_label: &config.policy.do_not_expire_label,
         do_not_expire,

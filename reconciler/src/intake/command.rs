@@ -73,6 +73,12 @@ impl Intake {
             Command::Services(services) => match existing {
                 Some(pe) => {
                     let mut spec = pe.spec.clone();
+                    // An experiment counts the override against the arm that chose before.
+                    if let Some(arm) = spec.experiment.as_mut()
+                        && services != spec.services
+                    {
+                        arm.corrections = arm.corrections.saturating_add(1);
+                    }
                     spec.requested.get_or_insert_with(Default::default).services = services.clone();
                     match spec.awaiting_build.as_mut() {
                         // The waiting commit deploys these when it passes.
@@ -179,8 +185,9 @@ impl Intake {
     }
 
     async fn write(&self, read: &PreviewEnvironment, spec: crate::crd::PreviewEnvironmentSpec) -> Outcome {
-        match self.store.update(read, spec).await {
-            Ok(()) => Outcome::Applied { name: read.metadata.name.clone().unwrap_or_default() },
+        let name = read.metadata.name.clone().unwrap_or_default();
+        match self.write_spec(&name, Some(read), spec, true).await {
+            Ok(()) => Outcome::Applied { name },
             Err(err) => Outcome::Failed { error: err.to_string() },
         }
     }

@@ -128,17 +128,29 @@ impl Intake {
                 }
             }
         }
-        if let Some(engine) = &self.ai {
+        // An experiment's arm may keep the AI out, or ask another model.
+        let arm = crate::experiment::arm_of(repo, spec.experiment.as_ref());
+        let rules_only = arm.is_some_and(|a| a.detection == Some(crate::config::ArmDetection::Rules));
+        if let Some(engine) = self.ai.as_ref().filter(|_| !rules_only) {
             let changed: Vec<ChangedFile> =
                 changes.iter().map(|c| ChangedFile { path: c.filename.clone(), patch: c.patch.clone() }).collect();
             let evidence: Vec<String> = chosen.reasons.values().flatten().cloned().collect();
-            let (services, verdict) = ask_ai(engine, repo, &changed, &spec.services, &evidence).await;
+            let model = arm.and_then(|a| a.model.as_deref());
+            let (services, verdict) = ask_ai(engine, repo, &changed, &spec.services, &evidence, model).await;
             if verdict.error.is_none() && (!verdict.added.is_empty() || !verdict.removed.is_empty()) {
                 chosen.by =
                     if chosen.by == SelectedBy::Graph { SelectedBy::GraphAndAi } else { SelectedBy::PathsAndAi };
             }
             spec.services = services;
             chosen.ai = Some(verdict);
+        }
+        // A push that adds services the last selection did not have: it missed them.
+        if let (Some(previous), Some(arm)) = (existing.map(|e| &e.spec), spec.experiment.as_mut())
+            && previous.head_sha != spec.head_sha
+            && !previous.head_sha.is_empty()
+            && spec.services.iter().any(|s| !previous.services.contains(s))
+        {
+            arm.corrections = arm.corrections.saturating_add(1);
         }
         spec.selection = Some(chosen);
     }
@@ -173,12 +185,14 @@ async fn ask_ai(
     changed: &[ChangedFile],
     static_services: &[String],
     evidence: &[String],
+    model: Option<&str>,
 ) -> (Vec<String>, AiVerdict) {
     let config = engine.config();
-    let mut verdict =
-        AiVerdict { model: config.model.clone(), prompt: ai::PROMPT_VERSION.to_owned(), ..AiVerdict::default() };
-    match engine.detect_with_evidence(repo, changed, evidence).await {
+    let asked = model.unwrap_or(&config.model).to_owned();
+    let mut verdict = AiVerdict { model: asked, prompt: ai::PROMPT_VERSION.to_owned(), ..AiVerdict::default() };
+    match engine.detect_with_evidence(repo, changed, evidence, model).await {
         Ok(detection) => {
+            verdict.spend_micro_usd = (detection.spend_usd * 1e6).round() as u64;
             let answer = &detection.answer;
             let mode = if config.features.service_detection { config.mode } else { AiMode::StaticOnly };
             let merged = answer::merge_for(repo, static_services, answer, mode, config.min_confidence);

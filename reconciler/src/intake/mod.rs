@@ -115,6 +115,10 @@ pub struct Intake {
     matchers: Arc<HashMap<String, ServiceMatcher>>,
     /// Build files read from GitHub, by blob SHA (shared by every event).
     blobs: Arc<crate::github::source::BlobCache>,
+    /// Experiment arms' counts (previews, corrections, AI spend).
+    metrics: Option<crate::metrics::Metrics>,
+    /// The latest right-sizing proposals (`sizing`), refreshed from Prometheus.
+    sizes: Option<Arc<crate::sizing::Book>>,
 }
 
 impl std::fmt::Debug for Intake {
@@ -136,7 +140,42 @@ impl Intake {
             ai: None,
             matchers: Arc::new(matchers),
             blobs: Arc::new(crate::github::source::BlobCache::new(blob_cache_bytes)),
+            metrics: None,
+            sizes: None,
         }
+    }
+
+    /// Sizes each preview from `book`'s proposals when `sizing` (or its arm) says so.
+    pub fn with_sizing(mut self, book: Arc<crate::sizing::Book>) -> Intake {
+        self.sizes = Some(book);
+        self
+    }
+
+    /// Counts what experiment arms show (the queue's own metrics are the consumer's).
+    pub fn with_metrics(mut self, metrics: crate::metrics::Metrics) -> Intake {
+        metrics.experiments.declare(&self.config);
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// Writes `spec` (over `read`, when it must not have changed since), counting what it
+    /// shows about its experiment arm once written.
+    async fn write_spec(
+        &self,
+        name: &str,
+        read: Option<&PreviewEnvironment>,
+        spec: crate::crd::PreviewEnvironmentSpec,
+        precondition: bool,
+    ) -> Result<(), store::StoreError> {
+        let delta = crate::experiment::Delta::between(read.map(|r| &r.spec), &spec);
+        match (read, precondition) {
+            (Some(read), true) => self.store.update(read, spec).await?,
+            _ => self.store.apply(&PreviewEnvironment::new(name, spec)).await?,
+        }
+        if let (Some(delta), Some(m)) = (delta, &self.metrics) {
+            delta.record(&m.experiments);
+        }
+        Ok(())
     }
 
     /// Build files cached so far (tests; the cache is shared by every event).
@@ -247,10 +286,15 @@ impl Intake {
             }
         }
         self.predict_ttl(event, &mut spec).await;
+        if let Some(book) = &self.sizes {
+            let arm = crate::experiment::arm_of(repo, spec.experiment.as_ref());
+            let mode = crate::sizing::mode_for(&self.config, arm);
+            spec.sizing = crate::sizing::for_preview(&self.config, repo, mode, &book.get(), &spec.services);
+        }
         if spec.services.is_empty() {
             return self.remove(name, existing, event, Reason::NoServicesAffected).await;
         }
-        match self.store.apply(&PreviewEnvironment::new(&name, spec)).await {
+        match self.write_spec(&name, existing.as_ref(), spec, false).await {
             Ok(()) => Outcome::Applied { name },
             Err(err) => Outcome::Failed { error: err.to_string() },
         }

@@ -77,6 +77,11 @@ fn helm_values(p: &Preview<'_>, service: &crate::config::ServiceConfig) -> Value
         out
     };
     let mut resources = json!({"requests": as_helm(&r.requests)});
+    // `sizing: auto`: the right-sized requests (limits stay as configured).
+    if let Some(size) = crate::cost::applied(p.resource.spec.sizing.as_ref(), &service.name) {
+        resources["requests"]["cpu"] = json!(crate::sizing::cpu_text(size.cpu_millis));
+        resources["requests"]["memory"] = json!(crate::sizing::memory_text(size.memory_bytes));
+    }
     if let Some(limits) = &r.limits {
         resources["limits"] = as_helm(limits);
     }

@@ -7,6 +7,7 @@ mod ingress;
 mod namespace;
 mod network;
 pub mod secrets;
+pub mod seed;
 
 use std::collections::BTreeMap;
 
@@ -255,7 +256,13 @@ pub fn as_applied(config: &Config, spec: PreviewEnvironmentSpec) -> Result<Previ
     let preview = Preview::resolve(config, &resource)?;
     let (name, url) = (preview.name.clone(), preview.url());
     let created = chrono::Utc::now();
-    let cost = crate::cost::for_services(config, preview.services.iter().copied(), created, created);
+    let cost = crate::cost::for_services(
+        config,
+        preview.services.iter().copied(),
+        preview.resource.spec.sizing.as_ref(),
+        created,
+        created,
+    );
     let expires_at = crate::ttl::expiry(config, &resource.spec, created);
     resource.metadata = ObjectMeta { name: Some(name.clone()), ..ObjectMeta::default() };
     resource.status = Some(PreviewEnvironmentStatus {

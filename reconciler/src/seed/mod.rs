@@ -17,10 +17,19 @@ pub enum SeedError {
     Sql(String),
     #[error("schema: {0}")]
     Schema(String),
+    #[error("even one row per table makes {bytes} bytes of SQL, more than the {max} allowed")]
+    TooLarge { bytes: usize, max: usize },
 }
 
 /// Reads the schema and generates `rows` rows per table.
 pub fn from_sql(sql: &str, rows: usize, seed: u64) -> Result<(Schema, Vec<Rows>), SeedError> {
+    let schema = parse_generable(sql)?;
+    let data = generate::generate(&schema, rows, seed)?;
+    Ok((schema, data))
+}
+
+/// A schema the generator can fill: every NOT NULL column without a default has a known type.
+fn parse_generable(sql: &str) -> Result<Schema, SeedError> {
     let schema = schema::parse(sql)?;
     for table in &schema.tables {
         if let Some(column) =
@@ -32,8 +41,34 @@ pub fn from_sql(sql: &str, rows: usize, seed: u64) -> Result<(Schema, Vec<Rows>)
             )));
         }
     }
-    let data = generate::generate(&schema, rows, seed)?;
-    Ok((schema, data))
+    Ok(schema)
+}
+
+/// A data set for a preview's loader: SQL that replaces the tables' rows, within a size.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Dataset {
+    pub sql: String,
+    /// Rows per table, parents first.
+    pub tables: Vec<(String, usize)>,
+}
+
+/// Generates up to `rows` rows per table, halving the count until the SQL fits `max_bytes`.
+/// The SQL empties the tables first (a reseed after a schema change replaces the old rows).
+pub fn dataset(sql: &str, rows: usize, seed: u64, max_bytes: usize) -> Result<Dataset, SeedError> {
+    let schema = parse_generable(sql)?;
+    let mut count = rows.max(1);
+    loop {
+        let data = generate::generate(&schema, count, seed)?;
+        let sql = write_sql(&data, true);
+        if sql.len() <= max_bytes {
+            let tables = data.iter().map(|t| (t.table.clone(), t.rows.len())).collect();
+            return Ok(Dataset { sql, tables });
+        }
+        if count == 1 {
+            return Err(SeedError::TooLarge { bytes: sql.len(), max: max_bytes });
+        }
+        count /= 2;
+    }
 }
 
 fn quote(name: &str) -> String {
@@ -53,7 +88,15 @@ fn literal(datum: &Datum) -> String {
 /// The data set as SQL: one transaction, parents first, sequences (serial and identity) moved
 /// past the rows.
 pub fn to_sql(data: &[Rows]) -> String {
+    write_sql(data, false)
+}
+
+fn write_sql(data: &[Rows], replace: bool) -> String {
     let mut out = String::from("BEGIN;\n");
+    if replace && !data.is_empty() {
+        let tables: Vec<String> = data.iter().map(|t| quote(&t.table)).collect();
+        let _ = writeln!(out, "TRUNCATE {} RESTART IDENTITY CASCADE;", tables.join(", "));
+    }
     for table in data.iter().filter(|t| !t.rows.is_empty()) {
         let columns: Vec<String> = table.columns.iter().map(|c| quote(c)).collect();
         // Identity columns (`GENERATED ALWAYS AS IDENTITY`) take the generated ids too.

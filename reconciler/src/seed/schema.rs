@@ -6,8 +6,8 @@
 //! migration (indexes, grants, functions, data changes) is skipped and listed.
 
 use sqlparser::ast::{
-    AlterTableOperation, BinaryOperator, ColumnOption, CreateTable, DataType, Expr, InTarget, ObjectName, Statement,
-    TableConstraint, UserDefinedTypeRepresentation, Value,
+    AlterTableOperation, BinaryOperator, ColumnDef, ColumnOption, CreateTable, DataType, Expr, InTarget, ObjectName,
+    Statement, TableConstraint, UserDefinedTypeRepresentation, Value,
 };
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
@@ -49,6 +49,15 @@ pub enum Check {
     OneOf { column: String, values: Vec<String> },
     /// `col <> ''`.
     NotEmpty { column: String },
+}
+
+impl Check {
+    /// The column the check bounds.
+    pub fn column(&self) -> &str {
+        match self {
+            Check::Range { column, .. } | Check::OneOf { column, .. } | Check::NotEmpty { column } => column,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -227,41 +236,55 @@ fn add_constraint(table: &mut Table, constraint: &TableConstraint, skipped: &mut
     }
 }
 
+/// Adds a column as `CREATE TABLE` or `ALTER TABLE … ADD COLUMN` defines it.
+fn add_column(table: &mut Table, def: &ColumnDef, enums: &[(String, Vec<String>)], skipped: &mut Vec<String>) {
+    let name = ident(&def.name.value);
+    let (kind, serial) = kind_of(&def.data_type, enums);
+    // A computed column (`GENERATED ALWAYS AS (expr) STORED`) takes no value at all.
+    if def.options.iter().any(|o| matches!(&o.option, ColumnOption::Generated { generation_expr: Some(_), .. })) {
+        return;
+    }
+    let mut column = Column { name: name.clone(), kind, nullable: true, defaulted: serial };
+    let mut constraints = Vec::new();
+    for option in &def.options {
+        match &option.option {
+            ColumnOption::NotNull => column.nullable = false,
+            ColumnOption::Default(_) | ColumnOption::Generated { .. } => column.defaulted = true,
+            ColumnOption::PrimaryKey(_) => {
+                column.nullable = false;
+                table.unique.push(vec![name.clone()]);
+            }
+            ColumnOption::Unique(_) => table.unique.push(vec![name.clone()]),
+            ColumnOption::ForeignKey(fk) => table.foreign_keys.push(ForeignKey {
+                columns: vec![name.clone()],
+                table: name_of(&fk.foreign_table),
+                references: fk.referred_columns.iter().map(|c| ident(&c.value)).collect(),
+            }),
+            ColumnOption::Check(check) => constraints.push(check.expr.clone()),
+            _ => {}
+        }
+    }
+    table.columns.retain(|c| c.name != name);
+    table.columns.push(column);
+    for expr in constraints {
+        if let Err(text) = checks_of(&expr, &mut table.checks) {
+            skipped.push(format!("{}.{name}: CHECK ({text})", table.name));
+        }
+    }
+}
+
+/// Drops a column, and every key and check that names it (PostgreSQL drops those with it).
+fn drop_column(table: &mut Table, name: &str) {
+    table.columns.retain(|c| c.name != name);
+    table.unique.retain(|u| !u.iter().any(|c| c == name));
+    table.foreign_keys.retain(|fk| !fk.columns.iter().any(|c| c == name));
+    table.checks.retain(|check| check.column() != name);
+}
+
 fn table_of(create: &CreateTable, enums: &[(String, Vec<String>)], skipped: &mut Vec<String>) -> Table {
     let mut table = Table { name: name_of(&create.name), ..Table::default() };
     for def in &create.columns {
-        let name = ident(&def.name.value);
-        let (kind, serial) = kind_of(&def.data_type, enums);
-        // A computed column (`GENERATED ALWAYS AS (expr) STORED`) takes no value at all.
-        if def.options.iter().any(|o| matches!(&o.option, ColumnOption::Generated { generation_expr: Some(_), .. })) {
-            continue;
-        }
-        let mut column = Column { name: name.clone(), kind, nullable: true, defaulted: serial };
-        let mut constraints = Vec::new();
-        for option in &def.options {
-            match &option.option {
-                ColumnOption::NotNull => column.nullable = false,
-                ColumnOption::Default(_) | ColumnOption::Generated { .. } => column.defaulted = true,
-                ColumnOption::PrimaryKey(_) => {
-                    column.nullable = false;
-                    table.unique.push(vec![name.clone()]);
-                }
-                ColumnOption::Unique(_) => table.unique.push(vec![name.clone()]),
-                ColumnOption::ForeignKey(fk) => table.foreign_keys.push(ForeignKey {
-                    columns: vec![name.clone()],
-                    table: name_of(&fk.foreign_table),
-                    references: fk.referred_columns.iter().map(|c| ident(&c.value)).collect(),
-                }),
-                ColumnOption::Check(check) => constraints.push(check.expr.clone()),
-                _ => {}
-            }
-        }
-        table.columns.push(column);
-        for expr in constraints {
-            if let Err(text) = checks_of(&expr, &mut table.checks) {
-                skipped.push(format!("{}.{name}: CHECK ({text})", table.name));
-            }
-        }
+        add_column(&mut table, def, enums, skipped);
     }
     for constraint in &create.constraints {
         add_constraint(&mut table, constraint, skipped);
@@ -294,6 +317,14 @@ pub fn parse(sql: &str) -> Result<Schema, SeedError> {
                     match operation {
                         AlterTableOperation::AddConstraint { constraint, .. } => {
                             add_constraint(table, constraint, &mut schema.skipped);
+                        }
+                        AlterTableOperation::AddColumn { column_def, .. } => {
+                            add_column(table, column_def, &enums, &mut schema.skipped);
+                        }
+                        AlterTableOperation::DropColumn { column_names, .. } => {
+                            for column in column_names {
+                                drop_column(table, &ident(&column.value));
+                            }
                         }
                         other => schema.skipped.push(format!("ALTER TABLE {name}: {other}")),
                     }

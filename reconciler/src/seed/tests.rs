@@ -161,6 +161,32 @@ fn a_cycle_is_broken_at_a_nullable_key_and_refused_through_not_null_ones() {
     assert!(matches!(from_sql("CREATE TABLE (", 5, 1), Err(SeedError::Sql(_))));
 }
 
+#[test]
+fn migrations_that_add_and_drop_columns_are_followed() {
+    let sql =
+        "CREATE TABLE users (id serial PRIMARY KEY, email text NOT NULL UNIQUE, legacy text CHECK (legacy <> ''));
+               ALTER TABLE users ADD COLUMN age int NOT NULL CHECK (age >= 18 AND age <= 99);
+               ALTER TABLE users DROP COLUMN legacy;";
+    let (schema, data) = from_sql(sql, 20, 3).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(violations(&schema, &data), Vec::<String>::new());
+    let names: Vec<&str> = schema.tables[0].columns.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["id", "email", "age"]);
+    assert!(schema.tables[0].checks.iter().all(|c| c.column() != "legacy"));
+}
+
+/// The loader's data set empties the tables first, and shrinks to fit its size.
+#[test]
+fn a_preview_data_set_replaces_rows_and_fits_its_size() {
+    let sql = "CREATE TABLE a (id int PRIMARY KEY, note text); CREATE TABLE b (id int PRIMARY KEY, a_id int REFERENCES a (id));";
+    let full = dataset(sql, 200, 1, usize::MAX).unwrap_or_else(|e| panic!("{e}"));
+    assert!(full.sql.starts_with("BEGIN;\nTRUNCATE \"a\", \"b\" RESTART IDENTITY CASCADE;\n"), "{}", full.sql);
+    assert_eq!(full.tables, [("a".to_owned(), 200), ("b".to_owned(), 200)]);
+    let small = dataset(sql, 200, 1, full.sql.len() / 3).unwrap_or_else(|e| panic!("{e}"));
+    assert!(small.sql.len() <= full.sql.len() / 3);
+    assert!(small.tables.iter().all(|(_, rows)| *rows < 200 && *rows > 0), "{:?}", small.tables);
+    assert!(matches!(dataset(sql, 200, 1, 10), Err(SeedError::TooLarge { .. })));
+}
+
 #[derive(Debug, Clone)]
 struct RandomColumn {
     ty: &'static str,

@@ -225,7 +225,28 @@ pub fn whole_app_config_value() -> Value {
         "sourceNamespaces": ["preview-secrets"],
         "externalSecrets": {"storeName": "vault"}
     });
+    config["repositories"][0]["seed"] = serde_json::json!({
+        "service": "web",
+        "schema": ["db/migrations/*.sql"],
+        "rows": 5,
+        "loader": {"env": {"PGHOST": "db", "PGDATABASE": "shop"}, "envFromSecret": "shop-test-db"}
+    });
     config
+}
+
+/// The fixture schema's migrations, as the repository holds them (`db/migrations/…`).
+pub fn seed_migrations() -> Vec<(String, String)> {
+    let dir = root().join("reconciler/tests/fixtures/seed/migrations");
+    let mut files: Vec<(String, String)> = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            (format!("db/migrations/{name}"), std::fs::read_to_string(e.path()).unwrap())
+        })
+        .collect();
+    files.sort();
+    files
 }
 
 /// [`whole_app_config_value`], loaded.
@@ -316,6 +337,19 @@ pub async fn a_preview_life(kube: Client, unrecorded: Client) {
     assert_eq!(consumer.handle_event(&part).await, Consumed::Applied { name: PART.into() });
     reconcile_at(&api.get(PART).await.unwrap(), &ctx, Utc::now()).await.unwrap();
     reconcile_at(&api.get(PART).await.unwrap(), &ctx, Utc::now()).await.unwrap();
+    // Its web service is healthy: the synthetic data's loader Job starts, then ends.
+    github.lock().trees.insert(part.pull_request.head_sha.clone(), seed_migrations());
+    healthy_application(&unrecorded, PART, "web", &part.pull_request.head_sha).await;
+    reconcile_at(&api.get(PART).await.unwrap(), &ctx, Utc::now()).await.unwrap();
+    let jobs = kube::Api::<k8s_openapi::api::batch::v1::Job>::namespaced(unrecorded.clone(), PART);
+    let loader = jobs.list(&Default::default()).await.unwrap().items.pop().expect("a loader Job");
+    let done = serde_json::json!({"status": {"succeeded": 1}});
+    jobs.patch_status(&loader.metadata.name.unwrap(), &Default::default(), &kube::api::Patch::Merge(&done))
+        .await
+        .unwrap();
+    reconcile_at(&api.get(PART).await.unwrap(), &ctx, Utc::now()).await.unwrap();
+    let seeded = api.get(PART).await.unwrap().status.unwrap().seed.unwrap();
+    assert_eq!(seeded.state, previewd::crd::SeedState::Loaded);
     let services = || kube::Api::<k8s_openapi::api::core::v1::Service>::namespaced(unrecorded.clone(), PART);
     let names = |list: Vec<k8s_openapi::api::core::v1::Service>| {
         list.into_iter().map(|s| s.metadata.name.unwrap_or_default()).collect::<Vec<_>>()

@@ -1,0 +1,139 @@
+//! The loader of a preview's synthetic data (pure): a ConfigMap holding the data set and a Job
+//! that runs the configured client against it, both named for the schema's digest, so one
+//! schema is loaded once and a changed schema gets a new Job.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::batch::v1::{Job, JobSpec};
+use k8s_openapi::api::core::v1::{
+    Capabilities, ConfigMap, ConfigMapVolumeSource, Container, EnvFromSource, EnvVar, PodSecurityContext, PodSpec,
+    PodTemplateSpec, ResourceRequirements, SeccompProfile, SecretEnvSource, SecurityContext, Volume, VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use sha2::{Digest as _, Sha256};
+
+use super::Preview;
+use crate::config::{DATA_PATH, SeedConfig};
+
+/// The ConfigMap key of the data set.
+pub const DATA_KEY: &str = "data.sql";
+
+/// A finished loader Job is removed a day later (its ConfigMap with it, as it owns that).
+const KEEP_FINISHED_SECONDS: i32 = 24 * 3600;
+
+/// SHA-256 of the schema files: each path and text, so a renamed file counts as a change.
+pub fn digest(files: &[(String, std::sync::Arc<str>)]) -> String {
+    let mut hash = Sha256::new();
+    for (path, text) in files {
+        hash.update(path.as_bytes());
+        hash.update([0]);
+        hash.update(text.as_bytes());
+        hash.update([0]);
+    }
+    hex::encode(hash.finalize())
+}
+
+/// The loader's name for a schema digest: `previewd-seed-<12 hex>`.
+pub fn job_name(digest: &str) -> String {
+    format!("previewd-seed-{}", digest.get(..12).unwrap_or(digest))
+}
+
+/// The loader Job: one pod, a few retries (the database may still be starting), never root.
+pub fn loader_job(p: &Preview<'_>, seed: &SeedConfig, digest: &str) -> Job {
+    let name = job_name(digest);
+    let loader = &seed.loader;
+    let mount = std::path::Path::new(DATA_PATH).parent().and_then(|d| d.to_str()).unwrap_or("/previewd-seed");
+    let container = Container {
+        name: "load".into(),
+        image: Some(loader.image.clone()),
+        command: Some(loader.command.clone()),
+        env: Some(
+            loader
+                .env
+                .iter()
+                .map(|(k, v)| EnvVar { name: k.clone(), value: Some(v.clone()), ..EnvVar::default() })
+                .collect(),
+        ),
+        env_from: loader.env_from_secret.as_ref().map(|secret| {
+            vec![EnvFromSource {
+                secret_ref: Some(SecretEnvSource { name: secret.clone(), optional: Some(false) }),
+                ..EnvFromSource::default()
+            }]
+        }),
+        volume_mounts: Some(vec![VolumeMount {
+            name: "data".into(),
+            mount_path: mount.to_owned(),
+            read_only: Some(true),
+            ..VolumeMount::default()
+        }]),
+        resources: Some(ResourceRequirements {
+            requests: Some(quantities("50m", "64Mi")),
+            limits: Some(quantities("500m", "256Mi")),
+            ..ResourceRequirements::default()
+        }),
+        security_context: Some(SecurityContext {
+            allow_privilege_escalation: Some(false),
+            read_only_root_filesystem: Some(true),
+            capabilities: Some(Capabilities { drop: Some(vec!["ALL".into()]), ..Capabilities::default() }),
+            ..SecurityContext::default()
+        }),
+        ..Container::default()
+    };
+    // Not Previewd's managed-by label: the pods are the Job controller's, not Previewd's.
+    let pod_labels = BTreeMap::from([
+        (super::LABEL_PREVIEW.to_owned(), p.name.clone()),
+        ("preview.previewd.io/seed".to_owned(), name.clone()),
+    ]);
+    Job {
+        metadata: p.meta(&name, Some(&p.name)),
+        spec: Some(JobSpec {
+            backoff_limit: Some(4),
+            active_deadline_seconds: Some(600),
+            ttl_seconds_after_finished: Some(KEEP_FINISHED_SECONDS),
+            template: PodTemplateSpec {
+                metadata: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+                    labels: Some(pod_labels),
+                    ..Default::default()
+                }),
+                spec: Some(PodSpec {
+                    restart_policy: Some("Never".into()),
+                    automount_service_account_token: Some(false),
+                    enable_service_links: Some(false),
+                    security_context: Some(PodSecurityContext {
+                        run_as_non_root: Some(true),
+                        run_as_user: Some(loader.run_as_user),
+                        seccomp_profile: Some(SeccompProfile { type_: "RuntimeDefault".into(), ..Default::default() }),
+                        ..PodSecurityContext::default()
+                    }),
+                    containers: vec![container],
+                    volumes: Some(vec![Volume {
+                        name: "data".into(),
+                        config_map: Some(ConfigMapVolumeSource { name: name.clone(), ..Default::default() }),
+                        ..Volume::default()
+                    }]),
+                    ..PodSpec::default()
+                }),
+            },
+            ..JobSpec::default()
+        }),
+        status: None,
+    }
+}
+
+/// The data set's ConfigMap, owned by its Job (`owner`: the Job's reference once it exists).
+pub fn data_config_map(
+    p: &Preview<'_>,
+    digest: &str,
+    sql: String,
+    owner: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference>,
+) -> ConfigMap {
+    let mut metadata = p.meta(&job_name(digest), Some(&p.name));
+    if let Some(owner) = owner {
+        metadata.owner_references = Some(vec![owner]);
+    }
+    ConfigMap { metadata, data: Some(BTreeMap::from([(DATA_KEY.to_owned(), sql)])), ..ConfigMap::default() }
+}
+
+fn quantities(cpu: &str, memory: &str) -> BTreeMap<String, Quantity> {
+    BTreeMap::from([("cpu".to_owned(), Quantity(cpu.into())), ("memory".to_owned(), Quantity(memory.into()))])
+}
