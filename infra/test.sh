@@ -8,6 +8,7 @@ cd "$root"
 export PATH="$root/.venv/bin:$root/.tools/cargo/bin:$PATH"
 
 infra/setup.sh
+infra/servers.sh
 started_stack=0
 if ! infra/stack.sh status >/dev/null 2>&1; then
   infra/stack.sh up

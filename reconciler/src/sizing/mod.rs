@@ -69,22 +69,18 @@ pub fn propose(config: &Config, usage: &[Usage]) -> Proposals {
         .into_iter()
         .map(|(key, (cpu, memory, namespaces))| {
             let cpu_cores = (cpu * factor).clamp(floor.cpu.cores(), ceiling.cpu.cores());
-            let memory = (memory * factor).clamp(floor.memory.bytes(), ceiling.memory.bytes());
+            let sized_memory = (memory * factor).clamp(floor.memory.bytes(), ceiling.memory.bytes());
             let proposal = Proposal {
                 cpu_millis: (cpu_cores * 1000.0).ceil() as u64,
                 // Whole MiB, rounded up, but never past the ceiling.
-                memory_bytes: ((memory / MIB).ceil() * MIB).min(ceiling.memory.bytes()) as u64,
+                memory_bytes: ((sized_memory / MIB).ceil() * MIB).min(ceiling.memory.bytes()) as u64,
                 observed_cpu_millis: (cpu * 1000.0).round() as u64,
-                observed_memory_bytes: memory_round(memory / factor),
+                observed_memory_bytes: memory.round() as u64,
                 previews: u32::try_from(namespaces.len()).unwrap_or(u32::MAX),
             };
             (key, proposal)
         })
         .collect()
-}
-
-fn memory_round(bytes: f64) -> u64 {
-    bytes.round().max(0.0) as u64
 }
 
 /// The mode that applies to a preview: its experiment arm's, else `sizing.mode`.
@@ -125,9 +121,11 @@ pub fn for_preview(
     if sized.is_empty() {
         return None;
     }
-    // Everything the preview requests: sized services at their sizes, the rest as configured.
-    let replicas =
-        |name: &str| repo.services.iter().find(|s| s.name == name).map_or(1, |s| u64::from(s.resources.replicas));
+    // The room the quota leaves: what it allows, less the services that are not sized.
+    let replicas: Vec<f64> = sized
+        .iter()
+        .map(|z| repo.services.iter().find(|s| s.name == z.name).map_or(1.0, |s| f64::from(s.resources.replicas)))
+        .collect();
     let configured: (f64, f64) = repo
         .services
         .iter()
@@ -137,33 +135,51 @@ pub fn for_preview(
             (s.resources.requests.cpu.cores() * 1000.0 * n, s.resources.requests.memory.bytes() * n)
         })
         .fold((0.0, 0.0), |a, b| (a.0 + b.0, a.1 + b.1));
-    let total = |sized: &[ServiceSize], f: fn(&ServiceSize) -> u64| -> f64 {
-        sized.iter().map(|s| f(s) as f64 * replicas(&s.name) as f64).sum()
-    };
-    let (quota_cpu, quota_memory) = (config.quota.cpu.cores() * 1000.0, config.quota.memory.bytes());
-    let cpu_room = (quota_cpu - configured.0).max(0.0);
-    let memory_room = (quota_memory - configured.1).max(0.0);
-    let (cpu_total, memory_total) = (total(&sized, |s| s.cpu_millis), total(&sized, |s| s.memory_bytes));
-    let floor_cpu = (config.sizing.floor.cpu.cores() * 1000.0).ceil() as u64;
-    let floor_memory = config.sizing.floor.memory.bytes() as u64;
-    if cpu_total > cpu_room && cpu_total > 0.0 {
-        let scale = cpu_room / cpu_total;
-        for s in &mut sized {
-            s.cpu_millis = ((s.cpu_millis as f64 * scale).floor() as u64).max(floor_cpu);
-        }
-    }
-    if memory_total > memory_room && memory_total > 0.0 {
-        let scale = memory_room / memory_total;
-        for s in &mut sized {
-            s.memory_bytes = (((s.memory_bytes as f64 * scale) / MIB).floor() * MIB) as u64;
-            s.memory_bytes = s.memory_bytes.max(floor_memory);
-        }
-    }
+    let cpu_room = config.quota.cpu.cores() * 1000.0 - configured.0;
+    let memory_room = config.quota.memory.bytes() - configured.1;
+    let floor_cpu = (config.sizing.floor.cpu.cores() * 1000.0).ceil();
+    let floor_memory = config.sizing.floor.memory.bytes();
+    let mut cpu: Vec<f64> = sized.iter().map(|s| s.cpu_millis as f64).collect();
+    let mut memory: Vec<f64> = sized.iter().map(|s| s.memory_bytes as f64).collect();
     // Floors alone past the quota: the configured requests stay (the quota was sized for them).
-    if total(&sized, |s| s.cpu_millis) > cpu_room + 0.5 || total(&sized, |s| s.memory_bytes) > memory_room + 0.5 {
+    if !fit(&mut cpu, &replicas, floor_cpu, cpu_room, 1.0) || !fit(&mut memory, &replicas, floor_memory, memory_room, MIB)
+    {
         return None;
     }
+    for ((s, cpu), memory) in sized.iter_mut().zip(cpu).zip(memory) {
+        s.cpu_millis = cpu as u64;
+        s.memory_bytes = memory as u64;
+    }
     Some(Sizing { mode, services: sized })
+}
+
+/// Scales `values` (each times its `replicas`) down to fit `room`, in whole `unit`s, none
+/// below `floor`: values that reach the floor stay there and the rest share what is left.
+/// False when even the floors do not fit.
+fn fit(values: &mut [f64], replicas: &[f64], floor: f64, room: f64, unit: f64) -> bool {
+    let total = |values: &[f64]| values.iter().zip(replicas).map(|(v, n)| v * n).sum::<f64>();
+    let mut floored = vec![false; values.len()];
+    for _ in 0..=values.len() {
+        if total(values) <= room {
+            return true;
+        }
+        let fixed: f64 = values.iter().zip(replicas).zip(&floored).filter(|(_, f)| **f).map(|((v, n), _)| v * n).sum();
+        let free = total(values) - fixed;
+        if free <= 0.0 {
+            return false;
+        }
+        let scale = ((room - fixed) / free).max(0.0);
+        for (value, at_floor) in values.iter_mut().zip(floored.iter_mut()).filter(|(_, f)| !**f) {
+            let scaled = ((*value * scale) / unit).floor() * unit;
+            if scaled <= floor {
+                *value = floor;
+                *at_floor = true;
+            } else {
+                *value = scaled;
+            }
+        }
+    }
+    total(values) <= room
 }
 
 /// The latest proposals, shared by the refresher and the intake.
