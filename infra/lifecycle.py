@@ -3,8 +3,8 @@
 
 PR #42 is opened and waits for its build (the `build-images` check run), which passes; it gets
 a new commit, which waits for its own build while the first keeps serving, then the
-`do-not-expire` label, a `/preview extend 2d` comment and `/preview services web` (`api` and
-`worker` then come from the baseline namespace); PR #43 is opened, then merged. The
+`do-not-expire` label, a `/preview extend 2d` comment and `/preview services web,api`
+(`worker` then comes from the baseline namespace); PR #43 is opened, then merged. The
 commit delivery is sent twice, as GitHub's redelivery would, to show the dedupe.
 The messages stay on the queue for the reconciler (`previewd consume`).
 
@@ -86,7 +86,7 @@ def main() -> int:
         ("PR #42 labelled do-not-expire", step(42, "labeled", 2, label), str(uuid.uuid4())),
         ("PR #42 build-images passed", check(second, 2), str(uuid.uuid4())),
         ("PR #42 comment: /preview extend 2d", command("/preview extend 2d", 2), str(uuid.uuid4())),
-        ("PR #42 comment: /preview services web", command("/preview services web", 2), str(uuid.uuid4())),
+        ("PR #42 comment: /preview services web,api", command("/preview services web,api", 2), str(uuid.uuid4())),
         ("PR #43 opened", step(43, "opened", 3), str(uuid.uuid4())),
         ("PR #43 merged", step(43, "closed", 4, merge), str(uuid.uuid4())),
     ]

@@ -51,15 +51,19 @@ else
   echo "run: the reconciler works off the queue (previewd consume; no cluster: rendered to .run/previews):"
   rm -rf .run/previews
 fi
-# The example configuration with its build gate switched on (PR #42 waits for `build-images`)
-# and the services a PR does not change taken from a baseline namespace.
+# The example configuration with its build gate switched on (PR #42 waits for `build-images`),
+# the services a PR does not change taken from a baseline namespace, and synthetic data from
+# the shop's migrations (infra/samples/shop stands in for the PRs' head commit).
 sed -e 's/^    # buildGate: /    buildGate: /' \
+  -e 's/^    # seed: /    seed: /' \
   -e 's/^    unchangedServices: omit .*/    unchangedServices: baseline\n    baselineNamespace: shop-staging/' \
   docs/examples/config.yaml >.run/demo-config.yaml
-cargo run --quiet -p previewd -- consume --config .run/demo-config.yaml --out .run/previews
+cargo run --quiet -p previewd -- consume --config .run/demo-config.yaml --out .run/previews --checkout infra/samples/shop
 if [ -z "${KUBECONFIG:-}" ]; then
   for dir in .run/previews/*/; do
-    [ -d "$dir" ] && echo "run: $dir: $(grep -c '^kind: ' "$dir/objects.yaml") objects in ${dir}objects.yaml"
+    [ -d "$dir" ] || continue
+    echo "run: $dir: $(grep -c '^kind: ' "$dir/objects.yaml") objects in ${dir}objects.yaml"
+    .venv/bin/python infra/seed-summary.py "$dir/objects.yaml"
   done
 fi
 

@@ -52,7 +52,9 @@ expect 'redelivers it\) +webhook answered 200: .*duplicate' "a redelivery is not
 expect '^acme/shop#42 +opened .*created: 8 objects; [0-9a-f]{7} waits for its build, nothing deployed yet +https://shop-pr-42\.preview\.example\.com +\$[0-9.]+ ' "PR 42 rendered with URL and cost, waiting for its build"
 expect '^acme/shop@[0-9a-f]{7} +check_run build-images: success .*deploys [0-9a-f]{7}' "a passed build deploys its commit"
 expect '^acme/shop#42 +synchronize .*waits for its build, [0-9a-f]{7} keeps serving' "a push waits while the last good commit serves"
-expect '^acme/shop#42 +/preview services web .*api, worker from baseline shop-staging' "unchanged services come from the baseline"
+expect '^acme/shop#42 +/preview services web,api .*worker from baseline shop-staging' "unchanged services come from the baseline"
+expect '^acme/shop#42 +synchronize .*seed: 140 rows in 7 tables \(previewd-seed-' "the schema's synthetic data is loaded"
+expect '^run:   loader Job previewd-seed-[0-9a-f]{12}: docker.io/library/postgres:16-alpine' "the loader Job is rendered"
 expect '^acme/shop#42 +labeled .*updated' "the label updates PR 42's preview"
 expect '^acme/shop#43 +closed .*removed: merged' "merging PR 43 removes its preview"
 test -f .run/previews/preview-shop-pr-42/objects.yaml || { echo "main job: PR 42's objects missing" >&2; exit 1; }

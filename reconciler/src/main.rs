@@ -38,6 +38,10 @@ enum Command {
         /// Where previews are rendered without a cluster.
         #[arg(long, default_value = ".run/previews")]
         out: PathBuf,
+        /// Without a cluster: a checkout standing in for the PRs' head commit, from which a
+        /// seeded repository's schema is read (its loader Job is rendered too).
+        #[arg(long)]
+        checkout: Option<PathBuf>,
     },
     /// Print the PreviewEnvironment CustomResourceDefinition (YAML).
     Crd,
@@ -132,7 +136,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run { .. } => Ok(String::new()),
         Command::Cost { config } => cost_report(&config),
-        Command::Consume { config, out } => consume(&config, &out),
+        Command::Consume { config, out, checkout } => consume(&config, &out, checkout.as_deref()),
         Command::Crd => crd::crd_yaml().map_err(|e| e.to_string()),
         Command::Detect { config, repository, files, diff, repo_dir, base_dir } => {
             previewd::cmd::detect::detect(&previewd::cmd::detect::DetectArgs {
@@ -173,8 +177,12 @@ fn main() -> ExitCode {
     }
 }
 
-fn consume(config: &std::path::Path, out: &std::path::Path) -> Result<String, String> {
-    block_on(previewd::cmd::consume::consume(config, out))?
+fn consume(
+    config: &std::path::Path,
+    out: &std::path::Path,
+    checkout: Option<&std::path::Path>,
+) -> Result<String, String> {
+    block_on(previewd::cmd::consume::consume(config, out, checkout))?
 }
 
 fn cost_report(config: &std::path::Path) -> Result<String, String> {

@@ -64,7 +64,15 @@ fn usage(now: u64) -> String {
     out.push_str("# TYPE container_cpu_usage_seconds_total counter\n");
     for (namespace, pod, container, cores, _) in series {
         for &t in &steps {
-            sample(&mut out, "container_cpu_usage_seconds_total", namespace, pod, container, (t - start) as f64 * cores, t);
+            sample(
+                &mut out,
+                "container_cpu_usage_seconds_total",
+                namespace,
+                pod,
+                container,
+                (t - start) as f64 * cores,
+                t,
+            );
         }
     }
     out.push_str("# HELP container_memory_working_set_bytes Current working set.\n");
@@ -187,15 +195,17 @@ async fn right_sizing_reads_prometheus_and_stays_within_bounds() {
 
     // A tighter quota: the sizes shrink together to fit it, none below its floor.
     let tight = config(&server.url, "{cpu: '2', memory: 3Gi}");
-    let fitted = previewd::sizing::for_preview(&tight, &tight.repositories[0], SizingMode::Auto, &proposals, &services)
-        .unwrap();
+    let fitted =
+        previewd::sizing::for_preview(&tight, &tight.repositories[0], SizingMode::Auto, &proposals, &services).unwrap();
     let total_cpu: u64 = fitted.services.iter().map(|s| s.cpu_millis).sum();
     let total_memory: u64 = fitted.services.iter().map(|s| s.memory_bytes).sum();
     assert!(total_cpu <= 2000 && total_memory as f64 <= 3072.0 * MIB, "{fitted:?}");
     assert!(fitted.services.iter().all(|s| s.cpu_millis >= 10 && s.memory_bytes as f64 >= 32.0 * MIB), "{fitted:?}");
     // Floors that do not fit: the configured requests stay.
     let tiny = config(&server.url, "{cpu: 20m, memory: 64Mi}");
-    assert!(previewd::sizing::for_preview(&tiny, &tiny.repositories[0], SizingMode::Auto, &proposals, &services).is_none());
+    assert!(
+        previewd::sizing::for_preview(&tiny, &tiny.repositories[0], SizingMode::Auto, &proposals, &services).is_none()
+    );
     // `manual` sizes nothing; `suggest` sizes, but the Helm values keep the configured requests.
     assert!(previewd::sizing::for_preview(&roomy, repo, SizingMode::Manual, &proposals, &services).is_none());
     let suggested = previewd::sizing::for_preview(&roomy, repo, SizingMode::Suggest, &proposals, &services).unwrap();

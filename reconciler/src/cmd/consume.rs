@@ -193,7 +193,8 @@ async fn handled_event(intake: &Intake, event: &PreviewEvent) -> Result<Row, Con
             let verb = if before.is_some() { "updated" } else { "created" };
             let gated = written.as_ref().filter(|pe| pe.spec.awaiting_build.is_some()).map(gate_note);
             let baseline = written.as_ref().map(|pe| baseline_note(intake.config(), pe));
-            format!("{verb}: {objects} objects{}{}", gated.unwrap_or_default(), baseline.unwrap_or_default())
+            let seeded = written.as_ref().map(seed_note).unwrap_or_default();
+            format!("{verb}: {objects} objects{}{}{seeded}", gated.unwrap_or_default(), baseline.unwrap_or_default())
         }
         Outcome::Removed { reason, .. } => {
             let what = if before.is_some() { "removed" } else { "no preview" };
@@ -207,9 +208,18 @@ async fn handled_event(intake: &Intake, event: &PreviewEvent) -> Result<Row, Con
     Ok(r)
 }
 
-/// How many objects a preview consists of: itself and what the controller applies.
+/// How many objects a preview consists of: itself and what the controller applies (with a
+/// seed's loader Job and data set).
 fn objects_of(config: &Config, pe: &PreviewEnvironment) -> usize {
-    crate::render::render(config, pe).map_or(0, |objects| objects.len() + 1)
+    let loader = if pe.status.as_ref().is_some_and(|s| s.seed.is_some()) { 2 } else { 0 };
+    crate::render::render(config, pe).map_or(0, |objects| objects.len() + 1 + loader)
+}
+
+/// The synthetic data a preview's loader would put in its database.
+fn seed_note(pe: &PreviewEnvironment) -> String {
+    let Some(seed) = pe.status.as_ref().and_then(|s| s.seed.as_ref()) else { return String::new() };
+    let rows: u64 = seed.tables.iter().map(|t| t.rows).sum();
+    format!("; seed: {rows} rows in {} tables ({})", seed.tables.len(), seed.job)
 }
 
 /// Without a cluster: each preview rendered into `out/<preview>/` (its PreviewEnvironment as
@@ -220,8 +230,13 @@ pub async fn consume_to_folder(
     sqs: &aws_sdk_sqs::Client,
     queue_url: &str,
     out: &Path,
+    checkout: Option<&Path>,
 ) -> Result<Vec<Row>, ConsumeError> {
-    let store = PreviewStore::Folder { root: out.to_path_buf(), config: Arc::clone(config) };
+    let store = PreviewStore::Folder {
+        root: out.to_path_buf(),
+        config: Arc::clone(config),
+        checkout: checkout.map(Path::to_path_buf),
+    };
     // Nothing is deployed, and there is no GitHub to ask who added a fork's label: it counts.
     let intake = Intake::new(store, Arc::clone(config)).with_approvals(Approvals::Assumed);
     let intake = &intake;
@@ -265,7 +280,7 @@ pub async fn consume_to_cluster(
 
 /// `previewd consume`: works the queue off into the cluster in `KUBECONFIG`, or else into
 /// `out`, and returns the summary table.
-pub async fn consume(config: &Path, out: &Path) -> Result<String, String> {
+pub async fn consume(config: &Path, out: &Path, checkout: Option<&Path>) -> Result<String, String> {
     let config = Arc::new(Config::load(config).map_err(|e| e.to_string())?);
     let queue_url = std::env::var("PREVIEWD_QUEUE_URL").map_err(|_| "PREVIEWD_QUEUE_URL is not set".to_owned())?;
     let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
@@ -275,7 +290,7 @@ pub async fn consume(config: &Path, out: &Path) -> Result<String, String> {
         let kube = kube::Client::try_default().await.map_err(|e| format!("Kubernetes: {e}"))?;
         (consume_to_cluster(config, sqs, &queue_url, kube).await, "the cluster in KUBECONFIG".to_owned())
     } else {
-        let rows = consume_to_folder(&config, &sqs, &queue_url, out).await;
+        let rows = consume_to_folder(&config, &sqs, &queue_url, out, checkout).await;
         (rows, format!("{} (no cluster configured: set KUBECONFIG to apply)", out.display()))
     };
     let rows = rows.map_err(|e| e.to_string())?;
@@ -329,7 +344,7 @@ mod tests {
         let config = Arc::new(Config::from_yaml(include_str!("../../../docs/examples/config.yaml")).unwrap());
         let out = std::env::temp_dir().join(format!("previewd-local-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&out);
-        let store = PreviewStore::Folder { root: out.clone(), config: Arc::clone(&config) };
+        let store = PreviewStore::Folder { root: out.clone(), config: Arc::clone(&config), checkout: None };
         let intake = Intake::new(store, Arc::clone(&config)).with_approvals(Approvals::Assumed);
         let opened = event("opened.json");
         let created = handled_event(&intake, &opened).await.unwrap();

@@ -83,21 +83,20 @@ pub(super) async fn step(
         same.sha = head.clone();
         return Ok(current);
     }
-    let text: String = files.iter().map(|(_, t)| format!("{t}\n")).collect();
-    let max_bytes = usize::try_from(seed.max_bytes).unwrap_or(usize::MAX);
-    let dataset = match crate::seed::dataset(&text, seed.rows, seed.seed, max_bytes) {
-        Ok(dataset) => dataset,
+    let loader = match render::loader(preview, seed, &files) {
+        Ok(loader) => loader,
         Err(err) => return Ok(Some(SeedStatus { digest, ..failed(head, current.as_ref(), &err.to_string()) })),
     };
-    let bytes = dataset.sql.len() as u64;
-    let job = load(ctx, preview, seed, &digest, dataset.sql).await?;
+    let bytes = loader.bytes as u64;
+    let tables = loader.tables.clone();
+    let job = load(ctx, preview, loader).await?;
     tracing::info!(preview = %preview.name, job = %job, bytes, "loading synthetic data");
     Ok(Some(SeedStatus {
         sha: head.clone(),
         digest,
         job,
         state: SeedState::Loading,
-        tables: dataset.tables.into_iter().map(|(name, rows)| SeededTable { name, rows: rows as u64 }).collect(),
+        tables: tables.into_iter().map(|(name, rows)| SeededTable { name, rows: rows as u64 }).collect(),
         bytes,
         message: String::new(),
     }))
@@ -141,30 +140,25 @@ fn finished(job: &Job) -> Option<(SeedState, String)> {
 
 /// Applies the loader Job, then its data set as a ConfigMap the Job owns (the pod waits for
 /// the volume until it exists). Returns the Job's name.
-async fn load(
-    ctx: &Context,
-    preview: &Preview<'_>,
-    seed: &SeedConfig,
-    digest: &str,
-    sql: String,
-) -> Result<String, Error> {
+async fn load(ctx: &Context, preview: &Preview<'_>, loader: render::Loader) -> Result<String, Error> {
     let params = PatchParams::apply(super::execute::FIELD_MANAGER).force();
-    let job = render::loader_job(preview, seed, digest);
-    let name = job.name_any();
+    let name = loader.job.name_any();
     let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), &preview.name);
-    let applied = jobs.patch(&name, &params, &Patch::Apply(&job)).await.map_err(|source| Error::Apply {
+    let applied = jobs.patch(&name, &params, &Patch::Apply(&loader.job)).await.map_err(|source| Error::Apply {
         kind: "Job".into(),
         name: name.clone(),
         source: Box::new(source),
     })?;
-    let owner = applied.meta().uid.clone().map(|uid| OwnerReference {
-        api_version: "batch/v1".into(),
-        kind: "Job".into(),
-        name: name.clone(),
-        uid,
-        ..OwnerReference::default()
+    let mut data = loader.data;
+    data.metadata.owner_references = applied.meta().uid.clone().map(|uid| {
+        vec![OwnerReference {
+            api_version: "batch/v1".into(),
+            kind: "Job".into(),
+            name: name.clone(),
+            uid,
+            ..OwnerReference::default()
+        }]
     });
-    let data = render::data_config_map(preview, digest, sql, owner);
     let maps: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &preview.name);
     maps.patch(&name, &params, &Patch::Apply(&data)).await.map_err(|source| Error::Apply {
         kind: "ConfigMap".into(),

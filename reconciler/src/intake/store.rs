@@ -41,6 +41,9 @@ pub enum PreviewStore {
     Folder {
         root: PathBuf,
         config: Arc<Config>,
+        /// A checkout of the repository standing in for its head commit: with `seed`
+        /// configured, the loader Job and its data set are rendered too.
+        checkout: Option<PathBuf>,
     },
     Memory(Arc<Mutex<BTreeMap<String, PreviewEnvironment>>>),
 }
@@ -53,6 +56,47 @@ impl std::fmt::Debug for PreviewStore {
             PreviewStore::Memory(_) => f.write_str("PreviewStore::Memory"),
         }
     }
+}
+
+/// The loader Job and data set a preview of a seeded repository gets, from the schema in
+/// `checkout` (as the controller would apply them once the migrating service is Healthy), and
+/// the `seed` status it would show while it runs.
+fn seed_loader(
+    config: &Config,
+    shown: &mut PreviewEnvironment,
+    checkout: &Path,
+) -> Result<Vec<serde_json::Value>, StoreError> {
+    let Some(seed) = config.repository(&shown.spec.repository).and_then(|r| r.seed.as_ref()) else {
+        return Ok(Vec::new());
+    };
+    // Nothing deployed yet, or the migrating service not deployed: nothing to load into.
+    if shown.spec.head_sha.is_empty() || !shown.spec.services.contains(&seed.service) {
+        return Ok(Vec::new());
+    }
+    let files = render::seed::read_checkout(checkout, &seed.schema).map_err(|e| io(checkout, e))?;
+    if files.is_empty() {
+        return Ok(Vec::new());
+    }
+    let preview = render::Preview::resolve(config, shown)?;
+    let loader = render::seed::loader(&preview, seed, &files).map_err(|e| io(checkout, e))?;
+    let status = crate::crd::SeedStatus {
+        sha: shown.spec.head_sha.clone(),
+        digest: loader.digest.clone(),
+        job: loader.job.metadata.name.clone().unwrap_or_default(),
+        state: crate::crd::SeedState::Loading,
+        tables: loader
+            .tables
+            .iter()
+            .map(|(name, rows)| crate::crd::SeededTable { name: name.clone(), rows: *rows as u64 })
+            .collect(),
+        bytes: loader.bytes as u64,
+        message: String::new(),
+    };
+    let objects = [serde_json::to_value(&loader.job), serde_json::to_value(&loader.data)];
+    if let Some(shown_status) = shown.status.as_mut() {
+        shown_status.seed = Some(status);
+    }
+    Ok(objects.into_iter().filter_map(Result::ok).collect())
 }
 
 impl PreviewStore {
@@ -123,11 +167,16 @@ impl PreviewStore {
                 let params = PatchParams::apply(FIELD_MANAGER).force();
                 Api::<PreviewEnvironment>::all(client.clone()).patch(&name, &params, &Patch::Apply(pe)).await?;
             }
-            PreviewStore::Folder { root, config } => {
+            PreviewStore::Folder { root, config, checkout } => {
                 let dir = root.join(&name);
-                let shown = render::as_applied(config, pe.spec.clone())?;
+                let mut shown = render::as_applied(config, pe.spec.clone())?;
+                let mut loader = Vec::new();
+                if let Some(checkout) = checkout {
+                    loader = seed_loader(config, &mut shown, checkout)?;
+                }
                 let mut documents = vec![serde_json::to_value(&shown).unwrap_or_default()];
                 documents.extend(render::render(config, &shown)?);
+                documents.extend(loader);
                 std::fs::create_dir_all(&dir).map_err(|e| io(&dir, e))?;
                 let objects = dir.join("objects.yaml");
                 std::fs::write(&objects, render::to_yaml(&documents)?).map_err(|e| io(&objects, e))?;

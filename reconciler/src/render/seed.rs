@@ -120,17 +120,67 @@ pub fn loader_job(p: &Preview<'_>, seed: &SeedConfig, digest: &str) -> Job {
     }
 }
 
-/// The data set's ConfigMap, owned by its Job (`owner`: the Job's reference once it exists).
-pub fn data_config_map(
+/// What loads one schema's data set: the Job, its ConfigMap (not owned yet), and a summary.
+#[derive(Debug, Clone)]
+pub struct Loader {
+    pub digest: String,
+    pub job: Job,
+    pub data: ConfigMap,
+    /// Rows per table, parents first.
+    pub tables: Vec<(String, usize)>,
+    /// Bytes of SQL in the data set.
+    pub bytes: usize,
+}
+
+/// The loader of the data set generated from `files` (the schema, in path order).
+pub fn loader(
     p: &Preview<'_>,
-    digest: &str,
-    sql: String,
-    owner: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference>,
-) -> ConfigMap {
-    let mut metadata = p.meta(&job_name(digest), Some(&p.name));
-    if let Some(owner) = owner {
-        metadata.owner_references = Some(vec![owner]);
+    seed: &SeedConfig,
+    files: &[(String, std::sync::Arc<str>)],
+) -> Result<Loader, crate::seed::SeedError> {
+    let digest = digest(files);
+    let text: String = files.iter().map(|(_, t)| format!("{t}\n")).collect();
+    let max_bytes = usize::try_from(seed.max_bytes).unwrap_or(usize::MAX);
+    let dataset = crate::seed::dataset(&text, seed.rows, seed.seed, max_bytes)?;
+    let bytes = dataset.sql.len();
+    Ok(Loader {
+        job: loader_job(p, seed, &digest),
+        data: data_config_map(p, &digest, dataset.sql),
+        tables: dataset.tables,
+        bytes,
+        digest,
+    })
+}
+
+/// The files under `root` whose paths (relative, `/`-separated) match `globs`, in path order:
+/// a checkout standing in for the head commit (`previewd consume --checkout`).
+pub fn read_checkout(
+    root: &std::path::Path,
+    globs: &crate::config::types::Globs,
+) -> std::io::Result<Vec<(String, std::sync::Arc<str>)>> {
+    let mut found = Vec::new();
+    let mut pending = vec![root.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir)? {
+            let path = entry?.path();
+            if path.is_dir() {
+                pending.push(path);
+                continue;
+            }
+            let Ok(relative) = path.strip_prefix(root) else { continue };
+            let name = relative.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/");
+            if globs.is_match(&name) {
+                found.push((name, std::sync::Arc::<str>::from(std::fs::read_to_string(&path)?)));
+            }
+        }
     }
+    found.sort();
+    Ok(found)
+}
+
+/// The data set's ConfigMap (the controller makes its Job its owner once the Job exists).
+pub fn data_config_map(p: &Preview<'_>, digest: &str, sql: String) -> ConfigMap {
+    let metadata = p.meta(&job_name(digest), Some(&p.name));
     ConfigMap { metadata, data: Some(BTreeMap::from([(DATA_KEY.to_owned(), sql)])), ..ConfigMap::default() }
 }
 

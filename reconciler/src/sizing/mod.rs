@@ -142,7 +142,8 @@ pub fn for_preview(
     let mut cpu: Vec<f64> = sized.iter().map(|s| s.cpu_millis as f64).collect();
     let mut memory: Vec<f64> = sized.iter().map(|s| s.memory_bytes as f64).collect();
     // Floors alone past the quota: the configured requests stay (the quota was sized for them).
-    if !fit(&mut cpu, &replicas, floor_cpu, cpu_room, 1.0) || !fit(&mut memory, &replicas, floor_memory, memory_room, MIB)
+    if !fit(&mut cpu, &replicas, floor_cpu, cpu_room, 1.0)
+        || !fit(&mut memory, &replicas, floor_memory, memory_room, MIB)
     {
         return None;
     }

@@ -3,10 +3,8 @@ use proptest::prelude::*;
 use super::*;
 
 fn config(quota_cpu: &str, quota_memory: &str) -> Config {
-    let text = include_str!("../../../docs/examples/config.yaml").replace(
-        "repositories:\n",
-        "sizing: {mode: auto, prometheusUrl: 'http://prometheus:9090'}\nrepositories:\n",
-    );
+    let text = include_str!("../../../docs/examples/config.yaml")
+        .replace("repositories:\n", "sizing: {mode: auto, prometheusUrl: 'http://prometheus:9090'}\nrepositories:\n");
     let mut config = Config::from_yaml(&text).unwrap_or_else(|e| panic!("{e}"));
     config.quota.cpu = crate::config::types::Cpu::parse(quota_cpu).unwrap_or_else(|e| panic!("{e}"));
     config.quota.memory = crate::config::types::Bytes::parse(quota_memory).unwrap_or_else(|e| panic!("{e}"));
