@@ -350,6 +350,9 @@ pub struct SeedStatus {
     pub bytes: u64,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub message: String,
+    /// The AI model whose value vocabularies the data set used (`ai.features.seedVocabularies`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vocabulary: Option<String>,
 }
 
 #[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]

@@ -217,24 +217,48 @@ fn cell(estimate: Option<Estimate>, digits: usize, scale: f64) -> String {
     }
 }
 
+/// Rows of cells as aligned columns.
+fn columns(rows: &[Vec<String>]) -> String {
+    let width = |i: usize| rows.iter().map(|r| r.get(i).map_or(0, |c| c.chars().count())).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..rows.first().map_or(0, Vec::len)).map(width).collect();
+    let mut out = String::new();
+    for row in rows {
+        let cells: Vec<String> = row.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        out.push_str(cells.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
+}
+
 /// The comparison as a table (means ± 95% confidence half-widths).
 pub fn render(reports: &[ArmReport]) -> String {
-    let mut out = String::from(
-        "EXPERIMENT  ARM  PREVIEWS  SERVICES/PREVIEW  USD/PREVIEW-HOUR  AI USD/PREVIEW  CORRECTED %  SECONDS TO READY\n",
-    );
+    let mut rows = vec![
+        [
+            "EXPERIMENT",
+            "ARM",
+            "PREVIEWS",
+            "SERVICES/PREVIEW",
+            "USD/PREVIEW-HOUR",
+            "AI USD/PREVIEW",
+            "CORRECTED %",
+            "SECONDS TO READY",
+        ]
+        .map(str::to_owned)
+        .to_vec(),
+    ];
     for r in reports {
-        out.push_str(&format!(
-            "{}  {}  {}  {}  {}  {}  {}  {}\n",
-            r.experiment,
-            r.arm,
-            r.previews,
+        rows.push(vec![
+            r.experiment.clone(),
+            r.arm.clone(),
+            r.previews.to_string(),
             cell(r.services, 2, 1.0),
             cell(r.hourly_usd, 4, 1.0),
             cell(r.ai_usd, 4, 1.0),
             cell(r.corrected, 1, 100.0),
             cell(r.seconds_to_ready, 0, 1.0),
-        ));
+        ]);
     }
+    let mut out = columns(&rows);
     out.push_str("Means ± the half-width of their 95% confidence interval (Student's t; Wilson for the share).\n");
     out
 }
@@ -242,20 +266,28 @@ pub fn render(reports: &[ArmReport]) -> String {
 /// The arms' counters over the window, from Prometheus (they count previews that are gone).
 pub fn render_totals(totals: &crate::sizing::prometheus::Totals, window: std::time::Duration) -> String {
     let days = window.as_secs_f64() / 86_400.0;
-    let mut out = format!("From the metrics, over the last {days:.1} days:\n");
-    out.push_str("EXPERIMENT  ARM  PREVIEWS  CORRECTIONS  CORRECTIONS/PREVIEW  AI USD  AI USD/PREVIEW\n");
+    let mut rows = vec![
+        ["EXPERIMENT", "ARM", "PREVIEWS", "CORRECTIONS", "CORRECTIONS/PREVIEW", "AI USD", "AI USD/PREVIEW"]
+            .map(str::to_owned)
+            .to_vec(),
+    ];
     for ((experiment, arm), values) in totals {
         let get = |name: &str| values.get(name).copied().unwrap_or(0.0);
         let previews = get("previewd_experiment_previews_total");
         let corrections = get("previewd_experiment_corrections_total");
         let spend = get("previewd_experiment_ai_spend_usd_total");
         let per = |x: f64| if previews > 0.0 { format!("{:.3}", x / previews) } else { "-".to_owned() };
-        out.push_str(&format!(
-            "{experiment}  {arm}  {previews:.0}  {corrections:.0}  {}  {spend:.4}  {}\n",
+        rows.push(vec![
+            experiment.clone(),
+            arm.clone(),
+            format!("{previews:.0}"),
+            format!("{corrections:.0}"),
             per(corrections),
-            per(spend)
-        ));
+            format!("{spend:.4}"),
+            per(spend),
+        ]);
     }
+    let mut out = format!("From the metrics, over the last {days:.1} days:\n{}", columns(&rows));
     if totals.is_empty() {
         out.push_str("(no experiment counters in this window)\n");
     }
@@ -425,7 +457,7 @@ mod tests {
         assert!((hourly.mean - 0.075).abs() < 1e-9);
         assert!(reports[2].services.is_none());
         let table = render(&reports);
-        assert!(table.contains("ai-detection  ai  4  1.50 ± 0.92"), "{table}");
-        assert!(table.contains("ai-detection  paused  0  -"), "{table}");
+        assert!(table.contains("ai-detection  ai      4         1.50 ± 0.92"), "{table}");
+        assert!(table.lines().any(|l| l.starts_with("ai-detection  paused  0 ") && l.ends_with('-')), "{table}");
     }
 }

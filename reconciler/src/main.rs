@@ -75,10 +75,11 @@ enum Command {
         #[arg(long)]
         base_dir: Option<PathBuf>,
     },
-    /// Synthetic test data from a schema: PostgreSQL DDL in (migrations, in order), INSERTs or
-    /// JSON out; the same seed gives the same data.
+    /// Synthetic test data from a schema: PostgreSQL DDL (migrations, in order), JSON Schema,
+    /// OpenAPI or protobuf in, INSERTs or JSON out; the same seed gives the same data.
     Seed {
-        /// SQL files with the schema (CREATE TABLE, CREATE TYPE … AS ENUM, ALTER TABLE … ADD).
+        /// Schema files: .sql (CREATE TABLE, CREATE TYPE … AS ENUM, ALTER TABLE … ADD/DROP),
+        /// .json/.yaml (JSON Schema, OpenAPI components) or .proto (messages).
         #[arg(long, required = true, num_args = 1..)]
         schema: Vec<PathBuf>,
         /// Rows per table.

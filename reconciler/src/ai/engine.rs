@@ -166,13 +166,32 @@ impl AiEngine {
         if let Some(answer) = cached {
             return Ok(Detection { answer, cached: true, omitted: excerpt.omitted.len(), spend_usd: 0.0 });
         }
-        self.limiter.try_acquire(Instant::now()).map_err(AiError::RateLimited)?;
+        let (content, spend_usd) = self.ask(PROMPT, &user, model).await?;
+        let answer = answer::parse(&content, &services, &repo.test_suites).map_err(AiError::Malformed)?;
+        if !answer.dropped.is_empty() {
+            tracing::info!(dropped = ?answer.dropped, "the AI named services or tests the repository does not have");
+        }
+        if let Ok(mut cache) = self.cache.lock() {
+            if cache.len() >= CACHE_ENTRIES
+                && let Some(oldest) = cache.iter().min_by_key(|(_, (at, _))| *at).map(|(k, _)| k.clone())
+            {
+                cache.remove(&oldest);
+            }
+            cache.insert(key, (Instant::now(), answer.clone()));
+        }
+        Ok(Detection { answer, cached: false, omitted: excerpt.omitted.len(), spend_usd })
+    }
 
+    /// One chat completion (JSON mode, temperature 0) within the rate limit and the timeout:
+    /// the answer's text and what it cost (tokens priced per `ai.prices`, also counted in the
+    /// metrics).
+    pub(crate) async fn ask(&self, system: &str, user: &str, model: &str) -> Result<(String, f64), AiError> {
+        self.limiter.try_acquire(Instant::now()).map_err(AiError::RateLimited)?;
         let request = CreateChatCompletionRequestArgs::default()
             .model(model)
             .messages([
-                ChatCompletionRequestSystemMessage::from(PROMPT).into(),
-                ChatCompletionRequestUserMessage::from(user.as_str()).into(),
+                ChatCompletionRequestSystemMessage::from(system).into(),
+                ChatCompletionRequestUserMessage::from(user).into(),
             ])
             .response_format(ResponseFormat::JsonObject)
             .temperature(0.0)
@@ -198,19 +217,54 @@ impl AiEngine {
             .first()
             .and_then(|c| c.message.content.clone())
             .ok_or_else(|| AiError::Malformed("no message in the answer".to_owned()))?;
-        let answer = answer::parse(&content, &services, &repo.test_suites).map_err(AiError::Malformed)?;
-        if !answer.dropped.is_empty() {
-            tracing::info!(dropped = ?answer.dropped, "the AI named services or tests the repository does not have");
+        Ok((content, spend_usd))
+    }
+
+    /// Answers cached under `key` (another question kind than detection: its own prompt
+    /// version in the key), else asked and kept when `parse` accepts them.
+    pub(crate) async fn ask_cached<T: Clone + Send + 'static>(
+        &self,
+        cache: &Mutex<HashMap<String, (Instant, T)>>,
+        key: String,
+        question: (&str, &str),
+        parse: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Result<(T, bool), AiError> {
+        let cached = cache
+            .lock()
+            .ok()
+            .and_then(|c| c.get(&key).filter(|(at, _)| at.elapsed() < self.config.cache_ttl).map(|(_, v)| v.clone()));
+        self.count(cached.is_some());
+        if let Some(value) = cached {
+            return Ok((value, true));
         }
-        if let Ok(mut cache) = self.cache.lock() {
-            if cache.len() >= CACHE_ENTRIES
-                && let Some(oldest) = cache.iter().min_by_key(|(_, (at, _))| *at).map(|(k, _)| k.clone())
-            {
-                cache.remove(&oldest);
+        let (system, user) = question;
+        let result = self
+            .ask(system, user, &self.config.model)
+            .await
+            .and_then(|(content, _)| parse(&content).map_err(AiError::Malformed));
+        match result {
+            Ok(value) => {
+                if let Ok(mut c) = cache.lock() {
+                    if c.len() >= CACHE_ENTRIES
+                        && let Some(oldest) = c.iter().min_by_key(|(_, (at, _))| *at).map(|(k, _)| k.clone())
+                    {
+                        c.remove(&oldest);
+                    }
+                    c.insert(key, (Instant::now(), value.clone()));
+                }
+                Ok((value, false))
             }
-            cache.insert(key, (Instant::now(), answer.clone()));
+            Err(err) => {
+                if let Some(m) = &self.metrics {
+                    m.ai_failures.with_label_values(&[err.label()]).inc();
+                }
+                Err(err)
+            }
         }
-        Ok(Detection { answer, cached: false, omitted: excerpt.omitted.len(), spend_usd })
+    }
+
+    pub(crate) fn model(&self) -> &str {
+        &self.config.model
     }
 
     fn count(&self, cache_hit: bool) {
@@ -273,8 +327,13 @@ pub fn user_message(repo: &RepositoryConfig, excerpt: &Excerpt) -> String {
 }
 
 fn cache_key(model: &str, user: &str) -> String {
+    key_of(&[PROMPT_VERSION, model, user])
+}
+
+/// A cache key over `parts` (each ended, so no two lists of parts share a key).
+pub(crate) fn key_of(parts: &[&str]) -> String {
     let mut hash = Sha256::new();
-    for part in [PROMPT_VERSION, model, user] {
+    for part in parts {
         hash.update(part.as_bytes());
         hash.update([0]);
     }

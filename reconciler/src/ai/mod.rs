@@ -8,6 +8,7 @@ pub mod engine;
 pub mod eval;
 pub mod excerpt;
 pub mod ttl;
+pub mod vocabulary;
 
 /// The prompt, versioned with its file name: a new wording is a new version, so cached
 /// answers to the old one are not reused.

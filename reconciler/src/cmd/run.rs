@@ -205,6 +205,9 @@ pub async fn run(config_path: &Path) -> Result<(), RunError> {
     };
 
     let mut ctx = Context::new(client.clone(), Arc::clone(&config)).with_metrics(metrics.clone());
+    if let Some(engine) = &ai {
+        ctx = ctx.with_ai(Arc::clone(engine));
+    }
     if let Some(notifier) = &github {
         ctx = ctx.with_github(Arc::clone(notifier));
         tokio::spawn(Arc::clone(notifier).run());

@@ -2,14 +2,7 @@
 
 use std::path::PathBuf;
 
-/// What `previewd seed` prints.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Format {
-    /// One transaction of INSERTs, parents first (what the loader Job runs).
-    Sql,
-    /// `{table: [{column: value}]}`.
-    Json,
-}
+pub use crate::seed::Format;
 
 /// The most rows per table one run makes (a data set is held in memory, then printed).
 pub const MAX_ROWS: usize = 100_000;
@@ -19,13 +12,13 @@ pub fn seed(schema: &[PathBuf], rows: usize, seed: u64, format: Format) -> Resul
     if rows > MAX_ROWS {
         return Err(format!("--rows {rows}: at most {MAX_ROWS} rows per table"));
     }
-    let mut sql = String::new();
+    let mut texts = Vec::new();
     for path in schema {
         let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        sql.push_str(&text);
-        sql.push('\n');
+        texts.push((path.display().to_string(), text));
     }
-    let (_, data) = crate::seed::from_sql(&sql, rows, seed).map_err(|e| e.to_string())?;
+    let files: Vec<(String, &str)> = texts.iter().map(|(p, t)| (p.clone(), t.as_str())).collect();
+    let (_, data) = crate::seed::from_files(&files, rows, seed).map_err(|e| e.to_string())?;
     match format {
         Format::Sql => Ok(crate::seed::to_sql(&data)),
         Format::Json => serde_json::to_string_pretty(&crate::seed::to_json(&data))

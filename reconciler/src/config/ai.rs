@@ -128,10 +128,13 @@ pub struct AiFeatures {
     /// Shorten a stale PR's idle TTL from its activity (commits, comments, age), within the
     /// policy's bounds.
     pub ttl_prediction: bool,
+    /// Propose example values for synthetic data's text columns (`repositories[].seed`), from
+    /// the schema alone; the columns' constraints still decide.
+    pub seed_vocabularies: bool,
 }
 
 impl Default for AiFeatures {
     fn default() -> Self {
-        AiFeatures { service_detection: true, test_selection: false, ttl_prediction: false }
+        AiFeatures { service_detection: true, test_selection: false, ttl_prediction: false, seed_vocabularies: false }
     }
 }

@@ -36,7 +36,7 @@ pub use repository::{
     TagInputs, UnchangedServices,
 };
 pub use secrets::{ExternalSecretsConfig, SecretRef, SecretsConfig};
-pub use seed::{DATA_PATH, Loader, MAX_DATA_BYTES, SeedConfig};
+pub use seed::{DATA_DIR, Loader, MAX_DATA_BYTES, SeedConfig};
 pub use sizing::{SizingConfig, SizingMode};
 
 use crate::names;

@@ -22,8 +22,12 @@ pub struct SeedConfig {
     /// The service that migrates the database (its Application must be Healthy at the head
     /// commit before the loader runs): the database has the schema by then.
     pub service: String,
-    /// The schema at the head commit: PostgreSQL migrations or DDL, read in path order.
+    /// The schema at the head commit, read in path order: PostgreSQL migrations or DDL
+    /// (`.sql`), JSON Schema or OpenAPI (`.json`, `.yaml`), protobuf (`.proto`).
     pub schema: Globs,
+    /// `sql` (INSERTs, for `psql`) or `json` (`{table: [rows]}`, for a loader of your own).
+    #[serde(default)]
+    pub format: crate::seed::Format,
     /// Rows per table (fewer when the data set would pass `maxBytes`).
     #[serde(default = "SeedConfig::default_rows")]
     #[schemars(range(min = 1, max = 10000))]
@@ -61,18 +65,25 @@ impl SeedConfig {
         if self.max_bytes == 0 || self.max_bytes > MAX_DATA_BYTES {
             return bad("maxBytes", format!("1 to {MAX_DATA_BYTES} bytes (the data set travels in a ConfigMap)"));
         }
+        if self.format == crate::seed::Format::Json && self.loader.command == Loader::default_command() {
+            return bad(
+                "loader.command",
+                "a JSON data set needs a loader command of its own (the default is psql)".into(),
+            );
+        }
         self.loader.check().or_else(|why| bad("loader", why))
     }
 }
 
-/// The Job that loads the data set, mounted at `/previewd-seed/data.sql`.
+/// The Job that loads the data set, mounted at `/previewd-seed/data.sql` (or `data.json`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Loader {
     /// An image with the database's client (default: PostgreSQL's `psql`).
     #[serde(default = "Loader::default_image")]
     pub image: String,
-    /// The command (default: `psql -v ON_ERROR_STOP=1 -f /previewd-seed/data.sql`).
+    /// The command (default: `psql -v ON_ERROR_STOP=1 -f /previewd-seed/data.sql`; required
+    /// for `format: json`).
     #[serde(default = "Loader::default_command")]
     pub command: Vec<String>,
     /// Plain environment (e.g. `PGHOST: db`, `PGDATABASE: shop`).
@@ -99,8 +110,18 @@ impl Default for Loader {
     }
 }
 
-/// Where the loader finds the data set.
-pub const DATA_PATH: &str = "/previewd-seed/data.sql";
+/// Where the loader finds the data set: `data.sql` or `data.json` in this folder.
+pub const DATA_DIR: &str = "/previewd-seed";
+
+impl crate::seed::Format {
+    /// The data set's file name in the loader (and its ConfigMap key).
+    pub fn file_name(self) -> &'static str {
+        match self {
+            crate::seed::Format::Sql => "data.sql",
+            crate::seed::Format::Json => "data.json",
+        }
+    }
+}
 
 impl Loader {
     fn default_image() -> String {
@@ -108,7 +129,7 @@ impl Loader {
     }
 
     fn default_command() -> Vec<String> {
-        ["psql", "-v", "ON_ERROR_STOP=1", "-f", DATA_PATH].map(str::to_owned).to_vec()
+        ["psql", "-v", "ON_ERROR_STOP=1", "-f", "/previewd-seed/data.sql"].map(str::to_owned).to_vec()
     }
 
     /// The `postgres` user of the official Alpine image.

@@ -58,6 +58,9 @@ pub struct Context {
     failures: Mutex<std::collections::HashMap<String, u32>>,
     /// Schema files read for seeding, by blob SHA.
     schema_blobs: Arc<crate::github::source::BlobCache>,
+    /// Value vocabularies for seeding (`ai.features.seedVocabularies`), when AI is on.
+    ai: Option<Arc<crate::ai::engine::AiEngine>>,
+    vocabularies: crate::ai::vocabulary::VocabularyCache,
 }
 
 impl std::fmt::Debug for Context {
@@ -85,6 +88,8 @@ impl Context {
             written: written::Written::default(),
             failures: Mutex::default(),
             schema_blobs: seed::blob_cache(),
+            ai: None,
+            vocabularies: Default::default(),
         }
     }
 
@@ -113,6 +118,12 @@ impl Context {
         metrics.experiments.declare(&self.config);
         self.books = Books::new(self.config.budget.monthly_usd, Some(metrics.clone()));
         self.metrics = Some(metrics);
+        self
+    }
+
+    /// Asks the AI for seed value vocabularies (with `ai.features.seedVocabularies`).
+    pub fn with_ai(mut self, engine: Arc<crate::ai::engine::AiEngine>) -> Context {
+        self.ai = Some(engine);
         self
     }
 

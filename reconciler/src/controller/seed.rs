@@ -83,7 +83,8 @@ pub(super) async fn step(
         same.sha = head.clone();
         return Ok(current);
     }
-    let loader = match render::loader(preview, seed, &files) {
+    let (vocabularies, vocabulary) = vocabularies_for(ctx, &files).await;
+    let loader = match render::loader(preview, seed, &files, vocabularies) {
         Ok(loader) => loader,
         Err(err) => return Ok(Some(SeedStatus { digest, ..failed(head, current.as_ref(), &err.to_string()) })),
     };
@@ -99,7 +100,25 @@ pub(super) async fn step(
         tables: tables.into_iter().map(|(name, rows)| SeededTable { name, rows: rows as u64 }).collect(),
         bytes,
         message: String::new(),
+        vocabulary,
     }))
+}
+
+/// The AI's value vocabularies for the schema (`ai.features.seedVocabularies`), and the model
+/// that proposed them; none when AI is off or its answer is unusable (the rules do it all).
+async fn vocabularies_for(ctx: &Context, files: &[(String, Arc<str>)]) -> (crate::seed::Vocabularies, Option<String>) {
+    let Some(engine) = ctx.ai.as_ref().filter(|_| ctx.config.ai.features.seed_vocabularies) else {
+        return (Default::default(), None);
+    };
+    let texts: Vec<(String, &str)> = files.iter().map(|(p, t)| (p.clone(), &**t)).collect();
+    let Ok(schema) = crate::seed::schema_of(&texts) else { return (Default::default(), None) };
+    match crate::ai::vocabulary::propose(engine, &ctx.vocabularies, &schema).await {
+        Ok((vocabularies, _)) => (vocabularies, Some(engine.config().model.clone())),
+        Err(err) => {
+            tracing::warn!(error = %err, kind = err.label(), "no AI vocabularies for the seed; the rules generate every value");
+            (Default::default(), None)
+        }
+    }
 }
 
 /// Whether the service that migrates the database runs the head commit, healthy.
@@ -120,6 +139,7 @@ fn failed(head: &str, current: Option<&SeedStatus>, why: &str) -> SeedStatus {
         tables: Vec::new(),
         bytes: 0,
         message: why.to_owned(),
+        vocabulary: None,
     }
 }
 

@@ -78,7 +78,7 @@ fn seed_loader(
         return Ok(Vec::new());
     }
     let preview = render::Preview::resolve(config, shown)?;
-    let loader = render::seed::loader(&preview, seed, &files).map_err(|e| io(checkout, e))?;
+    let loader = render::seed::loader(&preview, seed, &files, Default::default()).map_err(|e| io(checkout, e))?;
     let status = crate::crd::SeedStatus {
         sha: shown.spec.head_sha.clone(),
         digest: loader.digest.clone(),
@@ -91,6 +91,7 @@ fn seed_loader(
             .collect(),
         bytes: loader.bytes as u64,
         message: String::new(),
+        vocabulary: None,
     };
     let objects = [serde_json::to_value(&loader.job), serde_json::to_value(&loader.data)];
     if let Some(shown_status) = shown.status.as_mut() {

@@ -13,10 +13,7 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use sha2::{Digest as _, Sha256};
 
 use super::Preview;
-use crate::config::{DATA_PATH, SeedConfig};
-
-/// The ConfigMap key of the data set.
-pub const DATA_KEY: &str = "data.sql";
+use crate::config::SeedConfig;
 
 /// A finished loader Job is removed a day later (its ConfigMap with it, as it owns that).
 const KEEP_FINISHED_SECONDS: i32 = 24 * 3600;
@@ -42,7 +39,7 @@ pub fn job_name(digest: &str) -> String {
 pub fn loader_job(p: &Preview<'_>, seed: &SeedConfig, digest: &str) -> Job {
     let name = job_name(digest);
     let loader = &seed.loader;
-    let mount = std::path::Path::new(DATA_PATH).parent().and_then(|d| d.to_str()).unwrap_or("/previewd-seed");
+    let mount = crate::config::DATA_DIR;
     let container = Container {
         name: "load".into(),
         image: Some(loader.image.clone()),
@@ -137,15 +134,22 @@ pub fn loader(
     p: &Preview<'_>,
     seed: &SeedConfig,
     files: &[(String, std::sync::Arc<str>)],
+    vocabularies: crate::seed::Vocabularies,
 ) -> Result<Loader, crate::seed::SeedError> {
     let digest = digest(files);
-    let text: String = files.iter().map(|(_, t)| format!("{t}\n")).collect();
-    let max_bytes = usize::try_from(seed.max_bytes).unwrap_or(usize::MAX);
-    let dataset = crate::seed::dataset(&text, seed.rows, seed.seed, max_bytes)?;
+    let texts: Vec<(String, &str)> = files.iter().map(|(p, t)| (p.clone(), &**t)).collect();
+    let options = crate::seed::Options {
+        rows: seed.rows,
+        seed: seed.seed,
+        max_bytes: usize::try_from(seed.max_bytes).unwrap_or(usize::MAX),
+        format: seed.format,
+        vocabularies,
+    };
+    let dataset = crate::seed::dataset(&texts, &options)?;
     let bytes = dataset.sql.len();
     Ok(Loader {
         job: loader_job(p, seed, &digest),
-        data: data_config_map(p, &digest, dataset.sql),
+        data: data_config_map(p, &digest, seed.format.file_name(), dataset.sql),
         tables: dataset.tables,
         bytes,
         digest,
@@ -179,9 +183,9 @@ pub fn read_checkout(
 }
 
 /// The data set's ConfigMap (the controller makes its Job its owner once the Job exists).
-pub fn data_config_map(p: &Preview<'_>, digest: &str, sql: String) -> ConfigMap {
+pub fn data_config_map(p: &Preview<'_>, digest: &str, key: &str, sql: String) -> ConfigMap {
     let metadata = p.meta(&job_name(digest), Some(&p.name));
-    ConfigMap { metadata, data: Some(BTreeMap::from([(DATA_KEY.to_owned(), sql)])), ..ConfigMap::default() }
+    ConfigMap { metadata, data: Some(BTreeMap::from([(key.to_owned(), sql)])), ..ConfigMap::default() }
 }
 
 fn quantities(cpu: &str, memory: &str) -> BTreeMap<String, Quantity> {

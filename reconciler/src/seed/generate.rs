@@ -121,6 +121,17 @@ fn unique_alone(table: &Table, column: &str) -> bool {
 
 /// Generates `rows` rows per table.
 pub fn generate(schema: &Schema, rows: usize, seed: u64) -> Result<Vec<Rows>, SeedError> {
+    generate_with(schema, rows, seed, &super::Vocabularies::new())
+}
+
+/// [`generate`], picking a free-text column's values from `vocabularies` where it has some
+/// (values already checked against the column: `ai::vocabulary`).
+pub fn generate_with(
+    schema: &Schema,
+    rows: usize,
+    seed: u64,
+    vocabularies: &super::Vocabularies,
+) -> Result<Vec<Rows>, SeedError> {
     let mut out: Vec<Rows> = Vec::new();
     let ordered = order(schema)?;
     for table in ordered {
@@ -155,14 +166,14 @@ pub fn generate(schema: &Schema, rows: usize, seed: u64) -> Result<Vec<Rows>, Se
                 if row.contains_key(column.name.as_str()) {
                     continue;
                 }
-                let value = values::value(
-                    &mut rng,
-                    column,
-                    index,
-                    unique_alone(table, &column.name),
-                    bounds(table, &column.name),
-                    one_of(table, &column.name),
-                );
+                let unique = unique_alone(table, &column.name);
+                let listed = one_of(table, &column.name).or_else(|| {
+                    let words = vocabularies.get(&table.name)?.get(&column.name)?;
+                    // Only where any of its values fits the column: the constraints decide.
+                    let fits = matches!(column.kind, Kind::Text { max } if words.iter().all(|w| max.is_none_or(|m| w.chars().count() <= m as usize)));
+                    (fits && !unique && !words.is_empty()).then_some(words.as_slice())
+                });
+                let value = values::value(&mut rng, column, index, unique, bounds(table, &column.name), listed);
                 row.insert(column.name.as_str(), value);
             }
             // A required foreign key with no parent row: nothing can be inserted.

@@ -4,6 +4,7 @@
 
 pub mod generate;
 pub mod schema;
+pub mod source;
 mod values;
 
 use std::fmt::Write as _;
@@ -17,20 +18,65 @@ pub enum SeedError {
     Sql(String),
     #[error("schema: {0}")]
     Schema(String),
-    #[error("even one row per table makes {bytes} bytes of SQL, more than the {max} allowed")]
+    #[error("even one row per table makes {bytes} bytes, more than the {max} allowed")]
     TooLarge { bytes: usize, max: usize },
 }
 
-/// Reads the schema and generates `rows` rows per table.
+/// Values to pick from, per table and column (the AI's proposals, checked: `ai::vocabulary`).
+pub type Vocabularies = std::collections::BTreeMap<String, std::collections::BTreeMap<String, Vec<String>>>;
+
+/// What a preview's data set is made with.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    pub rows: usize,
+    pub seed: u64,
+    pub max_bytes: usize,
+    pub format: Format,
+    pub vocabularies: Vocabularies,
+}
+
+/// What a data set is written as.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+    schemars::JsonSchema,
+    clap::ValueEnum,
+)]
+#[serde(rename_all = "camelCase")]
+pub enum Format {
+    /// One transaction of INSERTs, parents first (what `psql` loads).
+    #[default]
+    Sql,
+    /// `{table: [{column: value}]}`, tables parents first.
+    Json,
+}
+
+/// Reads the schema (PostgreSQL DDL) and generates `rows` rows per table.
 pub fn from_sql(sql: &str, rows: usize, seed: u64) -> Result<(Schema, Vec<Rows>), SeedError> {
-    let schema = parse_generable(sql)?;
+    from_files(&[("schema.sql".to_owned(), sql)], rows, seed)
+}
+
+/// Reads the schema files (SQL, JSON Schema, OpenAPI, protobuf: `source`) and generates `rows`
+/// rows per table.
+pub fn from_files(files: &[(String, &str)], rows: usize, seed: u64) -> Result<(Schema, Vec<Rows>), SeedError> {
+    let schema = generable(source::read(files)?)?;
     let data = generate::generate(&schema, rows, seed)?;
     Ok((schema, data))
 }
 
+/// The schema of `files`, if the generator can fill it.
+pub fn schema_of(files: &[(String, &str)]) -> Result<Schema, SeedError> {
+    generable(source::read(files)?)
+}
+
 /// A schema the generator can fill: every NOT NULL column without a default has a known type.
-fn parse_generable(sql: &str) -> Result<Schema, SeedError> {
-    let schema = schema::parse(sql)?;
+fn generable(schema: Schema) -> Result<Schema, SeedError> {
     for table in &schema.tables {
         if let Some(column) =
             table.columns.iter().find(|c| matches!(c.kind, schema::Kind::Other(_)) && !c.nullable && !c.defaulted)
@@ -44,7 +90,8 @@ fn parse_generable(sql: &str) -> Result<Schema, SeedError> {
     Ok(schema)
 }
 
-/// A data set for a preview's loader: SQL that replaces the tables' rows, within a size.
+/// A data set for a preview's loader, within a size: SQL that replaces the tables' rows, or
+/// JSON.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Dataset {
     pub sql: String,
@@ -52,14 +99,19 @@ pub struct Dataset {
     pub tables: Vec<(String, usize)>,
 }
 
-/// Generates up to `rows` rows per table, halving the count until the SQL fits `max_bytes`.
-/// The SQL empties the tables first (a reseed after a schema change replaces the old rows).
-pub fn dataset(sql: &str, rows: usize, seed: u64, max_bytes: usize) -> Result<Dataset, SeedError> {
-    let schema = parse_generable(sql)?;
-    let mut count = rows.max(1);
+/// Generates up to `rows` rows per table, halving the count until the data set fits
+/// `max_bytes`. SQL empties the tables first (a reseed after a schema change replaces the old
+/// rows).
+pub fn dataset(files: &[(String, &str)], options: &Options) -> Result<Dataset, SeedError> {
+    let schema = generable(source::read(files)?)?;
+    let (seed, max_bytes) = (options.seed, options.max_bytes);
+    let mut count = options.rows.max(1);
     loop {
-        let data = generate::generate(&schema, count, seed)?;
-        let sql = write_sql(&data, true);
+        let data = generate::generate_with(&schema, count, seed, &options.vocabularies)?;
+        let sql = match options.format {
+            Format::Sql => write_sql(&data, true),
+            Format::Json => format!("{}\n", to_json(&data)),
+        };
         if sql.len() <= max_bytes {
             let tables = data.iter().map(|t| (t.table.clone(), t.rows.len())).collect();
             return Ok(Dataset { sql, tables });
@@ -140,7 +192,11 @@ pub fn to_json(data: &[Rows]) -> serde_json::Value {
                         let value = match d {
                             Datum::Null => serde_json::Value::Null,
                             Datum::Int(n) => serde_json::json!(n),
-                            Datum::Decimal(s) | Datum::Text(s) => serde_json::json!(s),
+                            // A JSON number: what a `number` in a JSON Schema or OpenAPI is.
+                            Datum::Decimal(s) => {
+                                s.parse::<f64>().map_or_else(|_| serde_json::json!(s), |n| serde_json::json!(n))
+                            }
+                            Datum::Text(s) => serde_json::json!(s),
                             Datum::Bool(b) => serde_json::json!(b),
                         };
                         (c.clone(), value)

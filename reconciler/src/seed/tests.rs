@@ -177,14 +177,111 @@ fn migrations_that_add_and_drop_columns_are_followed() {
 /// The loader's data set empties the tables first, and shrinks to fit its size.
 #[test]
 fn a_preview_data_set_replaces_rows_and_fits_its_size() {
-    let sql = "CREATE TABLE a (id int PRIMARY KEY, note text); CREATE TABLE b (id int PRIMARY KEY, a_id int REFERENCES a (id));";
-    let full = dataset(sql, 200, 1, usize::MAX).unwrap_or_else(|e| panic!("{e}"));
+    let sql = [(
+        "schema.sql".to_owned(),
+        "CREATE TABLE a (id int PRIMARY KEY, note text); CREATE TABLE b (id int PRIMARY KEY, a_id int REFERENCES a (id));",
+    )];
+    let sql = &sql[..];
+    let full = dataset(sql, &Options { rows: 200, seed: 1, max_bytes: usize::MAX, ..Options::default() })
+        .unwrap_or_else(|e| panic!("{e}"));
     assert!(full.sql.starts_with("BEGIN;\nTRUNCATE \"a\", \"b\" RESTART IDENTITY CASCADE;\n"), "{}", full.sql);
     assert_eq!(full.tables, [("a".to_owned(), 200), ("b".to_owned(), 200)]);
-    let small = dataset(sql, 200, 1, full.sql.len() / 3).unwrap_or_else(|e| panic!("{e}"));
+    let small = dataset(sql, &Options { rows: 200, seed: 1, max_bytes: full.sql.len() / 3, ..Options::default() })
+        .unwrap_or_else(|e| panic!("{e}"));
     assert!(small.sql.len() <= full.sql.len() / 3);
     assert!(small.tables.iter().all(|(_, rows)| *rows < 200 && *rows > 0), "{:?}", small.tables);
-    assert!(matches!(dataset(sql, 200, 1, 10), Err(SeedError::TooLarge { .. })));
+    assert!(matches!(
+        dataset(sql, &Options { rows: 200, seed: 1, max_bytes: 10, ..Options::default() }),
+        Err(SeedError::TooLarge { .. })
+    ));
+}
+
+/// Generated JSON rows of `table`, each checked against `schema` (formats asserted too).
+fn assert_rows_valid(data: &serde_json::Value, table: &str, schema: &serde_json::Value) -> usize {
+    let validator =
+        jsonschema::options().should_validate_formats(true).build(schema).unwrap_or_else(|e| panic!("{table}: {e}"));
+    let rows = data[table].as_array().unwrap_or_else(|| panic!("no rows for {table} in {data}"));
+    for row in rows {
+        // A column left NULL is a property left out.
+        let present: serde_json::Map<String, serde_json::Value> = row
+            .as_object()
+            .into_iter()
+            .flatten()
+            .filter(|(_, v)| !v.is_null())
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let row = serde_json::Value::Object(present);
+        let errors: Vec<String> = validator.iter_errors(&row).map(|e| e.to_string()).collect();
+        assert!(errors.is_empty(), "{table}: {row} breaks its schema: {errors:?}");
+    }
+    rows.len()
+}
+
+#[test]
+fn json_schema_and_openapi_rows_satisfy_their_schemas() {
+    let json = include_str!("../../tests/fixtures/seed/sources/customer.schema.json");
+    let yaml = include_str!("../../tests/fixtures/seed/sources/orders.openapi.yaml");
+    let files = [("api/customer.schema.json".to_owned(), json), ("api/orders.openapi.yaml".to_owned(), yaml)];
+    let (schema, data) = from_files(&files, 40, 9).unwrap_or_else(|e| panic!("{e}"));
+    let names: Vec<&str> = schema.tables.iter().map(|t| t.name.as_str()).collect();
+    // OpenAPI components in name order.
+    assert_eq!(names, ["customer", "address", "buyer", "order"]);
+    let skipped = schema.skipped.join("\n");
+    assert!(
+        skipped.contains("customer.tags") && skipped.contains("order.buyer") && skipped.contains("Problem"),
+        "{skipped}"
+    );
+    let json_data = to_json(&data);
+    let document: serde_json::Value = serde_json::from_str(json).unwrap_or_default();
+    assert_eq!(assert_rows_valid(&json_data, "customer", &document), 40);
+    assert_eq!(assert_rows_valid(&json_data, "address", &document["$defs"]["Address"]), 40);
+    let api: serde_json::Value = serde_norway::from_str(yaml).unwrap_or_default();
+    let mut order = api["components"]["schemas"]["Order"].clone();
+    // The `$ref`'d property is skipped (a data set is flat rows): not required, so absent.
+    if let Some(properties) = order["properties"].as_object_mut() {
+        properties.remove("buyer");
+    }
+    assert_eq!(assert_rows_valid(&json_data, "order", &order), 40);
+    assert_eq!(generate::generate(&schema, 40, 9).ok(), Some(data), "the same seed gives the same data");
+}
+
+#[test]
+fn protobuf_messages_become_rows_of_their_scalar_fields() {
+    let proto = include_str!("../../tests/fixtures/seed/sources/catalog.proto");
+    let (schema, data) =
+        from_files(&[("proto/catalog.proto".to_owned(), proto)], 30, 4).unwrap_or_else(|e| panic!("{e}"));
+    let columns = |table: &str| -> Vec<String> {
+        schema
+            .tables
+            .iter()
+            .find(|t| t.name == table)
+            .map(|t| t.columns.iter().map(|c| c.name.clone()).collect())
+            .unwrap_or_default()
+    };
+    assert_eq!(columns("product"), ["id", "sku", "title", "price", "availability", "created_at"]);
+    assert_eq!(columns("review"), ["id", "rating", "body", "verified", "kind"]);
+    assert_eq!(violations(&schema, &data), Vec::<String>::new());
+    let json = to_json(&data);
+    for row in json["product"].as_array().into_iter().flatten() {
+        assert!(
+            ["AVAILABILITY_UNSPECIFIED", "IN_STOCK", "BACKORDER"].contains(&row["availability"].as_str().unwrap_or("")),
+            "{row}"
+        );
+        assert!(row["id"].as_i64().is_some_and(|id| id >= 0), "{row}");
+        assert!(row["price"].is_number(), "{row}");
+    }
+    for row in json["review"].as_array().into_iter().flatten() {
+        assert!(["KIND_UNSPECIFIED", "TEXT", "PHOTO"].contains(&row["kind"].as_str().unwrap_or("")), "{row}");
+        assert!(row["rating"].as_i64().is_some_and(|r| r >= 0), "{row}");
+    }
+    let skipped = schema.skipped.join("\n");
+    assert!(
+        skipped.contains("product.tags")
+            && skipped.contains("product.attributes")
+            && skipped.contains("product.category"),
+        "{skipped}"
+    );
+    assert!(matches!(from_files(&[("bad.proto".to_owned(), "message {")], 3, 1), Err(SeedError::Schema(_))));
 }
 
 #[derive(Debug, Clone)]

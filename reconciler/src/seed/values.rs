@@ -102,6 +102,7 @@ fn text_for(rng: &mut Rng, name: &str, index: usize, unique: bool, max: Option<u
 }
 
 /// A timestamp in 2025 (fixed, so data does not move with the clock), `date_only` as a date.
+/// RFC 3339 in UTC: JSON Schema's `date-time`, and PostgreSQL reads it for both timestamp types.
 fn moment(rng: &mut Rng, date_only: bool) -> String {
     let day = rng.below(365);
     let base = chrono::NaiveDate::from_ymd_opt(2025, 1, 1).unwrap_or_default();
@@ -110,7 +111,7 @@ fn moment(rng: &mut Rng, date_only: bool) -> String {
         return date.format("%Y-%m-%d").to_string();
     }
     let seconds = rng.below(86_400);
-    format!("{} {:02}:{:02}:{:02}", date.format("%Y-%m-%d"), seconds / 3600, seconds % 3600 / 60, seconds % 60)
+    format!("{}T{:02}:{:02}:{:02}Z", date.format("%Y-%m-%d"), seconds / 3600, seconds % 3600 / 60, seconds % 60)
 }
 
 /// A value for `column` in row `index`.
