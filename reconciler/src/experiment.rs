@@ -408,6 +408,40 @@ mod tests {
     }
 
     #[test]
+    fn a_write_counts_a_new_preview_its_corrections_and_new_ai_spend_once() {
+        let pe = recorded("ai", 2, 0.1, 3_000, 0, None);
+        let created = Delta::between(None, &pe.spec).unwrap_or_else(|| panic!("a new preview counts"));
+        assert!(created.created && created.corrections == 0 && (created.ai_usd - 0.003).abs() < 1e-12);
+        assert_eq!(Delta::between(Some(&pe.spec), &pe.spec), None, "the same spec again adds nothing");
+        let mut corrected = pe.spec.clone();
+        if let Some(arm) = corrected.experiment.as_mut() {
+            arm.corrections = 2;
+        }
+        let delta = Delta::between(Some(&pe.spec), &corrected).unwrap_or_else(|| panic!("corrections count"));
+        assert_eq!(
+            (delta.created, delta.corrections, delta.ai_usd),
+            (false, 2, 0.0),
+            "the same AI answer is not paid twice"
+        );
+        let metrics = crate::metrics::Metrics::new().unwrap_or_else(|e| panic!("{e}"));
+        created.record(&metrics.experiments);
+        delta.record(&metrics.experiments);
+        let text = metrics.render();
+        assert!(
+            text.contains("previewd_experiment_previews_total{arm=\"ai\",experiment=\"ai-detection\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("previewd_experiment_corrections_total{arm=\"ai\",experiment=\"ai-detection\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("previewd_experiment_ai_spend_usd_total{arm=\"ai\",experiment=\"ai-detection\"} 0.003"),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn the_report_compares_arms_over_recorded_previews() {
         let config = config();
         let previews = vec![

@@ -87,13 +87,18 @@ fn usage(now: u64) -> String {
 }
 
 fn start(now: u64) -> Server {
+    backfilled(&usage(now))
+}
+
+/// A server over a TSDB backfilled from `openmetrics`.
+fn backfilled(openmetrics: &str) -> Server {
     static SERVERS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let n = SERVERS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     let dir = std::env::temp_dir().join(format!("previewd-prometheus-{}-{n}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let (input, data) = (dir.join("usage.om"), dir.join("data"));
-    std::fs::write(&input, usage(now)).unwrap();
+    std::fs::write(&input, openmetrics).unwrap();
     let backfill = Command::new(binary("promtool"))
         .args(["tsdb", "create-blocks-from", "openmetrics"])
         .arg(&input)
@@ -213,4 +218,57 @@ async fn right_sizing_reads_prometheus_and_stays_within_bounds() {
     // `previewd cost` shows them beside the configured requests.
     let table = previewd::sizing::render(&roomy, &proposals);
     assert!(table.contains("acme/shop  api  1  3000m  6144Mi  500m/1Gi  2000m/4096Mi"), "{table}");
+}
+
+/// The arms' counters as `previewd run` exports them, growing over three hours.
+fn counters(now: u64) -> String {
+    let start = now - 3 * 3600;
+    let series: [(&str, &str, f64); 5] = [
+        ("previewd_experiment_previews_total", "rules", 10.0),
+        ("previewd_experiment_previews_total", "ai", 30.0),
+        ("previewd_experiment_corrections_total", "rules", 4.0),
+        ("previewd_experiment_corrections_total", "ai", 3.0),
+        ("previewd_experiment_ai_spend_usd_total", "ai", 0.09),
+    ];
+    let mut out = String::new();
+    for name in [
+        "previewd_experiment_previews_total",
+        "previewd_experiment_corrections_total",
+        "previewd_experiment_ai_spend_usd_total",
+    ] {
+        let _ = writeln!(out, "# TYPE {} counter", name.trim_end_matches("_total"));
+        for (metric, arm, total) in series.iter().filter(|(m, _, _)| *m == name) {
+            for t in (start..=now - 300).step_by(60) {
+                let value = total * (t - start) as f64 / (now - 300 - start) as f64;
+                let _ = writeln!(out, r#"{metric}{{experiment="ai-detection",arm="{arm}"}} {value} {t}"#);
+            }
+        }
+    }
+    out.push_str("# EOF\n");
+    out
+}
+
+#[tokio::test]
+async fn the_experiment_report_reads_the_arms_counters_from_prometheus() {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+    let server = backfilled(&counters(now));
+    ready(&server).await;
+    let prometheus = previewd::sizing::prometheus::Prometheus::new(&server.url).unwrap();
+    let window = Duration::from_secs(30 * 86_400);
+    let totals = prometheus.experiment_totals(window).await.unwrap();
+    let get = |arm: &str, metric: &str| totals[&("ai-detection".to_owned(), arm.to_owned())].get(metric).copied();
+    // increase() extrapolates a little past the first and last samples: within 2%.
+    let near = |value: Option<f64>, expected: f64| {
+        let value = value.unwrap_or(f64::NAN);
+        assert!((value - expected).abs() <= expected * 0.02, "{value} not about {expected}");
+    };
+    near(get("rules", "previewd_experiment_previews_total"), 10.0);
+    near(get("ai", "previewd_experiment_previews_total"), 30.0);
+    near(get("rules", "previewd_experiment_corrections_total"), 4.0);
+    near(get("ai", "previewd_experiment_ai_spend_usd_total"), 0.09);
+    assert_eq!(get("rules", "previewd_experiment_ai_spend_usd_total"), None, "no series: no spend");
+    let table = previewd::experiment::render_totals(&totals, window);
+    assert!(table.starts_with("From the metrics, over the last 30.0 days:"), "{table}");
+    let ai = table.lines().find(|l| l.starts_with("ai-detection  ai ")).unwrap();
+    assert_eq!(ai.split_whitespace().collect::<Vec<_>>()[2..5], ["30", "3", "0.100"], "{table}");
 }

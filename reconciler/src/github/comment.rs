@@ -430,6 +430,59 @@ mod tests {
     }
 
     #[test]
+    fn sizes_and_seeded_data_are_shown() {
+        let mut s = status();
+        s.seed = Some(crate::crd::SeedStatus {
+            sha: "ec26c3e".into(),
+            digest: "d".into(),
+            job: "previewd-seed-d".into(),
+            state: crate::crd::SeedState::Loaded,
+            tables: vec![
+                crate::crd::SeededTable { name: "customers".into(), rows: 20 },
+                crate::crd::SeededTable { name: "or`ders".into(), rows: 5 },
+            ],
+            bytes: 100,
+            message: String::new(),
+            vocabulary: None,
+        });
+        let size = |mode| crate::crd::Sizing {
+            mode,
+            services: vec![crate::crd::ServiceSize {
+                name: "api".into(),
+                cpu_millis: 120,
+                memory_bytes: 180 * 1024 * 1024,
+                observed_cpu_millis: 100,
+                observed_memory_bytes: 150 * 1024 * 1024,
+            }],
+        };
+        for (mode, words) in [
+            (crate::config::SizingMode::Auto, "requests applied"),
+            (crate::config::SizingMode::Suggest, "suggested requests"),
+        ] {
+            let sizing = size(mode);
+            let body = render(&View::Live {
+                status: &s,
+                head_sha: "ec26c3e57ca3",
+                awaiting_approval: None,
+                awaiting_build: None,
+                baseline: None,
+                sizing: Some(&sizing),
+                labels: Labels { fork: "preview-fork", opt_out: "no-preview", opt_in: "preview" },
+                do_not_expire_label: "do-not-expire",
+                do_not_expire: false,
+                ttl_prediction: None,
+            });
+            for expected in [
+                "🌱 Synthetic data loaded: 25 rows in 2 tables (`customers` 20, `orders` 5)",
+                &format!("📐 Right-sizing: {words} from the p95 of recent previews"),
+                "| api | 100m | 150Mi | 120m / 180Mi |",
+            ] {
+                assert!(body.contains(expected), "{expected:?} missing:\n{body}");
+            }
+        }
+    }
+
+    #[test]
     fn live_comment_shows_url_services_cost_and_expiry() {
         let s = status();
         let body = render(&View::Live {
