@@ -47,6 +47,9 @@ pub struct Metrics {
     pub cost_budget: Gauge,
     /// `previewd_cost_budget_exceeded`: 1 while the projection exceeds the budget.
     pub cost_budget_exceeded: IntGauge,
+    /// `previewd_environment_oldest_expiry_timestamp_seconds`: the earliest expiry among live
+    /// previews (0: none), for the cleanup SLO.
+    pub environment_oldest_expiry: Gauge,
     /// `previewd_ai_requests_total{provider,cache_hit}`: service-detection queries (a cache hit
     /// sends nothing).
     pub ai_requests: IntCounterVec,
@@ -184,6 +187,10 @@ impl Metrics {
             cost_budget: register!(Gauge::new(
                 "previewd_cost_monthly_budget_usd",
                 "The configured monthly budget (0: none)"
+            )?),
+            environment_oldest_expiry: register!(Gauge::new(
+                "previewd_environment_oldest_expiry_timestamp_seconds",
+                "Unix time of the earliest expiry among live previews (0: none)"
             )?),
             cost_budget_exceeded: register!(IntGauge::new(
                 "previewd_cost_budget_exceeded",

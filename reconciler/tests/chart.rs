@@ -74,10 +74,14 @@ fn rendered_chart_validates_against_the_kubernetes_schemas() {
     assert_eq!(operator_kinds, ["PrometheusRule", "ServiceMonitor"]);
     validate(&core);
     let rule = &operator[0];
-    let shipped: Value =
-        serde_norway::from_str(&std::fs::read_to_string(root().join("charts/previewd/files/alerts.yaml")).unwrap())
-            .unwrap();
-    assert_eq!(rule["spec"]["groups"], shipped, "the rules are shipped verbatim (Go templates kept)");
+    let shipped: Vec<Value> = ["alerts.yaml", "slo.yaml"]
+        .iter()
+        .flat_map(|file| {
+            let text = std::fs::read_to_string(root().join("charts/previewd/files").join(file)).unwrap();
+            serde_norway::from_str::<Value>(&text).unwrap().as_array().unwrap().clone()
+        })
+        .collect();
+    assert_eq!(rule["spec"]["groups"], Value::Array(shipped), "the rules are shipped verbatim (Go templates kept)");
     let monitor = &operator[1];
     assert_eq!(monitor["spec"]["endpoints"][0]["port"], "http");
     let dashboard =

@@ -284,7 +284,96 @@ async fn the_dashboard_and_alerts_use_only_exported_metrics() {
         assert!(rule["labels"]["severity"].is_string() && rule["annotations"]["summary"].is_string(), "{rule}");
         used.extend(selected_metrics(rule["expr"].as_str().unwrap()));
     }
+    // The SLO rules read the same metrics (and their own recorded series, named `a:b:c`).
+    for rule in rule_groups(&chart.join("slo.yaml")) {
+        used.extend(selected_metrics(rule["expr"].as_str().unwrap()).into_iter().filter(|n| !n.contains(':')));
+    }
 
     let unknown: Vec<&String> = used.iter().filter(|name| family_of(name, &families).is_none()).collect();
     assert!(unknown.is_empty(), "not exported by the reconciler: {unknown:?}");
+}
+
+/// The rules of a rule-group file of the chart (a list of groups).
+fn rule_groups(path: &std::path::Path) -> Vec<Value> {
+    let groups: Value = serde_norway::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    groups.as_array().unwrap().iter().flat_map(|g| g["rules"].as_array().unwrap().clone()).collect()
+}
+
+fn promtool(args: &[&str], dir: &std::path::Path) -> String {
+    let out = std::process::Command::new("promtool")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap_or_else(|e| panic!("promtool: {e} (install the `prometheus` package: make test does)"));
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "promtool {args:?}:\n{text}");
+    text
+}
+
+/// The chart's alert and SLO rules, as Prometheus loads them, pass `promtool check rules`, and
+/// their unit tests pass `promtool test rules` (the real promtool, Debian's `prometheus`). Every
+/// recording rule's value is tested, and every alert both firing and not.
+#[test]
+fn slo_rules_pass_promtool() {
+    let chart = root().join("charts/previewd");
+    let dir = std::env::temp_dir().join(format!("previewd-promtool-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut groups = Vec::new();
+    for file in ["alerts.yaml", "slo.yaml"] {
+        let parsed: Value =
+            serde_norway::from_str(&std::fs::read_to_string(chart.join("files").join(file)).unwrap()).unwrap();
+        groups.extend(parsed.as_array().unwrap().clone());
+    }
+    let rules_file = serde_norway::to_string(&json!({"groups": groups})).unwrap();
+    std::fs::write(dir.join("previewd-rules.yaml"), rules_file).unwrap();
+    let tests = ["slo.test.yaml", "alerts.test.yaml"];
+    for test in tests {
+        std::fs::copy(chart.join("tests").join(test), dir.join(test)).unwrap();
+    }
+    let rules: Vec<Value> = groups.iter().flat_map(|g| g["rules"].as_array().unwrap().clone()).collect();
+    let checked = promtool(&["check", "rules", "previewd-rules.yaml"], &dir);
+    assert!(checked.contains(&format!("SUCCESS: {} rules found", rules.len())), "{checked}");
+    let tested = promtool(&["test", "rules", tests[0], tests[1]], &dir);
+    assert_eq!(tested.matches("SUCCESS").count(), 2, "{tested}");
+
+    // Coverage: each recorded series has a value test, each alert a firing and a quiet test.
+    let cases: Vec<Value> = tests
+        .iter()
+        .flat_map(|t| {
+            let doc: Value = serde_norway::from_str(&std::fs::read_to_string(dir.join(t)).unwrap()).unwrap();
+            doc["tests"].as_array().unwrap().clone()
+        })
+        .collect();
+    let exprs: Vec<String> = cases
+        .iter()
+        .flat_map(|c| c["promql_expr_test"].as_array().cloned().unwrap_or_default())
+        .map(|e| e["expr"].as_str().unwrap().replace(' ', ""))
+        .collect();
+    let alert_tests: Vec<(String, bool)> = cases
+        .iter()
+        .flat_map(|c| c["alert_rule_test"].as_array().cloned().unwrap_or_default())
+        .map(|a| (a["alertname"].as_str().unwrap().to_owned(), !a["exp_alerts"].as_array().unwrap().is_empty()))
+        .collect();
+    let mut untested = Vec::new();
+    for rule in &rules {
+        if let Some(record) = rule["record"].as_str() {
+            let selector = match rule["labels"]["slo"].as_str() {
+                Some(slo) => format!("{record}{{slo=\"{slo}\"}}"),
+                None => record.to_owned(),
+            };
+            if !exprs.contains(&selector) {
+                untested.push(selector);
+            }
+        }
+        if let Some(alert) = rule["alert"].as_str() {
+            for firing in [true, false] {
+                if !alert_tests.contains(&(alert.to_owned(), firing)) {
+                    untested.push(format!("{alert} ({})", if firing { "firing" } else { "quiet" }));
+                }
+            }
+        }
+    }
+    assert!(untested.is_empty(), "rules without a unit test: {untested:#?}");
+    let _ = std::fs::remove_dir_all(&dir);
 }

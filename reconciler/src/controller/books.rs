@@ -37,6 +37,8 @@ struct Entry {
 struct Inner {
     previews: HashMap<String, Entry>,
     over_budget: bool,
+    /// When each live preview expires (unix seconds), for the cleanup SLO.
+    expiries: HashMap<String, i64>,
 }
 
 /// The budget was crossed upwards by the last change.
@@ -91,9 +93,30 @@ impl Books {
         }
     }
 
+    /// When a live preview expires: the oldest expiry is a gauge, and the cleanup SLO counts
+    /// the time it lies more than a grace in the past.
+    pub fn expires(&self, name: &str, at: Option<chrono::DateTime<chrono::Utc>>) {
+        if let Ok(mut inner) = self.inner.lock() {
+            match at {
+                Some(at) => inner.expiries.insert(name.to_owned(), at.timestamp()),
+                None => inner.expiries.remove(name),
+            };
+            self.oldest_expiry(&inner);
+        }
+    }
+
+    fn oldest_expiry(&self, inner: &Inner) {
+        if let Some(m) = &self.metrics {
+            // 0: no live preview (the SLO's rule reads 0 as nothing to clean up).
+            m.environment_oldest_expiry.set(inner.expiries.values().min().copied().unwrap_or(0) as f64);
+        }
+    }
+
     /// A preview is gone.
     pub fn forget(&self, name: &str) {
         if let Ok(mut inner) = self.inner.lock() {
+            inner.expiries.remove(name);
+            self.oldest_expiry(&inner);
             if let (Some(entry), Some(m)) = (inner.previews.remove(name), &self.metrics) {
                 let _ = m.environment_cost.remove_label_values(&[&entry.line.repository, &entry.pr_number.to_string()]);
             }

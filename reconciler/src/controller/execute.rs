@@ -141,6 +141,7 @@ async fn record(
     status: &PreviewEnvironmentStatus,
     now: DateTime<Utc>,
 ) {
+    ctx.books.expires(&pe.name_any(), status.expires_at);
     if let Some(estimate) = &status.cost_estimate {
         let line = cost::Line {
             repository: preview.repo.name.clone(),
