@@ -386,3 +386,29 @@ fn the_chart_refuses_a_bad_config_before_any_pod_starts() {
     let out = helm(&["template", "pd", "charts/previewd", "--set", QUEUE, "-f", file.to_str().unwrap()]);
     assert!(out.status.success(), "{}", text(&out));
 }
+
+/// An air-gapped install: one list of prefix rewrites moves Previewd's own image, the images
+/// of services and the seed loader to the mirror.
+#[test]
+fn images_follow_the_registry_rewrites() {
+    let mut config = example_config();
+    config["images"] = serde_json::json!({"rewrites": [
+        {"from": "ghcr.io/previewd/", "to": "mirror.internal/previewd/"},
+        {"from": "docker.io/", "to": "mirror.internal/hub/"}
+    ]});
+    let objects = chart::template_config(&config, &["image.tag=1.2.3"]);
+    let deployment = objects.iter().find(|o| o["kind"] == "Deployment").unwrap();
+    assert_eq!(
+        deployment["spec"]["template"]["spec"]["containers"][0]["image"],
+        "mirror.internal/previewd/previewd:1.2.3"
+    );
+    let untouched = chart::template_config(&example_config(), &["image.tag=1.2.3"]);
+    let deployment = untouched.iter().find(|o| o["kind"] == "Deployment").unwrap();
+    assert_eq!(deployment["spec"]["template"]["spec"]["containers"][0]["image"], "ghcr.io/previewd/previewd:1.2.3");
+    // The reconciler reads the same list from its configuration.
+    let loaded = previewd::config::Config::from_yaml(&serde_norway::to_string(&config).unwrap()).unwrap();
+    assert_eq!(
+        loaded.images.rewrite("docker.io/library/postgres:16-alpine"),
+        "mirror.internal/hub/library/postgres:16-alpine"
+    );
+}

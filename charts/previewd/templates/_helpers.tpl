@@ -45,3 +45,20 @@ AppProject the chart creates (a different explicit value is refused, so the two 
 {{- define "previewd.serviceAccountUser" -}}
 {{- printf "system:serviceaccount:%s:%s" .Release.Namespace (include "previewd.fullname" .) -}}
 {{- end -}}
+
+{{/*
+Previewd's own image, with the first of `config.images.rewrites` whose `from` prefixes it
+applied (the same rewrites Previewd applies to the images it writes: an air-gapped mirror).
+*/}}
+{{- define "previewd.image" -}}
+{{- $image := printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) -}}
+{{- $done := false -}}
+{{- $images := .Values.config.images | default dict -}}
+{{- range ($images.rewrites | default list) -}}
+{{- if and (not $done) (hasPrefix .from $image) -}}
+{{- $image = printf "%s%s" .to (trimPrefix .from $image) -}}
+{{- $done = true -}}
+{{- end -}}
+{{- end -}}
+{{- $image -}}
+{{- end -}}

@@ -11,6 +11,7 @@ mod ai;
 mod cluster;
 mod cost;
 mod experiment;
+mod images;
 mod people;
 mod repository;
 mod secrets;
@@ -29,6 +30,7 @@ pub use cluster::{
 };
 pub use cost::{BudgetConfig, Pricing, SpotConfig};
 pub use experiment::{Arm, Detection as ArmDetection, ExperimentConfig};
+pub use images::{ImagesConfig, Rewrite};
 pub use people::{ForkPolicy, GitHubConfig, PolicyConfig, PolicyMode};
 pub use repository::{BasicAuth, BuildGate, ExternalAuth, Protection};
 pub use repository::{
@@ -112,6 +114,9 @@ pub struct Config {
     /// Requests proposed from observed usage (default: off).
     #[serde(default)]
     pub sizing: SizingConfig,
+    /// Prefix rewrites of the images Previewd writes (an air-gapped mirror).
+    #[serde(default)]
+    pub images: ImagesConfig,
     #[schemars(length(min = 1))]
     pub repositories: Vec<RepositoryConfig>,
 }
@@ -193,6 +198,7 @@ impl Config {
         self.ai.validate()?;
         self.secrets.validate()?;
         self.sizing.validate()?;
+        self.images.validate()?;
         if self.repositories.is_empty() {
             return Err(invalid("repositories", "configure at least one repository"));
         }

@@ -122,7 +122,7 @@ fn helm_values(p: &Preview<'_>, service: &crate::config::ServiceConfig) -> Value
         let spec = &p.resource.spec;
         let tag =
             image.tag_for(crate::config::TagInputs { sha: &spec.head_sha, pr: spec.pr_number, branch: &spec.head_ref });
-        set_path(&mut values, &image.values.repository, json!(image.repository));
+        set_path(&mut values, &image.values.repository, json!(p.config.images.rewrite(&image.repository)));
         set_path(&mut values, &image.values.tag, json!(tag));
     }
     values

@@ -42,7 +42,7 @@ pub fn loader_job(p: &Preview<'_>, seed: &SeedConfig, digest: &str) -> Job {
     let mount = crate::config::DATA_DIR;
     let container = Container {
         name: "load".into(),
-        image: Some(loader.image.clone()),
+        image: Some(p.config.images.rewrite(&loader.image)),
         command: Some(loader.command.clone()),
         env: Some(
             loader
