@@ -14,6 +14,8 @@ pub enum Command {
     Extend(Duration),
     /// `/preview redeploy`: apply everything again and have Argo CD sync it afresh.
     Redeploy,
+    /// `/preview wake`: a sleeping preview (`ttl.sleepAfter`) scales back up.
+    Wake,
     /// `/preview destroy`: remove it now.
     Destroy,
     /// `/preview services a,b`: deploy exactly these services for this PR from now on.
@@ -29,6 +31,7 @@ impl Command {
             Command::Create => "create",
             Command::Extend(_) => "extend",
             Command::Redeploy => "redeploy",
+            Command::Wake => "wake",
             Command::Destroy => "destroy",
             Command::Services(_) => "services",
             Command::Help => "help",
@@ -61,6 +64,7 @@ pub fn parse(line: &str, repo: &RepositoryConfig) -> Result<Command, Refusal> {
     match verb.to_ascii_lowercase().as_str() {
         "" => Ok(Command::Create),
         "redeploy" => no_argument(Command::Redeploy),
+        "wake" => no_argument(Command::Wake),
         "destroy" => no_argument(Command::Destroy),
         "help" => no_argument(Command::Help),
         "extend" => extension(argument).map(Command::Extend),
@@ -121,6 +125,7 @@ pub fn help(max_ttl: Duration) -> String {
          | `/preview` | creates this PR's preview (in opt-in repositories; a fork also needs the fork label) |\n\
          | `/preview extend 2d` | keeps the preview at least that long from now (at most {} after it was created) |\n\
          | `/preview redeploy` | applies the preview again and has Argo CD sync it afresh |\n\
+         | `/preview wake` | wakes a sleeping preview (it sleeps after a while without activity, where configured) |\n\
          | `/preview destroy` | removes the preview now (a later push brings it back unless the PR opts out) |\n\
          | `/preview services web,api` | deploys exactly these services for this PR |\n\
          | `/preview help` | this list |",
@@ -148,6 +153,7 @@ mod tests {
         let first = repo.services[0].name.clone();
         assert_eq!(parse("/preview", &repo), Ok(Command::Create));
         assert_eq!(parse("/preview   REDEPLOY", &repo), Ok(Command::Redeploy));
+        assert_eq!(parse("/preview wake", &repo), Ok(Command::Wake));
         assert_eq!(parse("/preview destroy", &repo), Ok(Command::Destroy));
         assert_eq!(parse("/preview help", &repo), Ok(Command::Help));
         assert_eq!(parse("/preview extend 2d", &repo), Ok(Command::Extend(Duration::from_secs(2 * 86400))));

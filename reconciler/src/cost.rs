@@ -102,11 +102,18 @@ pub fn for_services<'a>(
     config: &Config,
     services: impl IntoIterator<Item = &'a ServiceConfig>,
     sizing: Option<&Sizing>,
+    asleep: bool,
     created_at: DateTime<Utc>,
     now: DateTime<Utc>,
 ) -> CostEstimate {
     let _span = tracing::info_span!("cost.calculate").entered();
-    estimate(Usage::sized(services, sizing), &config.pricing, config.spot.enabled, created_at, now)
+    let mut usage = Usage::sized(services, sizing);
+    // Asleep: no pods, no compute; its volumes stay.
+    if asleep {
+        usage.cpu_cores = 0.0;
+        usage.memory_gib = 0.0;
+    }
+    estimate(usage, &config.pricing, config.spot.enabled, created_at, now)
 }
 
 /// One preview's line in the organisation's books.

@@ -134,6 +134,10 @@ pub struct Requested {
     /// `previewd.redeployedAt`, so their pods roll).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub redeployed_at: Option<DateTime<Utc>>,
+    /// When the preview was last woken (its sleep link or `/preview wake`): the sleep clock
+    /// and the idle TTL count from here too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub woken_at: Option<DateTime<Utc>>,
 }
 
 /// A commit that waits for the checks the repository's build gate names.
@@ -325,6 +329,10 @@ pub struct PreviewEnvironmentStatus {
     /// `receivedAt` of the last event applied to the spec.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_applied_event: Option<DateTime<Utc>>,
+    /// Since when the preview sleeps (`ttl.sleepAfter`): its services at zero replicas.
+    /// Written as `null` when awake, so the status's merge patch clears it.
+    #[serde(default)]
+    pub asleep_since: Option<DateTime<Utc>>,
     /// The synthetic data loaded into the preview's database (`repositories[].seed`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seed: Option<SeedStatus>,

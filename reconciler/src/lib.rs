@@ -24,5 +24,7 @@ pub mod render;
 pub mod seed;
 pub mod serve;
 pub mod sizing;
+pub mod sleep;
 pub mod telemetry;
 pub mod ttl;
+pub mod wake;

@@ -32,7 +32,10 @@ fn after(at: DateTime<Utc>, span: std::time::Duration) -> DateTime<Utc> {
 pub fn expiry(config: &Config, spec: &PreviewEnvironmentSpec, created_at: DateTime<Utc>) -> DateTime<Utc> {
     let do_not_expire = spec.labels.iter().any(|l| l.eq_ignore_ascii_case(&config.policy.do_not_expire_label));
     let predicted = spec.ttl_prediction.as_ref().map(|p| std::time::Duration::from_secs(p.idle_seconds));
-    let computed = expires_at(&config.ttl, spec.last_activity, created_at, do_not_expire, predicted);
+    // Waking a sleeping preview is activity too.
+    let woken = spec.requested.as_ref().and_then(|r| r.woken_at);
+    let activity = woken.map_or(spec.last_activity, |w| w.max(spec.last_activity));
+    let computed = expires_at(&config.ttl, activity, created_at, do_not_expire, predicted);
     // `/preview extend` keeps it at least that long, never past `max`.
     match spec.requested.as_ref().and_then(|r| r.extended_until) {
         Some(until) => computed.max(until.min(after(created_at, config.ttl.max))),

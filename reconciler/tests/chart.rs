@@ -412,3 +412,35 @@ fn images_follow_the_registry_rewrites() {
         "mirror.internal/hub/library/postgres:16-alpine"
     );
 }
+
+/// Sleeping previews: the key that signs wake links comes from a Secret, and an Ingress serves
+/// only the sleep page's two routes at the wake URL's host.
+#[test]
+fn the_sleep_page_is_served_when_asked() {
+    let mut config = example_config();
+    config["ttl"]["sleepAfter"] = serde_json::json!("1h");
+    config["ttl"]["wakeUrl"] = serde_json::json!("https://previewd.preview.example.com");
+    let objects = chart::template_config(
+        &config,
+        &[
+            "wake.existingSecret=previewd-wake",
+            "wake.ingress.enabled=true",
+            "wake.ingress.host=previewd.preview.example.com",
+        ],
+    );
+    let deployment = objects.iter().find(|o| o["kind"] == "Deployment").unwrap();
+    let env = deployment["spec"]["template"]["spec"]["containers"][0]["env"].as_array().unwrap();
+    let key = env.iter().find(|e| e["name"] == "PREVIEWD_WAKE_KEY").unwrap();
+    assert_eq!(key["valueFrom"]["secretKeyRef"], serde_json::json!({"name": "previewd-wake", "key": "key"}));
+    let ingress = objects.iter().find(|o| o["kind"] == "Ingress").unwrap();
+    let paths: Vec<&str> = ingress["spec"]["rules"][0]["http"]["paths"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(paths, ["/asleep/", "/wake/"], "never /metrics");
+    assert_eq!(ingress["spec"]["rules"][0]["host"], "previewd.preview.example.com");
+    let off = chart::template_config(&example_config(), &[]);
+    assert!(!off.iter().any(|o| o["kind"] == "Ingress"));
+}

@@ -123,7 +123,17 @@ pub async fn run(config_path: &Path) -> Result<(), RunError> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| RunError::Serve { addr: addr.to_string(), message: e.to_string() })?;
-    let app = router(Health { metrics: metrics.clone(), ready: Arc::clone(&ready) });
+    let mut app = router(Health { metrics: metrics.clone(), ready: Arc::clone(&ready) });
+    // Sleeping previews: their page and wake link (every replica serves them).
+    let wake_key = std::env::var(crate::sleep::WAKE_KEY_ENV).ok().map(String::into_bytes).filter(|k| k.len() >= 16);
+    match (&config.ttl.sleep_after, &wake_key) {
+        (Some(_), Some(key)) => app = app.merge(crate::wake::router(client.clone(), key.clone())),
+        (Some(_), None) => tracing::warn!(
+            "ttl.sleepAfter is set but {} is not (at least 16 bytes): previews will not sleep",
+            crate::sleep::WAKE_KEY_ENV
+        ),
+        _ => {}
+    }
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
     // Ready means healthy: a standby replica is ready too (else a rollout would never finish).
     ready.store(true, Ordering::Relaxed);
@@ -207,6 +217,9 @@ pub async fn run(config_path: &Path) -> Result<(), RunError> {
     let mut ctx = Context::new(client.clone(), Arc::clone(&config)).with_metrics(metrics.clone());
     if let Some(engine) = &ai {
         ctx = ctx.with_ai(Arc::clone(engine));
+    }
+    if let (Some(_), Some(key)) = (&config.ttl.sleep_after, wake_key) {
+        ctx = ctx.with_wake_key(key);
     }
     if let Some(notifier) = &github {
         ctx = ctx.with_github(Arc::clone(notifier));

@@ -151,6 +151,15 @@ pub struct TtlConfig {
     #[serde(with = "humantime_serde")]
     #[schemars(with = "HumanDuration")]
     pub sweep_interval: Duration,
+    /// After this long without activity a preview sleeps: its services scale to zero, its
+    /// namespace and URL stay (default: never; shorter than `idle`).
+    #[serde(default, with = "humantime_serde")]
+    #[schemars(with = "Option<HumanDuration>")]
+    pub sleep_after: Option<Duration>,
+    /// Where Previewd's sleep page is served (its `/asleep/…` and `/wake/…` routes), e.g.
+    /// `https://previewd.preview.example.com`; required with `sleepAfter`.
+    #[serde(default)]
+    pub wake_url: Option<String>,
 }
 
 impl Default for TtlConfig {
@@ -160,6 +169,8 @@ impl Default for TtlConfig {
             do_not_expire: Duration::from_secs(24 * 3600),
             max: Duration::from_secs(7 * 24 * 3600),
             sweep_interval: Duration::from_secs(300),
+            sleep_after: None,
+            wake_url: None,
         }
     }
 }
@@ -171,6 +182,18 @@ impl TtlConfig {
     pub(super) fn validate(&self) -> Result<(), ConfigError> {
         if self.idle.is_zero() || self.idle > self.do_not_expire || self.do_not_expire > self.max {
             return Err(invalid("ttl", "expected 0 < idle <= doNotExpire <= max"));
+        }
+        if let Some(after) = self.sleep_after {
+            if after.as_secs() < 60 || after >= self.idle {
+                return Err(invalid("ttl.sleepAfter", "at least 1m, and shorter than ttl.idle"));
+            }
+            let url = self.wake_url.as_deref().unwrap_or_default();
+            if !(url.starts_with("https://") || url.starts_with("http://")) || url.parse::<http::Uri>().is_err() {
+                return Err(invalid(
+                    "ttl.wakeUrl",
+                    "the http(s) URL Previewd's sleep page is served at (required with sleepAfter)",
+                ));
+            }
         }
         // A preview is a short-lived thing; the bound also keeps every expiry well inside what
         // timestamps and timers can hold.

@@ -61,6 +61,8 @@ pub struct Context {
     /// Value vocabularies for seeding (`ai.features.seedVocabularies`), when AI is on.
     ai: Option<Arc<crate::ai::engine::AiEngine>>,
     vocabularies: crate::ai::vocabulary::VocabularyCache,
+    /// The key sleep pages' wake links are signed with (`ttl.sleepAfter` needs it).
+    wake_key: Option<Vec<u8>>,
 }
 
 impl std::fmt::Debug for Context {
@@ -90,6 +92,7 @@ impl Context {
             schema_blobs: seed::blob_cache(),
             ai: None,
             vocabularies: Default::default(),
+            wake_key: None,
         }
     }
 
@@ -124,6 +127,12 @@ impl Context {
     /// Asks the AI for seed value vocabularies (with `ai.features.seedVocabularies`).
     pub fn with_ai(mut self, engine: Arc<crate::ai::engine::AiEngine>) -> Context {
         self.ai = Some(engine);
+        self
+    }
+
+    /// Lets idle previews sleep (`ttl.sleepAfter`), their pages' wake links signed with `key`.
+    pub fn with_wake_key(mut self, key: Vec<u8>) -> Context {
+        self.wake_key = Some(key).filter(|k| !k.is_empty());
         self
     }
 
@@ -271,7 +280,12 @@ async fn reconcile_live(pe: &PreviewEnvironment, ctx: &Context, now: DateTime<Ut
         }
         None => pe,
     };
-    let resolved = Preview::resolve(config, pe);
+    let mut resolved = Preview::resolve(config, pe);
+    if let (Ok(preview), Some(key)) = (resolved.as_mut(), ctx.wake_key.as_deref())
+        && crate::sleep::asleep_since(config, &pe.spec, now).is_some()
+    {
+        preview.asleep = crate::sleep::page_url(config, key, &preview.name);
+    }
     let rendered = resolved.as_ref().ok().map(Rendered::of);
     let desired = rendered.as_ref().map(Rendered::desired).unwrap_or_default();
     let withdrawn = rendered.as_ref().map(Rendered::withdrawn).unwrap_or_default();

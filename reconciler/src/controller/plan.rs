@@ -177,14 +177,30 @@ pub fn plan(inputs: Inputs<'_>) -> Plan {
         generation: pe.metadata.generation,
         last_event: pe.spec.last_event.received_at,
         throttled: throttle.is_some(),
-        cost: Some(cost::for_services(config, preview.services.iter().copied(), pe.spec.sizing.as_ref(), created, now)),
+        cost: Some(cost::for_services(
+            config,
+            preview.services.iter().copied(),
+            pe.spec.sizing.as_ref(),
+            preview.asleep.is_some(),
+            created,
+            now,
+        )),
         first_build: status::FirstBuild::of(&pe.spec, preview.repo.build_gate.as_ref()),
         seed,
+        // Asleep only where the controller could send visitors to the page (it has the key).
+        sleep: config
+            .ttl
+            .sleep_after
+            .map(|_| preview.asleep.as_ref().and_then(|_| crate::sleep::asleep_since(config, &pe.spec, now))),
     };
     let mut next = status::compute(previous, facts, now);
     next.selection = pe.spec.selection.clone();
     let was = previous.and_then(|p| p.phase);
     match next.phase {
+        _ if next.asleep_since.is_some() && previous.and_then(|p| p.asleep_since).is_none() => {
+            events
+                .push(Note::normal("PreviewAsleep", "Idle: services scaled to zero; the URL offers to wake it".into()));
+        }
         Some(Phase::Ready) if was != next.phase => {
             events.push(Note::normal("PreviewReady", format!("Preview environment ready at {}", preview.url())));
         }
@@ -198,7 +214,11 @@ pub fn plan(inputs: Inputs<'_>) -> Plan {
     let update = Some(view::live(config, pe, &next));
     // A loader that runs is looked at again soon, besides the Job watch.
     let loading = next.seed.as_ref().is_some_and(|s| s.state == crate::crd::SeedState::Loading);
-    let sweep = if loading { config.ttl.sweep_interval.min(SEED_POLL) } else { config.ttl.sweep_interval };
+    let mut sweep = if loading { config.ttl.sweep_interval.min(SEED_POLL) } else { config.ttl.sweep_interval };
+    // The exact moment it falls asleep, like the moment of expiry.
+    if let Some(at) = crate::sleep::falls_asleep_at(config, &pe.spec).filter(|at| *at > now) {
+        sweep = sweep.min((at - now).to_std().unwrap_or(Duration::ZERO) + Duration::from_secs(1));
+    }
     let outcome = match throttle {
         Some(wait) => Outcome::Throttled { retry_in: wait.min(until_expiry) },
         // Changes of the Applications arrive by watch; this is only the safety net, and the

@@ -41,6 +41,8 @@ pub struct Facts {
     pub first_build: Option<FirstBuild>,
     /// The synthetic data set, once the loader was started.
     pub seed: Option<SeedStatus>,
+    /// With `ttl.sleepAfter`: since when the preview sleeps (`None`: awake).
+    pub sleep: Option<Option<DateTime<Utc>>>,
 }
 
 /// A new preview whose first commit waits for its build.
@@ -172,6 +174,12 @@ pub fn compute(
     if let Some(seed) = &facts.seed {
         conditions.push(seeded(seed, now, g));
     }
+    if let Some(asleep) = facts.sleep {
+        conditions.push(match asleep {
+            Some(since) => condition("Asleep", true, "Idle", format!("scaled to zero since {since}"), now, g),
+            None => condition("Asleep", false, "Active", String::new(), now, g),
+        });
+    }
     let previous_conditions = previous.map(|p| p.conditions.as_slice()).unwrap_or(&[]);
     PreviewEnvironmentStatus {
         phase: Some(phase),
@@ -187,6 +195,7 @@ pub fn compute(
         observed_generation: g,
         last_applied_event: Some(facts.last_event),
         seed: facts.seed,
+        asleep_since: facts.sleep.flatten(),
     }
 }
 
@@ -257,6 +266,7 @@ mod tests {
             cost: None,
             first_build: None,
             seed: None,
+            sleep: None,
         }
     }
 

@@ -297,6 +297,14 @@ pub fn render(view: &View<'_>) -> String {
             if let Some(url) = &status.url {
                 let _ = writeln!(out, "**{url}**\n");
             }
+            if let Some(since) = status.asleep_since {
+                let _ = writeln!(
+                    out,
+                    "> 😴 Asleep since {}: no activity, so its services were scaled to zero. Opening the URL \
+                     offers to wake it; a push or `/preview wake` wakes it too.\n",
+                    when(since)
+                );
+            }
             if !status.services.is_empty() {
                 let selection = status.selection.as_ref();
                 let changed = selection.map(|s| &s.changed).filter(|c| !c.is_empty());

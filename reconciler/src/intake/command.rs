@@ -108,6 +108,14 @@ impl Intake {
                 }
                 None => no_preview(),
             },
+            Command::Wake => match existing {
+                Some(pe) => {
+                    let mut spec = pe.spec.clone();
+                    spec.requested.get_or_insert_with(Default::default).woken_at = Some(event.received_at);
+                    (self.write(&pe, spec).await, Answer::Done(None))
+                }
+                None => no_preview(),
+            },
             Command::Destroy => match existing {
                 Some(pe) => match self.store.remove(&pe, Reason::Destroyed).await {
                     Ok(()) => (Outcome::Removed { name, reason: Reason::Destroyed }, Answer::Done(None)),

@@ -117,6 +117,10 @@ fn helm_values(p: &Preview<'_>, service: &crate::config::ServiceConfig) -> Value
             map.insert(k.clone(), v.clone());
         }
     }
+    // Asleep: every workload of the chart at zero replicas; this wins over `values`.
+    if p.asleep.is_some() {
+        values["replicaCount"] = json!(0);
+    }
     // The image setting names exactly these two values: it wins over `values`.
     if let Some(image) = &service.image {
         let spec = &p.resource.spec;

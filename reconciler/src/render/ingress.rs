@@ -73,6 +73,15 @@ pub(super) fn ingress(p: &Preview<'_>) -> Option<Ingress> {
             annotations.insert("nginx.ingress.kubernetes.io/auth-realm".to_owned(), realm);
         }
     }
+    if p.config.ttl.sleep_after.is_some() {
+        // The marker changes with the state, so the object is applied again and server-side
+        // apply drops the redirect once the preview wakes.
+        annotations.insert("preview.previewd.io/asleep".to_owned(), p.asleep.is_some().to_string());
+        if let Some(page) = &p.asleep {
+            // ingress-nginx: visitors of a sleeping preview go to its page (and its wake link).
+            annotations.insert("nginx.ingress.kubernetes.io/temporal-redirect".to_owned(), page.clone());
+        }
+    }
     if ingress_config.dns == DnsMode::ExternalDns {
         annotations.insert("external-dns.alpha.kubernetes.io/hostname".to_owned(), p.host.clone());
     }

@@ -51,6 +51,9 @@ pub struct Preview<'a> {
     pub host: String,
     /// Set when the PreviewEnvironment exists in the cluster (it has a uid).
     pub owner: Option<OwnerReference>,
+    /// Asleep (`ttl.sleepAfter`): the page its visitors are sent to. Set by the controller,
+    /// which knows the time and the link's key.
+    pub asleep: Option<String>,
 }
 
 impl<'a> Preview<'a> {
@@ -79,6 +82,7 @@ impl<'a> Preview<'a> {
             name: names::preview_name(&config.namespace_prefix, &slug, spec.pr_number),
             host: names::preview_host(&slug, spec.pr_number, &config.preview_zone()),
             owner: resource.controller_owner_ref(&()),
+            asleep: None,
         })
     }
 
@@ -260,6 +264,7 @@ pub fn as_applied(config: &Config, spec: PreviewEnvironmentSpec) -> Result<Previ
         config,
         preview.services.iter().copied(),
         preview.resource.spec.sizing.as_ref(),
+        false,
         created,
         created,
     );
