@@ -37,6 +37,28 @@ async fn eventually<T, F: std::future::Future<Output = Option<T>>>(what: &str, m
     }
 }
 
+/// `previewd run` with `config`, the cluster in `kubeconfig`, the emulator's queue and a
+/// listener on `port`, in an environment of only these (nothing inherited but `PATH`).
+fn previewd_run(config: &std::path::Path, kubeconfig: &std::path::Path, stack: &Stack, port: u16) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_previewd"));
+    command
+        .args(["run", "--config"])
+        .arg(config)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("KUBECONFIG", kubeconfig)
+        .env("PREVIEWD_QUEUE_URL", &stack.queue_url)
+        .env("PREVIEWD_LISTEN", format!("127.0.0.1:{port}"))
+        .env("PREVIEWD_CONSUMERS", "1")
+        .env("POD_NAMESPACE", "previewd")
+        .env("HOSTNAME", "replica-a")
+        .env("AWS_ENDPOINT_URL", previewd_testkit::endpoint())
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test");
+    command
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn previewd_run_consumes_reconciles_serves_and_stops_on_sigterm() {
     let stack = Stack::new("run").await;
@@ -64,21 +86,7 @@ async fn previewd_run_consumes_reconciles_serves_and_stops_on_sigterm() {
     stack.send_event(&event).await;
 
     let logs = dir.join("run.log");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_previewd"))
-        .args(["run", "--config"])
-        .arg(support::root().join("docs/examples/config.yaml"))
-        .env("KUBECONFIG", &kubeconfig)
-        .env("PREVIEWD_QUEUE_URL", &stack.queue_url)
-        .env("PREVIEWD_LISTEN", format!("127.0.0.1:{port}"))
-        .env("PREVIEWD_CONSUMERS", "1")
-        .env("POD_NAMESPACE", "previewd")
-        .env("HOSTNAME", "replica-a")
-        .env("AWS_ENDPOINT_URL", previewd_testkit::endpoint())
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env_remove("PREVIEWD_GITHUB_TOKEN")
-        .env_remove("PREVIEWD_GITHUB_APP_ID")
+    let mut child = previewd_run(&support::root().join("docs/examples/config.yaml"), &kubeconfig, &stack, port)
         .stdout(Stdio::from(std::fs::File::create(&logs).unwrap()))
         .stderr(Stdio::from(std::fs::File::create(dir.join("run.err")).unwrap()))
         .spawn()
@@ -228,21 +236,7 @@ async fn the_reconciler_contacts_only_configured_hosts() {
 
     let listen = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let sqs_port = port_of(&previewd_testkit::endpoint());
-    let mut child = Command::new(env!("CARGO_BIN_EXE_previewd"))
-        .args(["run", "--config"])
-        .arg(&config_path)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("KUBECONFIG", &kubeconfig)
-        .env("PREVIEWD_QUEUE_URL", &stack.queue_url)
-        .env("PREVIEWD_LISTEN", format!("127.0.0.1:{listen}"))
-        .env("PREVIEWD_CONSUMERS", "1")
-        .env("POD_NAMESPACE", "previewd")
-        .env("HOSTNAME", "replica-a")
-        .env("AWS_ENDPOINT_URL", previewd_testkit::endpoint())
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
+    let mut child = previewd_run(&config_path, &kubeconfig, &stack, listen)
         .env("PREVIEWD_GITHUB_API_URL", &github.base)
         .env("PREVIEWD_GITHUB_APP_ID", support::github::APP_ID.to_string())
         .env("PREVIEWD_GITHUB_APP_PRIVATE_KEY", &github.private_pem)
