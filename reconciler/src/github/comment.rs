@@ -437,6 +437,22 @@ mod tests {
         }
     }
 
+    /// A live preview's comment at commit ec26c3e, nothing waiting, no label.
+    fn live<'a>(status: &'a PreviewEnvironmentStatus, sizing: Option<&'a crate::crd::Sizing>) -> View<'a> {
+        View::Live {
+            status,
+            head_sha: "ec26c3e57ca3",
+            awaiting_approval: None,
+            awaiting_build: None,
+            baseline: None,
+            sizing,
+            labels: Labels { fork: "preview-fork", opt_out: "no-preview", opt_in: "preview" },
+            do_not_expire_label: "do-not-expire",
+            do_not_expire: false,
+            ttl_prediction: None,
+        }
+    }
+
     #[test]
     fn sizes_and_seeded_data_are_shown() {
         let mut s = status();
@@ -468,18 +484,7 @@ mod tests {
             (crate::config::SizingMode::Suggest, "suggested requests"),
         ] {
             let sizing = size(mode);
-            let body = render(&View::Live {
-                status: &s,
-                head_sha: "ec26c3e57ca3",
-                awaiting_approval: None,
-                awaiting_build: None,
-                baseline: None,
-                sizing: Some(&sizing),
-                labels: Labels { fork: "preview-fork", opt_out: "no-preview", opt_in: "preview" },
-                do_not_expire_label: "do-not-expire",
-                do_not_expire: false,
-                ttl_prediction: None,
-            });
+            let body = render(&live(&s, Some(&sizing)));
             for expected in [
                 "🌱 Synthetic data loaded: 25 rows in 2 tables (`customers` 20, `orders` 5)",
                 &format!("📐 Right-sizing: {words} from the p95 of recent previews"),
@@ -493,18 +498,7 @@ mod tests {
     #[test]
     fn live_comment_shows_url_services_cost_and_expiry() {
         let s = status();
-        let body = render(&View::Live {
-            status: &s,
-            head_sha: "ec26c3e57ca3",
-            awaiting_approval: None,
-            awaiting_build: None,
-            baseline: None,
-            sizing: None,
-            labels: Labels { fork: "preview-fork", opt_out: "no-preview", opt_in: "preview" },
-            do_not_expire_label: "do-not-expire",
-            do_not_expire: false,
-            ttl_prediction: None,
-        });
+        let body = render(&live(&s, None));
         assert!(body.starts_with(MARKER));
         for expected in [
             "🟡 Preview deploying",
