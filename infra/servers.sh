@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # The real servers some tests start on loopback ports of their own (never as system services):
 # PostgreSQL (synthetic data loads into it) and Prometheus with promtool (right-sizing reads
-# it). Installed from the distribution's packages when missing; timed, so CI shows the cost.
+# it), and NATS with JetStream (the in-cluster front's queue and ledger). Installed from the distribution's packages when missing; timed, so CI shows the cost.
 set -euo pipefail
 
 missing=()
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
 command -v promtool >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
+command -v nats-server >/dev/null 2>&1 || missing+=(nats-server)
 [ "${#missing[@]}" -eq 0 ] && exit 0
 
 if ! command -v apt-get >/dev/null 2>&1; then

@@ -287,6 +287,10 @@ pub struct EventRef {
     pub updated_at: DateTime<Utc>,
     /// When the webhook accepted it: the tie-breaker.
     pub received_at: DateTime<Utc>,
+    /// The W3C `traceparent` of the span that wrote this spec, when traces are exported: the
+    /// reconciles up to Ready continue the delivery's trace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
 }
 
 #[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]

@@ -23,6 +23,10 @@ enum Command {
         #[arg(long, env = "PREVIEWD_CONFIG", default_value = "/etc/previewd/config.yaml")]
         config: PathBuf,
     },
+    /// The in-cluster front: GitHub webhooks over HTTP into NATS JetStream, for installs without
+    /// AWS. Environment: PREVIEWD_NATS_URL, PREVIEWD_WEBHOOK_SECRET, PREVIEWD_LISTEN
+    /// (0.0.0.0:8080) and the Lambda's PREVIEWD_* limits (docs/in-cluster-front.md).
+    WebhookServer,
     /// Print what every preview in the cluster costs, with totals per repository and team and
     /// the projection against the budget (uses KUBECONFIG / in-cluster config).
     Cost {
@@ -132,10 +136,13 @@ enum ConfigCommand {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Command::Run { config } = &cli.command {
-        return run(config);
+        return serve(previewd::cmd::run::run(config));
+    }
+    if let Command::WebhookServer = &cli.command {
+        return serve(previewd::cmd::webhook_server::serve());
     }
     let result = match cli.command {
-        Command::Run { .. } => Ok(String::new()),
+        Command::Run { .. } | Command::WebhookServer => Ok(String::new()),
         Command::Cost { config } => cost_report(&config),
         Command::Consume { config, out, checkout } => consume(&config, &out, checkout.as_deref()),
         Command::Crd => crd::crd_yaml().map_err(|e| e.to_string()),
@@ -196,7 +203,8 @@ fn block_on<T>(future: impl std::future::Future<Output = T>) -> Result<T, String
     Ok(runtime.block_on(future))
 }
 
-fn run(config: &std::path::Path) -> ExitCode {
+/// Runs a long-lived command with logs and traces, until it ends.
+fn serve<E: std::fmt::Display>(command: impl std::future::Future<Output = Result<(), E>>) -> ExitCode {
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(err) => {
@@ -219,7 +227,7 @@ fn run(config: &std::path::Path) -> ExitCode {
             }
         };
         tracing::info!(traces = telemetry.exporting(), "telemetry ready");
-        let code = match previewd::cmd::run::run(config).await {
+        let code = match command.await {
             Ok(()) => ExitCode::SUCCESS,
             Err(err) => {
                 tracing::error!(error = %err, "previewd cannot run");

@@ -183,8 +183,12 @@ pub fn decide_requested(
     if pr.draft && !policy.deploy_drafts {
         return Decision::Remove { reason: Reason::Draft };
     }
-    let last_event =
-        EventRef { delivery_id: event.delivery_id.clone(), updated_at: pr.updated_at, received_at: event.received_at };
+    let last_event = EventRef {
+        delivery_id: event.delivery_id.clone(),
+        updated_at: pr.updated_at,
+        received_at: event.received_at,
+        traceparent: None,
+    };
     let mut fork_approval = None;
     if pr.fork {
         match policy.forks {

@@ -444,3 +444,94 @@ fn the_sleep_page_is_served_when_asked() {
     let off = chart::template_config(&example_config(), &[]);
     assert!(!off.iter().any(|o| o["kind"] == "Ingress"));
 }
+
+/// The in-cluster front: `previewd webhook-server` replicas with the webhook secret from a
+/// Secret and no API token, a NATS with JetStream in the release (or one of the user's), and
+/// the reconciler reading JetStream instead of SQS. No selector of one matches another's pods.
+#[test]
+fn the_in_cluster_front_deploys_with_its_own_nats() {
+    let objects = chart::template(&[
+        "queue.url=",
+        "front.enabled=true",
+        "front.existingSecret=previewd-webhook",
+        "front.nats.enabled=true",
+        "front.ingress.enabled=true",
+        "front.ingress.host=hooks.example.com",
+    ]);
+    validate(&objects);
+    let named = |kind: &str, name: &str| {
+        objects
+            .iter()
+            .find(|o| o["kind"] == kind && o["metadata"]["name"] == name)
+            .unwrap_or_else(|| panic!("{kind} {name}"))
+    };
+    let env_of = |o: &Value| o["spec"]["template"]["spec"]["containers"][0]["env"].as_array().unwrap().clone();
+    let value = |env: &[Value], name: &str| env.iter().find(|e| e["name"] == name).map(|e| e["value"].clone());
+    let nats_url = "nats://pd-previewd-nats.previewd.svc:4222";
+
+    let front = named("Deployment", "pd-previewd-webhook");
+    assert_eq!(front["spec"]["replicas"], 2);
+    let pod = &front["spec"]["template"]["spec"];
+    assert_eq!(pod["containers"][0]["args"], serde_json::json!(["webhook-server"]));
+    assert_eq!(pod["automountServiceAccountToken"], false);
+    let env = env_of(front);
+    assert_eq!(value(&env, "PREVIEWD_NATS_URL").unwrap(), nats_url);
+    let secret = env.iter().find(|e| e["name"] == "PREVIEWD_WEBHOOK_SECRET").unwrap();
+    assert_eq!(secret["valueFrom"]["secretKeyRef"], serde_json::json!({"name": "previewd-webhook", "key": "secret"}));
+
+    let reconciler = named("Deployment", "pd-previewd");
+    let env = env_of(reconciler);
+    assert_eq!(value(&env, "PREVIEWD_NATS_URL").unwrap(), nats_url);
+    assert_eq!(value(&env, "PREVIEWD_QUEUE_URL"), None);
+
+    let nats = named("StatefulSet", "pd-previewd-nats");
+    let args = &nats["spec"]["template"]["spec"]["containers"][0]["args"];
+    assert!(args.as_array().unwrap().iter().any(|a| a == "-js"), "{args}");
+    assert_eq!(named("Ingress", "pd-previewd-webhook")["spec"]["rules"][0]["http"]["paths"][0]["path"], "/webhook");
+
+    // Each workload's selector matches its own pods only.
+    let workloads: Vec<&Value> =
+        objects.iter().filter(|o| ["Deployment", "StatefulSet"].contains(&o["kind"].as_str().unwrap())).collect();
+    for owner in &workloads {
+        let selector = owner["spec"]["selector"]["matchLabels"].as_object().unwrap();
+        for other in &workloads {
+            let labels = &other["spec"]["template"]["metadata"]["labels"];
+            let matches = selector.iter().all(|(k, v)| &labels[k] == v);
+            assert_eq!(
+                matches,
+                owner["metadata"]["name"] == other["metadata"]["name"],
+                "{} selects {}",
+                owner["metadata"]["name"],
+                other["metadata"]["name"]
+            );
+        }
+    }
+    for service in objects.iter().filter(|o| o["kind"] == "Service") {
+        let selector = service["spec"]["selector"].as_object().unwrap();
+        let selected: Vec<&Value> = workloads
+            .iter()
+            .filter(|w| selector.iter().all(|(k, v)| &w["spec"]["template"]["metadata"]["labels"][k] == v))
+            .map(|w| &w["metadata"]["name"])
+            .collect();
+        assert_eq!(selected.len(), 1, "{} selects {selected:?}", service["metadata"]["name"]);
+    }
+
+    // An existing NATS instead; and both fronts at once are refused.
+    let existing = chart::template(&[
+        "queue.url=",
+        "front.enabled=true",
+        "front.existingSecret=previewd-webhook",
+        "front.natsUrl=nats://nats.nats:4222",
+    ]);
+    assert!(!existing.iter().any(|o| o["kind"] == "StatefulSet"));
+    let file = values_file(&example_config());
+    let both = ["template", "pd", "charts/previewd", "-f", file.to_str().unwrap(), "--set", "front.enabled=true"];
+    let out = helm(
+        &[
+            &both[..],
+            &["--set", "front.existingSecret=s", "--set", "front.natsUrl=nats://n:4222", "--set", chart::QUEUE],
+        ]
+        .concat(),
+    );
+    assert!(!out.status.success() && text(&out).contains("choose one front"), "{}", text(&out));
+}

@@ -51,9 +51,30 @@ Previewd's own image, with the first of `config.images.rewrites` whose `from` pr
 applied (the same rewrites Previewd applies to the images it writes: an air-gapped mirror).
 */}}
 {{- define "previewd.image" -}}
-{{- $image := printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) -}}
+{{- $own := dict "repository" .Values.image.repository "tag" (.Values.image.tag | default .Chart.AppVersion) -}}
+{{- include "previewd.otherImage" (dict "image" $own "root" .) -}}
+{{- end -}}
+
+{{/*
+The in-cluster front's NATS: front.natsUrl, or the release's own server (front.nats.enabled).
+*/}}
+{{- define "previewd.natsUrl" -}}
+{{- if .Values.front.natsUrl -}}
+{{- .Values.front.natsUrl -}}
+{{- else if .Values.front.nats.enabled -}}
+{{- printf "nats://%s-nats.%s.svc:4222" (include "previewd.fullname" .) .Release.Namespace -}}
+{{- else -}}
+{{- fail "front.enabled needs front.natsUrl or front.nats.enabled" -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+An image of someone else's (`repository`, `tag`) with the first matching rewrite applied.
+*/}}
+{{- define "previewd.otherImage" -}}
+{{- $image := printf "%s:%s" .image.repository .image.tag -}}
 {{- $done := false -}}
-{{- $images := .Values.config.images | default dict -}}
+{{- $images := .root.Values.config.images | default dict -}}
 {{- range ($images.rewrites | default list) -}}
 {{- if and (not $done) (hasPrefix .from $image) -}}
 {{- $image = printf "%s%s" .to (trimPrefix .from $image) -}}
@@ -61,4 +82,14 @@ applied (the same rewrites Previewd applies to the images it writes: an air-gapp
 {{- end -}}
 {{- end -}}
 {{- $image -}}
+{{- end -}}
+
+{{/*
+Selector labels of a component of its own (the in-cluster front, its NATS): a name apart from
+the reconciler's, so no selector of one matches the other's pods.
+*/}}
+{{- define "previewd.componentSelectorLabels" -}}
+app.kubernetes.io/name: {{ include "previewd.name" .root }}-{{ .component }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
 {{- end -}}

@@ -12,6 +12,7 @@ pub mod github_api;
 pub mod iam;
 pub mod load;
 pub mod mutate;
+pub mod otlp;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -294,4 +295,32 @@ impl Stack {
             all.extend(batch);
         }
     }
+}
+
+/// A realistic `pull_request` payload for `repo` (`owner/name`) and PR `number`.
+pub fn pr_payload(action: &str, repo: &str, number: u64) -> Value {
+    let (owner, name) = repo.split_once('/').unwrap();
+    serde_json::json!({
+        "action": action,
+        "number": number,
+        "pull_request": {
+            "number": number,
+            "state": if action == "closed" { "closed" } else { "open" },
+            "draft": false,
+            "merged": false,
+            "title": "Add the cart service",
+            "body": "x".repeat(8_000),
+            "html_url": format!("https://github.com/{repo}/pull/{number}"),
+            // Now: older events are refused as replays (outside the dedupe retention).
+            "updated_at": chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+            "author_association": "MEMBER",
+            "user": {"login": "octocat"},
+            "labels": [{"name": "preview"}],
+            "head": {"sha": "ec26c3e57ca3a959ca5aad62de7213c562f8c821", "ref": "cart", "repo": {"full_name": repo}},
+            "base": {"ref": "main", "repo": {"full_name": repo}}
+        },
+        "repository": {"id": 1296269, "full_name": repo, "name": name, "owner": {"login": owner}},
+        "installation": {"id": 77},
+        "sender": {"login": "octocat"}
+    })
 }

@@ -1,4 +1,4 @@
-//! What every Previewd Lambda shares: JSON logs, CloudWatch Embedded Metric Format lines and
+//! What every Previewd Lambda shares: JSON logs and OTLP traces, CloudWatch Embedded Metric Format lines and
 //! AWS SDK settings with bounded timeouts.
 #![forbid(unsafe_code)]
 
@@ -7,22 +7,43 @@ use std::time::Duration;
 use aws_config::BehaviorVersion;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
+pub use previewd_telemetry::Telemetry;
 use serde_json::{Map, Value, json};
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
-/// JSON logs on stdout; level from `RUST_LOG`, else Lambda's `AWS_LAMBDA_LOG_LEVEL`, else info.
-pub fn init_logging() {
+/// How long a Lambda waits for its spans to leave before it answers: spans are a diagnostic,
+/// the answer is not held up by a slow collector.
+pub const TRACE_FLUSH_LIMIT: Duration = Duration::from_millis(500);
+
+/// JSON logs on stdout (level from `RUST_LOG`, else Lambda's `AWS_LAMBDA_LOG_LEVEL`, else
+/// info), and OTLP traces when the standard `OTEL_*` variables ask for them. A Lambda calls
+/// [`Telemetry::flush`] before each answer: the environment may be frozen right after it.
+pub fn init_telemetry(default_service: &'static str) -> Telemetry {
     let filter = std::env::var("RUST_LOG")
         .or_else(|_| std::env::var("AWS_LAMBDA_LOG_LEVEL"))
         .unwrap_or_else(|_| "info".to_owned());
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt::layer()
         .json()
-        .with_env_filter(EnvFilter::try_new(filter.to_lowercase()).unwrap_or_else(|_| EnvFilter::new("info")))
         .with_current_span(false)
         .flatten_event(true)
         .with_target(false)
-        .without_time()
-        .init();
+        .without_time();
+    // A broken exporter setting must not stop the function: it logs and runs without traces.
+    let (telemetry, problem) = match Telemetry::from_lookup(&|name| std::env::var(name).ok(), default_service) {
+        Ok(telemetry) => (telemetry, None),
+        Err(err) => (Telemetry::default(), Some(err)),
+    };
+    let _ = tracing_subscriber::registry()
+        .with(EnvFilter::try_new(filter.to_lowercase()).unwrap_or_else(|_| EnvFilter::new("info")))
+        .with(logs)
+        .with(telemetry.layer(default_service))
+        .try_init();
+    if let Some(err) = problem {
+        tracing::error!(error = %err, "traces are not exported");
+    }
+    telemetry
 }
 
 /// SDK settings for Lambdas that must answer within seconds: short attempts, a bounded total,

@@ -11,11 +11,20 @@ pub enum SecretConfig {
     Arn(String),
 }
 
+/// Where accepted deliveries go, and where the ledger lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Backing {
+    /// The AWS front: `PREVIEWD_QUEUE_URL` (SQS FIFO) and `PREVIEWD_TABLE_NAME` (DynamoDB).
+    Aws { queue_url: String, table_name: String },
+    /// The in-cluster front: `PREVIEWD_NATS_URL`, a NATS server with JetStream (the stream and
+    /// buckets are named in `docs/in-cluster-front.md`).
+    Nats { url: String },
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     pub secret: SecretConfig,
-    pub queue_url: String,
-    pub table_name: String,
+    pub backing: Backing,
     /// Deliveries per repository per minute; `None` disables the limit.
     pub rate_limit_per_minute: Option<u32>,
     pub max_body_bytes: usize,
@@ -62,15 +71,10 @@ impl Config {
             (None, Some(arn)) => SecretConfig::Arn(arn.trim().to_owned()),
             (None, None) => return Err(ConfigError::NoSecret),
         };
-        let queue_url = get("PREVIEWD_QUEUE_URL").ok_or(ConfigError::Missing("PREVIEWD_QUEUE_URL"))?;
-        if !queue_url.ends_with(".fifo") {
-            return Err(ConfigError::Invalid {
-                name: "PREVIEWD_QUEUE_URL",
-                value: queue_url,
-                reason: "must be a FIFO queue (URL ending in .fifo)",
-            });
-        }
-        let table_name = get("PREVIEWD_TABLE_NAME").ok_or(ConfigError::Missing("PREVIEWD_TABLE_NAME"))?;
+        let backing = match get("PREVIEWD_NATS_URL") {
+            Some(url) => Backing::Nats { url: url.trim().to_owned() },
+            None => aws_backing(&get)?,
+        };
         let rate = number(&get, "PREVIEWD_RATE_LIMIT_PER_MINUTE", DEFAULT_RATE_LIMIT_PER_MINUTE as u64)?;
         let max_body_bytes = number(&get, "PREVIEWD_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES as u64)?;
         let retention_hours = number(&get, "PREVIEWD_DEDUPE_TTL_HOURS", 96)?;
@@ -87,8 +91,7 @@ impl Config {
             get("PREVIEWD_ALLOWED_REPOSITORIES").map(|list| parse_patterns(&list)).transpose()?.unwrap_or_default();
         Ok(Config {
             secret,
-            queue_url,
-            table_name,
+            backing,
             rate_limit_per_minute: u32::try_from(rate).ok().filter(|r| *r > 0),
             max_body_bytes: usize::try_from(max_body_bytes).unwrap_or(usize::MAX),
             dedupe_retention: Duration::from_secs(retention_hours.saturating_mul(3600)),
@@ -111,6 +114,19 @@ impl Config {
             None => pattern.eq_ignore_ascii_case(full_name),
         })
     }
+}
+
+fn aws_backing(get: &impl Fn(&str) -> Option<String>) -> Result<Backing, ConfigError> {
+    let queue_url = get("PREVIEWD_QUEUE_URL").ok_or(ConfigError::Missing("PREVIEWD_QUEUE_URL"))?;
+    if !queue_url.ends_with(".fifo") {
+        return Err(ConfigError::Invalid {
+            name: "PREVIEWD_QUEUE_URL",
+            value: queue_url,
+            reason: "must be a FIFO queue (URL ending in .fifo)",
+        });
+    }
+    let table_name = get("PREVIEWD_TABLE_NAME").ok_or(ConfigError::Missing("PREVIEWD_TABLE_NAME"))?;
+    Ok(Backing::Aws { queue_url, table_name })
 }
 
 fn number(get: &impl Fn(&str) -> Option<String>, name: &'static str, default: u64) -> Result<u64, ConfigError> {
@@ -188,6 +204,14 @@ mod tests {
         standard[1] = ("PREVIEWD_QUEUE_URL", "http://x/q");
         let err = config(&standard).map(|_| ()).unwrap_err_or_default();
         assert!(err.contains("FIFO"), "{err}");
+    }
+
+    #[test]
+    fn a_nats_url_needs_no_aws_resources() -> Result<(), ConfigError> {
+        let c = config(&[("PREVIEWD_WEBHOOK_SECRET", "s"), ("PREVIEWD_NATS_URL", " nats://nats:4222 ")])?;
+        assert_eq!(c.backing, Backing::Nats { url: "nats://nats:4222".into() });
+        assert!(matches!(config(&BASE)?.backing, Backing::Aws { .. }));
+        Ok(())
     }
 
     #[test]

@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use previewd_events::{CheckSource, Message, PrAction};
 use tracing::Instrument;
 
+use crate::backing::{DeliveryLedger, DeliveryQueue};
 use crate::body::json_payload;
 use crate::budget::{Budget, within};
 use crate::checks;
@@ -150,23 +151,24 @@ pub fn outside_replay_window(message: &Message, config: &Config, now: DateTime<U
     })
 }
 
-/// The webhook with its clients, built once per container.
+/// The webhook with its clients, built once per container (or server): DynamoDB and SQS by
+/// default, any [`DeliveryLedger`] and [`DeliveryQueue`] otherwise.
 #[derive(Debug)]
-pub struct Webhook {
+pub struct Webhook<L = Ledger, Q = EventQueue> {
     config: Config,
     secrets: SecretSource,
-    ledger: Ledger,
-    queue: EventQueue,
+    ledger: L,
+    queue: Q,
     budget: Budget,
 }
 
-impl Webhook {
-    pub fn new(config: Config, secrets: SecretSource, ledger: Ledger, queue: EventQueue) -> Webhook {
+impl<L: DeliveryLedger, Q: DeliveryQueue> Webhook<L, Q> {
+    pub fn new(config: Config, secrets: SecretSource, ledger: L, queue: Q) -> Webhook<L, Q> {
         Webhook { config, secrets, ledger, queue, budget: Budget::LAMBDA }
     }
 
     /// Other bounds per stage than the deployed function's (e.g. for an emulator under load).
-    pub fn with_budget(mut self, budget: Budget) -> Webhook {
+    pub fn with_budget(mut self, budget: Budget) -> Webhook<L, Q> {
         self.budget = budget;
         self
     }
@@ -178,7 +180,9 @@ impl Webhook {
         // Every log line of this request carries the delivery id (as sent: it is not verified
         // yet when the span opens, so it is cut to the length a valid id can have).
         let header_id: String = d.delivery_id.unwrap_or("").chars().take(128).collect();
-        let span = tracing::info_span!("delivery", delivery_id = %header_id);
+        // The root of the delivery's trace: lambda_runtime's invocation span ends only after the
+        // answer, when the spans were already flushed, so a parent there would never arrive.
+        let span = tracing::info_span!(parent: None, "delivery", delivery_id = %header_id);
         let (reply, dims) = self.process(d, now).instrument(span.clone()).await;
         let _entered = span.enter();
         let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
@@ -281,7 +285,9 @@ impl Webhook {
             // every delivery while its counter is unwritable would drop real work.
             Err(err) => tracing::warn!(error = %err, "rate limit check failed; delivery let through"),
         }
-        match within(self.budget.enqueue, self.queue.send(message)).await {
+        // The delivery's span goes with the message: the reconciler's work continues its trace.
+        let traceparent = previewd_telemetry::traceparent(&tracing::Span::current());
+        match within(self.budget.enqueue, self.queue.send(message, traceparent.as_deref())).await {
             Ok(message_id) => {
                 if let Err(err) = within(self.budget.settle, self.ledger.settle(entry, &token, now)).await {
                     // The message is on the queue; the claim still blocks duplicates for its

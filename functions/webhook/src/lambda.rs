@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use lambda_http::{Body, Request, Response};
 
-use crate::config::{Config, ConfigError, SecretConfig};
+use crate::config::{Backing, Config, ConfigError, SecretConfig};
 use crate::handler::{Delivery, Webhook};
 use crate::ledger::Ledger;
 use crate::queue::EventQueue;
@@ -19,6 +19,8 @@ pub enum StartError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Secret(#[from] SecretSourceError),
+    #[error("PREVIEWD_NATS_URL is for `previewd webhook-server`; the Lambda uses SQS and DynamoDB")]
+    NotAws,
 }
 
 fn header<'a>(req: &'a Request, name: &str) -> Option<&'a str> {
@@ -55,12 +57,11 @@ pub async fn webhook_from_env(sdk: &aws_config::SdkConfig) -> Result<Webhook, St
             ManagedSecrets::load(aws_sdk_secretsmanager::Client::new(sdk), arn.clone(), config.secret_refresh).await?,
         ),
     };
-    let ledger = Ledger::new(
-        aws_sdk_dynamodb::Client::new(sdk),
-        config.table_name.clone(),
-        config.claim_lease,
-        config.dedupe_retention,
-    );
-    let queue = EventQueue::new(aws_sdk_sqs::Client::new(sdk), config.queue_url.clone());
+    let Backing::Aws { queue_url, table_name } = config.backing.clone() else {
+        return Err(StartError::NotAws);
+    };
+    let ledger =
+        Ledger::new(aws_sdk_dynamodb::Client::new(sdk), table_name, config.claim_lease, config.dedupe_retention);
+    let queue = EventQueue::new(aws_sdk_sqs::Client::new(sdk), queue_url);
     Ok(Webhook::new(config, secrets, ledger, queue))
 }

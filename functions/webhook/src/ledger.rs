@@ -28,29 +28,51 @@ use aws_sdk_dynamodb::types::{
 };
 
 #[derive(Debug, thiserror::Error)]
-#[error("DynamoDB {operation}: {message}")]
+#[error("{backend} {operation}: {message}")]
 pub struct LedgerError {
+    /// `DynamoDB`, or another ledger's name.
+    backend: &'static str,
     operation: &'static str,
     message: String,
 }
 
-impl From<crate::budget::OverBudget> for LedgerError {
-    fn from(over: crate::budget::OverBudget) -> Self {
-        LedgerError { operation: "request", message: over.to_string() }
+impl LedgerError {
+    /// An error of `backend`'s `operation`.
+    pub fn new(backend: &'static str, operation: &'static str, message: impl Into<String>) -> LedgerError {
+        LedgerError { backend, operation, message: message.into() }
     }
 }
+
+impl From<crate::budget::OverBudget> for LedgerError {
+    fn from(over: crate::budget::OverBudget) -> Self {
+        LedgerError::new(DYNAMODB, "request", over.to_string())
+    }
+}
+
+const DYNAMODB: &str = "DynamoDB";
 
 fn ledger_error<E, R>(operation: &'static str, err: &SdkError<E, R>) -> LedgerError
 where
     E: std::error::Error + 'static,
     R: std::fmt::Debug,
 {
-    LedgerError { operation, message: DisplayErrorContext(err).to_string() }
+    LedgerError::new(DYNAMODB, operation, DisplayErrorContext(err).to_string())
 }
 
 /// Proof of a claim; only its holder can confirm or release it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClaimToken(String);
+
+impl ClaimToken {
+    /// A fresh, unguessable token.
+    pub fn random() -> ClaimToken {
+        ClaimToken(uuid::Uuid::new_v4().to_string())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
 
 /// What the ledger says about a delivery before it is enqueued.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -192,7 +214,7 @@ impl Ledger {
     /// Claims the delivery for this request unless it is a duplicate or a newer event was
     /// accepted for its PR: one transaction, which writes nothing unless it claims.
     pub async fn admit(&self, entry: Entry<'_>, now: i64) -> Result<Admission, LedgerError> {
-        let token = uuid::Uuid::new_v4().to_string();
+        let token = ClaimToken::random().0;
         let claim = Put::builder()
             .table_name(&self.table)
             .item("pk", s(delivery_key(entry.delivery_id)))
@@ -208,7 +230,7 @@ impl Ledger {
             .expression_attribute_values(":pending", s(STATE_PENDING))
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .build()
-            .map_err(|e| LedgerError { operation: "TransactWriteItems (admit)", message: e.to_string() })?;
+            .map_err(|e| LedgerError::new(DYNAMODB, "TransactWriteItems (admit)", e.to_string()))?;
         let mut items = vec![TransactWriteItem::builder().put(claim).build()];
         if let Some(mark) = entry.mark {
             let newest = ConditionCheck::builder()
@@ -218,7 +240,7 @@ impl Ledger {
                 .expression_attribute_values(":u", n(mark.updated_ms))
                 .expression_attribute_values(":now", n(now))
                 .build()
-                .map_err(|e| LedgerError { operation: "TransactWriteItems (admit)", message: e.to_string() })?;
+                .map_err(|e| LedgerError::new(DYNAMODB, "TransactWriteItems (admit)", e.to_string()))?;
             items.push(TransactWriteItem::builder().condition_check(newest).build());
         }
         match self.transact("TransactWriteItems (admit)", items, |reasons| read_admission_cancel(reasons, now)).await? {
@@ -226,7 +248,7 @@ impl Ledger {
             Some(Cancelled::Duplicate { in_progress }) => Ok(Admission::Duplicate { in_progress }),
             Some(Cancelled::Superseded) => Ok(Admission::Superseded),
             Some(Cancelled::Conflict | Cancelled::Other(_)) => {
-                Err(LedgerError { operation: "TransactWriteItems (admit)", message: "unexpected cancellation".into() })
+                Err(LedgerError::new(DYNAMODB, "TransactWriteItems (admit)", "unexpected cancellation"))
             }
         }
     }
@@ -255,7 +277,7 @@ impl Ledger {
                 self.update(update, "UpdateItem (PR high-water mark)").await
             }
             Some(Cancelled::Conflict | Cancelled::Other(_)) => {
-                Err(LedgerError { operation: "TransactWriteItems (settle)", message: "unexpected cancellation".into() })
+                Err(LedgerError::new(DYNAMODB, "TransactWriteItems (settle)", "unexpected cancellation"))
             }
         }
     }
@@ -272,7 +294,7 @@ impl Ledger {
             .expression_attribute_values(":exp", n(now.saturating_add(secs(self.retention))))
             .expression_attribute_values(":token", s(token.0.clone()))
             .build()
-            .map_err(|e| LedgerError { operation: "UpdateItem (confirm delivery)", message: e.to_string() })
+            .map_err(|e| LedgerError::new(DYNAMODB, "UpdateItem (confirm delivery)", e.to_string()))
     }
 
     fn raise_update(&self, repository: &str, mark: Mark, now: i64) -> Result<Update, LedgerError> {
@@ -286,7 +308,7 @@ impl Ledger {
             // As long as a delivery id is remembered: older events are refused by age after it.
             .expression_attribute_values(":exp", n(now.saturating_add(secs(self.retention))))
             .build()
-            .map_err(|e| LedgerError { operation: "UpdateItem (PR high-water mark)", message: e.to_string() })
+            .map_err(|e| LedgerError::new(DYNAMODB, "UpdateItem (PR high-water mark)", e.to_string()))
     }
 
     /// One conditional update on its own; a failed condition is not an error (what it guards
@@ -337,9 +359,9 @@ impl Ledger {
                     tokio::time::sleep(Duration::from_millis(pause * u64::from(attempt))).await;
                 }
                 Cancelled::Conflict => {
-                    return Err(LedgerError { operation, message: "transaction conflicts persisted".into() });
+                    return Err(LedgerError::new(DYNAMODB, operation, "transaction conflicts persisted"));
                 }
-                Cancelled::Other(message) => return Err(LedgerError { operation, message }),
+                Cancelled::Other(message) => return Err(LedgerError::new(DYNAMODB, operation, message)),
                 decided => return Ok(Some(decided)),
             }
         }

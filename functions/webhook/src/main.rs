@@ -9,7 +9,7 @@ use previewd_webhook::lambda;
 // wake-ups between worker threads (which were half the CPU of a delivery).
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
-    previewd_lambda_common::init_logging();
+    let telemetry = Arc::new(previewd_lambda_common::init_telemetry("previewd-webhook"));
     let sdk = previewd_lambda_common::aws_config().await;
     let webhook = match lambda::webhook_from_env(&sdk).await {
         Ok(webhook) => Arc::new(webhook),
@@ -20,8 +20,10 @@ async fn main() -> Result<(), Error> {
     };
     lambda_http::run(service_fn(move |req: Request| {
         let webhook = Arc::clone(&webhook);
+        let telemetry = Arc::clone(&telemetry);
         async move {
             let reply = webhook.handle(&lambda::delivery(&req)).await;
+            telemetry.flush(previewd_lambda_common::TRACE_FLUSH_LIMIT).await;
             Ok::<_, Error>(lambda::response(&reply))
         }
     }))

@@ -261,6 +261,44 @@ async fn check_and_command_deliveries_reach_the_queue_over_http() {
     assert_eq!(seen, expected);
 }
 
+/// With the standard OTLP variable set, the real binary exports its delivery's span before it
+/// answers, and the queue message carries that span as its `traceparent` attribute.
+#[tokio::test]
+async fn the_webhook_binary_exports_its_span_and_passes_the_trace_on() {
+    let collector = previewd_testkit::otlp::Collector::start().await;
+    let stack = Stack::new("httptrace").await;
+    let (_processes, url, _) =
+        start_webhook_with(&stack, 100, &[("OTEL_EXPORTER_OTLP_ENDPOINT", collector.endpoint.as_str())]).await;
+    let signed = Signed::json("pull_request", &new_delivery_id(), &pr_payload("opened", "acme/web", 8));
+    let answer = post(&url, &signed).await;
+    assert_eq!((answer.status, answer.json["outcome"].as_str()), (202, Some("accepted")), "{}", answer.json);
+
+    // Flushed before the answer: no waiting for a batch timer.
+    let spans = collector.spans();
+    let delivery = spans.iter().find(|s| s.name == "delivery").unwrap_or_else(|| panic!("{spans:?}"));
+    assert_eq!(delivery.service, "previewd-webhook");
+    assert_eq!(delivery.attributes["delivery_id"], signed.id);
+    assert_eq!(delivery.parent_span_id, "", "a delivery starts its trace");
+    let send = spans.iter().find(|s| s.name == "sqs.send_message").unwrap_or_else(|| panic!("{spans:?}"));
+    assert_eq!(
+        (send.trace_id.as_str(), send.parent_span_id.as_str()),
+        (delivery.trace_id.as_str(), delivery.span_id.as_str())
+    );
+
+    let received = stack
+        .sqs
+        .receive_message()
+        .queue_url(&stack.queue_url)
+        .message_attribute_names("traceparent")
+        .wait_time_seconds(1)
+        .send()
+        .await
+        .unwrap();
+    let message = &received.messages()[0];
+    let traceparent = message.message_attributes().unwrap()["traceparent"].string_value().unwrap();
+    assert_eq!(traceparent, format!("00-{}-{}-01", delivery.trace_id, delivery.span_id));
+}
+
 #[tokio::test]
 async fn oversized_body_is_413_over_http() {
     let stack = Stack::new("http413").await;

@@ -7,3 +7,4 @@ pub mod experiments;
 pub mod render;
 pub mod run;
 pub mod seed;
+pub mod webhook_server;

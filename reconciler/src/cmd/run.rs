@@ -14,7 +14,7 @@ use kube::Api;
 
 use crate::ai::engine::AiEngine;
 use crate::config::Config;
-use crate::consumer::Consumer;
+use crate::consumer::{Consumer, JetStreamSource};
 use crate::controller::{self, Context};
 use crate::github::client::{GitHubClient, GitHubError, auth_from_lookup};
 use crate::github::notify::Notifier;
@@ -43,7 +43,7 @@ pub enum RunError {
 }
 
 /// Completes on SIGTERM or SIGINT.
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let terminate = async {
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             Ok(mut signal) => {
@@ -98,6 +98,44 @@ fn ai_engine(config: &Config, metrics: &Metrics, have_github: bool) -> Result<Op
     Ok(Some(Arc::new(engine.with_metrics(metrics.clone()))))
 }
 
+/// The queue the front writes to: SQS (`PREVIEWD_QUEUE_URL`, the AWS front) or JetStream
+/// (`PREVIEWD_NATS_URL`, the in-cluster front).
+#[derive(Debug)]
+enum Queue {
+    Sqs(String),
+    JetStream(String),
+}
+
+impl Queue {
+    fn from_env() -> Result<Queue, RunError> {
+        let get = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+        match (get("PREVIEWD_NATS_URL"), get("PREVIEWD_QUEUE_URL")) {
+            (Some(url), None) => Ok(Queue::JetStream(url.trim().to_owned())),
+            (None, Some(url)) => Ok(Queue::Sqs(url)),
+            (Some(_), Some(_)) => Err(RunError::Invalid {
+                name: "PREVIEWD_NATS_URL",
+                value: "set together with PREVIEWD_QUEUE_URL: choose one front".to_owned(),
+            }),
+            (None, None) => Err(RunError::Missing("PREVIEWD_QUEUE_URL (or PREVIEWD_NATS_URL)")),
+        }
+    }
+
+    async fn consumer(&self, kube: kube::Client, config: Arc<Config>) -> Result<Consumer, RunError> {
+        Ok(match self {
+            Queue::Sqs(url) => {
+                let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+                Consumer::new(aws_sdk_sqs::Client::new(&sdk), url.clone(), kube, config)
+            }
+            Queue::JetStream(url) => {
+                let source = JetStreamSource::connect(url, Duration::from_secs(120))
+                    .await
+                    .map_err(|e| RunError::Invalid { name: "PREVIEWD_NATS_URL", value: e.to_string() })?;
+                Consumer::jetstream(source, kube, config)
+            }
+        })
+    }
+}
+
 /// How often waiting commits are checked with GitHub again (check events drive the gate; this
 /// covers the ones that never arrived).
 const BUILD_GATE_RESYNC: Duration = Duration::from_secs(120);
@@ -105,8 +143,12 @@ const BUILD_GATE_RESYNC: Duration = Duration::from_secs(120);
 pub async fn run(config_path: &Path) -> Result<(), RunError> {
     let config = Arc::new(Config::load(config_path)?);
     let metrics = Metrics::new()?;
-    let queue_url = std::env::var("PREVIEWD_QUEUE_URL").map_err(|_| RunError::Missing("PREVIEWD_QUEUE_URL"))?;
-    let consumers = env_number("PREVIEWD_CONSUMERS", 2)?.clamp(1, 32);
+    let queue = Queue::from_env()?;
+    // One puller keeps a JetStream group's messages in order (SQS FIFO locks a group itself).
+    let consumers = match queue {
+        Queue::Sqs(_) => env_number("PREVIEWD_CONSUMERS", 2)?.clamp(1, 32),
+        Queue::JetStream(_) => 1,
+    };
     let addr: SocketAddr =
         std::env::var("PREVIEWD_LISTEN").unwrap_or_else(|_| "0.0.0.0:8080".to_owned()).parse().map_err(|_| {
             RunError::Invalid { name: "PREVIEWD_LISTEN", value: std::env::var("PREVIEWD_LISTEN").unwrap_or_default() }
@@ -115,8 +157,6 @@ pub async fn run(config_path: &Path) -> Result<(), RunError> {
     let github = github_notifier(&config, &metrics)?;
     let ai = ai_engine(&config, &metrics, github.is_some())?;
     let client = kube::Client::try_default().await?;
-    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-    let sqs = aws_sdk_sqs::Client::new(&sdk);
     let ready = Arc::new(AtomicBool::new(false));
     let stopping = Arc::new(AtomicBool::new(false));
 
@@ -162,8 +202,7 @@ pub async fn run(config_path: &Path) -> Result<(), RunError> {
 
     // Consumers: stop taking new messages on shutdown; a batch already received is finished.
     // One consumer (its path globs compiled once), cloned per task.
-    let mut consumer = Consumer::new(sqs.clone(), queue_url.clone(), client.clone(), Arc::clone(&config))
-        .with_metrics(metrics.clone());
+    let mut consumer = queue.consumer(client.clone(), Arc::clone(&config)).await?.with_metrics(metrics.clone());
     if let Some(notifier) = &github {
         consumer = consumer.with_github(Arc::clone(notifier));
     }

@@ -1,6 +1,6 @@
-//! The queue consumer: long-polls the SQS FIFO queue, hands each PR event to the intake (a
-//! PreviewEnvironment write or delete), and deletes the message only once the cluster write
-//! succeeded. While a batch is being handled its messages are kept invisible (a heartbeat), so
+//! The queue consumer: long-polls the SQS FIFO queue (or the in-cluster front's JetStream
+//! stream, `source.rs`), hands each PR event to the intake (a PreviewEnvironment write or
+//! delete), and deletes the message only once the cluster write succeeded. While a batch is being handled its messages are kept invisible (a heartbeat), so
 //! a slow batch is never handed to a second consumer. Malformed messages are left to SQS's
 //! redrive into the DLQ; messages that cannot be handled *yet* (a newer contract version, a
 //! preview still being torn down) are delayed and never dead-lettered; stale events are
@@ -8,16 +8,15 @@
 
 mod defer;
 mod held;
+pub mod jetstream;
+mod source;
+pub mod sqs;
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
-use aws_sdk_sqs::error::DisplayErrorContext;
-use aws_sdk_sqs::types::{
-    ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry, Message, MessageSystemAttributeName,
-};
 use previewd_events::{Message as QueueMessage, PreviewEvent};
 use tracing::Instrument;
 
@@ -31,19 +30,23 @@ use crate::intake::store::PreviewStore;
 use crate::metrics::Metrics;
 use crate::policy;
 pub use defer::Backoff;
-use defer::{Deferral, visibility_seconds};
+use defer::Deferral;
 use held::Held;
+pub use jetstream::JetStreamSource;
+use source::Received;
+pub use source::Source;
+pub use sqs::SqsSource;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConsumerError {
-    #[error("SQS {operation}: {message}")]
-    Sqs { operation: &'static str, message: String },
+    #[error("queue {operation}: {message}")]
+    Queue { operation: &'static str, message: String },
 }
 
 #[derive(Clone)]
 pub struct Consumer {
-    sqs: aws_sdk_sqs::Client,
-    queue_url: String,
+    /// SQS (the AWS front) or JetStream (the in-cluster front).
+    source: Source,
     /// Where each event goes: the one event path, into the cluster.
     intake: Intake,
     metrics: Option<Metrics>,
@@ -60,50 +63,40 @@ pub struct Consumer {
     pub backoff: Backoff,
 }
 
-/// One received message.
-#[derive(Debug)]
-struct Received {
-    id: String,
-    receipt: String,
-    body: String,
-    group: String,
-    receives: u32,
-}
-
-impl Received {
-    fn of(message: Message) -> Received {
-        let attribute = |name: MessageSystemAttributeName| {
-            message.attributes().and_then(|a| a.get(&name)).cloned().unwrap_or_default()
-        };
-        Received {
-            receives: attribute(MessageSystemAttributeName::ApproximateReceiveCount).parse().unwrap_or(1),
-            group: attribute(MessageSystemAttributeName::MessageGroupId),
-            id: message.message_id.unwrap_or_default(),
-            receipt: message.receipt_handle.unwrap_or_default(),
-            body: message.body.unwrap_or_default(),
-        }
-    }
-}
-
 impl std::fmt::Debug for Consumer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Consumer").field("queue_url", &self.queue_url).finish_non_exhaustive()
+        f.debug_struct("Consumer").field("source", &self.source.describe()).finish_non_exhaustive()
     }
 }
 
-fn sqs_error<E: std::error::Error + 'static, R: std::fmt::Debug>(
-    operation: &'static str,
-    err: &aws_sdk_sqs::error::SdkError<E, R>,
-) -> ConsumerError {
-    ConsumerError::Sqs { operation, message: DisplayErrorContext(err).to_string() }
+/// The span of one queue message: a child of the webhook's span when the message carries its
+/// `traceparent`, so the delivery is one trace from the Function URL on.
+fn event_span(delivery_id: &str, traceparent: Option<&str>) -> tracing::Span {
+    let span = tracing::info_span!("event", delivery_id = %delivery_id);
+    if let Some(parent) = traceparent {
+        crate::telemetry::continue_trace(&span, parent);
+    }
+    span
 }
 
 impl Consumer {
+    /// Reads the AWS front's SQS FIFO queue at `queue_url`.
     pub fn new(sqs: aws_sdk_sqs::Client, queue_url: String, kube: kube::Client, config: Arc<Config>) -> Consumer {
+        Consumer::from_source(Source::Sqs(SqsSource::new(sqs, queue_url)), kube, config)
+    }
+
+    /// Reads the in-cluster front's JetStream stream. JetStream redelivers without a limit,
+    /// so a deferred message is only ever delayed.
+    pub fn jetstream(source: JetStreamSource, kube: kube::Client, config: Arc<Config>) -> Consumer {
+        let mut consumer = Consumer::from_source(Source::JetStream(Box::new(source)), kube, config);
+        consumer.max_receives = u32::MAX;
+        consumer
+    }
+
+    fn from_source(source: Source, kube: kube::Client, config: Arc<Config>) -> Consumer {
         let intake = Intake::new(PreviewStore::Cluster(kube), config);
         Consumer {
-            sqs,
-            queue_url,
+            source,
             intake,
             metrics: None,
             batch_size: 10,
@@ -155,19 +148,7 @@ impl Consumer {
 
     /// One receive and the handling of what it returned.
     pub async fn poll_once(&self) -> Result<Vec<Outcome>, ConsumerError> {
-        let received = self
-            .sqs
-            .receive_message()
-            .queue_url(&self.queue_url)
-            .max_number_of_messages(self.batch_size.clamp(1, 10))
-            .wait_time_seconds(self.wait_seconds.clamp(0, 20))
-            .visibility_timeout(visibility_seconds(self.visibility))
-            .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
-            .message_system_attribute_names(MessageSystemAttributeName::MessageGroupId)
-            .send()
-            .await
-            .map_err(|e| sqs_error("ReceiveMessage", &e))?;
-        let messages: Vec<Received> = received.messages.unwrap_or_default().into_iter().map(Received::of).collect();
+        let messages = self.source.receive(self.batch_size, self.wait_seconds, self.visibility).await?;
         if let Some(m) = &self.metrics {
             m.queue_received.inc_by(messages.len() as u64);
             m.queue_last_poll.set(chrono::Utc::now().timestamp_millis() as f64 / 1000.0);
@@ -192,43 +173,7 @@ impl Consumer {
         let every = (self.visibility / 3).max(Duration::from_millis(500));
         loop {
             tokio::time::sleep(every).await;
-            let entries: Vec<ChangeMessageVisibilityBatchRequestEntry> = held
-                .held()
-                .into_iter()
-                .filter_map(|(id, receipt)| {
-                    ChangeMessageVisibilityBatchRequestEntry::builder()
-                        .id(id)
-                        .receipt_handle(receipt)
-                        .visibility_timeout(visibility_seconds(self.visibility))
-                        .build()
-                        .ok()
-                })
-                .collect();
-            if entries.is_empty() {
-                continue;
-            }
-            let result = self
-                .sqs
-                .change_message_visibility_batch()
-                .queue_url(&self.queue_url)
-                .set_entries(Some(entries))
-                .send()
-                .await;
-            match result {
-                Ok(output) if output.failed.is_empty() => {}
-                // An entry settled meanwhile (deleted) fails harmlessly; anything else is worth
-                // a line: that message may be handed to another consumer.
-                Ok(output) => {
-                    for failed in &output.failed {
-                        tracing::warn!(
-                            message_id = failed.id,
-                            code = failed.code,
-                            "could not extend a message's visibility"
-                        );
-                    }
-                }
-                Err(err) => tracing::warn!(error = %DisplayErrorContext(&err), "could not extend visibility"),
-            }
+            self.source.extend(held.held(), self.visibility).await;
         }
     }
 
@@ -248,15 +193,7 @@ impl Consumer {
                 }
                 Err(err) => {
                     tracing::warn!(message_id = message.id, error = %err, "malformed queue message");
-                    // Visible again at once, so it reaches maxReceiveCount and the DLQ quickly.
-                    let _ = self
-                        .sqs
-                        .change_message_visibility()
-                        .queue_url(&self.queue_url)
-                        .receipt_handle(&message.receipt)
-                        .visibility_timeout(0)
-                        .send()
-                        .await;
+                    self.source.reject(&message).await;
                     held.release(&message.id);
                     outcomes.push(Outcome::Malformed { error: err.to_string() });
                 }
@@ -275,7 +212,7 @@ impl Consumer {
                     other => other,
                 };
                 self.handle_events(std::mem::take(&mut events), held, &mut outcomes).await?;
-                let outcome = self.handle_message(&event).await;
+                let outcome = self.handle_continuing(&event, received.traceparent.as_deref()).await;
                 self.settle(&[&received], std::slice::from_ref(&outcome), held).await?;
                 outcomes.push(outcome);
             }
@@ -302,8 +239,8 @@ impl Consumer {
         let approval =
             events[..events.len() - 1].iter().rposition(|(e, _)| policy::offers_approval(e, self.intake.config()));
         let mut handled = Vec::new();
-        for (event, _) in approval.map(|i| &events[i]).into_iter().chain(events.last()) {
-            let outcome = self.handle_traced(event).await;
+        for (event, received) in approval.map(|i| &events[i]).into_iter().chain(events.last()) {
+            let outcome = self.handle_traced(event, received.traceparent.as_deref()).await;
             let settled = !matches!(outcome, Outcome::Failed { .. } | Outcome::Waiting { .. });
             handled.push(outcome);
             if !settled {
@@ -319,7 +256,12 @@ impl Consumer {
 
     /// Applies any queue message (a PR event, a `/preview` command, a check) in its span.
     pub async fn handle_message(&self, message: &QueueMessage) -> Outcome {
-        let span = tracing::info_span!("event", delivery_id = %message.delivery_id());
+        self.handle_continuing(message, None).await
+    }
+
+    /// [`Consumer::handle_message`], continuing the trace `traceparent` names.
+    async fn handle_continuing(&self, message: &QueueMessage, traceparent: Option<&str>) -> Outcome {
+        let span = event_span(message.delivery_id(), traceparent);
         // Boxed: each path holds the whole intake's future, and a batch's future holds them all.
         let outcome = match message {
             QueueMessage::Command(command) => {
@@ -353,8 +295,8 @@ impl Consumer {
 
     /// [`Consumer::handle_event`] inside the event's span: everything logged while handling it
     /// carries its delivery id.
-    async fn handle_traced(&self, event: &PreviewEvent) -> Outcome {
-        let span = tracing::info_span!("event", delivery_id = %event.delivery_id);
+    async fn handle_traced(&self, event: &PreviewEvent, traceparent: Option<&str>) -> Outcome {
+        let span = event_span(&event.delivery_id, traceparent);
         let outcome = self.handle_event(event).instrument(span.clone()).await;
         span.in_scope(|| tracing::info!(outcome = outcome.label(), action = %event.action, "queue event"));
         outcome
@@ -365,28 +307,11 @@ impl Consumer {
         for message in messages {
             match self.backoff.defer(message.receives, self.max_receives) {
                 Deferral::Delay(delay) => {
-                    self.sqs
-                        .change_message_visibility()
-                        .queue_url(&self.queue_url)
-                        .receipt_handle(&message.receipt)
-                        .visibility_timeout(visibility_seconds(delay))
-                        .send()
-                        .await
-                        .map_err(|e| sqs_error("ChangeMessageVisibility", &e))?;
+                    self.source.delay(message, delay).await?;
                     held.release(&message.id);
                 }
                 Deferral::Resend => {
-                    // A new deduplication id: the copy is a new message to SQS, the same
-                    // delivery to the consumer (its body, and so its delivery id, is unchanged).
-                    self.sqs
-                        .send_message()
-                        .queue_url(&self.queue_url)
-                        .message_body(&message.body)
-                        .message_group_id(&message.group)
-                        .message_deduplication_id(format!("resent-{}", message.id))
-                        .send()
-                        .await
-                        .map_err(|e| sqs_error("SendMessage", &e))?;
+                    self.source.resend(message).await?;
                     self.delete(&[message], held).await?;
                 }
             }
@@ -402,39 +327,13 @@ impl Consumer {
             if pending.is_empty() {
                 return Ok(());
             }
-            let entries: Vec<DeleteMessageBatchRequestEntry> = pending
-                .iter()
-                .enumerate()
-                .filter_map(|(i, m)| {
-                    DeleteMessageBatchRequestEntry::builder().id(i.to_string()).receipt_handle(&m.receipt).build().ok()
-                })
-                .collect();
-            let output = self
-                .sqs
-                .delete_message_batch()
-                .queue_url(&self.queue_url)
-                .set_entries(Some(entries))
-                .send()
-                .await
-                .map_err(|e| sqs_error("DeleteMessageBatch", &e))?;
-            for ok in &output.successful {
-                if let Some(m) = ok.id.parse::<usize>().ok().and_then(|i| pending.get(i)) {
-                    held.release(&m.id);
-                }
+            let failed = self.source.delete(&pending).await?;
+            for settled in pending.iter().filter(|m| !failed.iter().any(|f| f.id == m.id)) {
+                held.release(&settled.id);
             }
-            let failed: Vec<&Received> = output
-                .failed
-                .iter()
-                .filter_map(|f| {
-                    tracing::warn!(
-                        attempt,
-                        code = f.code,
-                        sender_fault = f.sender_fault,
-                        "could not delete a handled message"
-                    );
-                    f.id.parse::<usize>().ok().and_then(|i| pending.get(i).copied())
-                })
-                .collect();
+            if !failed.is_empty() {
+                tracing::warn!(attempt, failed = failed.len(), "could not settle handled messages");
+            }
             pending = failed;
         }
         if let Some(m) = &self.metrics {

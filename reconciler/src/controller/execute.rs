@@ -163,22 +163,27 @@ async fn record(
             publish(ctx, pe, &[Note { warning: true, reason: "BudgetExceeded", message }]).await;
         }
     }
-    let Some(m) = &ctx.metrics else { return };
     let became_ready = status.phase == Some(Phase::Ready) && previous.and_then(|p| p.phase) != Some(Phase::Ready);
-    if became_ready {
-        m.webhook_to_ready.observe(seconds_between(pe.spec.last_event.received_at, now));
-        if previous.and_then(|p| p.ready_at).is_none()
-            && let Some(created) = status.created_at
-        {
-            m.creation_duration.observe(seconds_between(created, now));
-            if let Some(arm) = &pe.spec.experiment {
-                let labels = [arm.experiment.as_str(), arm.arm.as_str()];
-                let e = &m.experiments;
-                e.time_to_ready.with_label_values(&labels).observe(seconds_between(created, now));
-                e.services.with_label_values(&labels).observe(pe.spec.services.len() as f64);
-                if let Some(cost) = &status.cost_estimate {
-                    e.hourly_usd.with_label_values(&labels).observe(cost.hourly_usd);
-                }
+    if !became_ready {
+        return;
+    }
+    let seconds = seconds_between(pe.spec.last_event.received_at, now);
+    // The end of the delivery's trace: a child of this reconcile's span.
+    tracing::info_span!("preview.ready", preview = %pe.name_any(), webhook_to_ready_seconds = seconds)
+        .in_scope(|| tracing::info!(webhook_to_ready_seconds = seconds, "preview ready"));
+    let Some(m) = &ctx.metrics else { return };
+    m.webhook_to_ready.observe(seconds);
+    if previous.and_then(|p| p.ready_at).is_none()
+        && let Some(created) = status.created_at
+    {
+        m.creation_duration.observe(seconds_between(created, now));
+        if let Some(arm) = &pe.spec.experiment {
+            let labels = [arm.experiment.as_str(), arm.arm.as_str()];
+            let e = &m.experiments;
+            e.time_to_ready.with_label_values(&labels).observe(seconds_between(created, now));
+            e.services.with_label_values(&labels).observe(pe.spec.services.len() as f64);
+            if let Some(cost) = &status.cost_estimate {
+                e.hourly_usd.with_label_values(&labels).observe(cost.hourly_usd);
             }
         }
     }

@@ -29,6 +29,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::finalizer::{self, Event as Finalizer};
 use kube::{Client, ResourceExt};
+use tracing::Instrument as _;
 
 use crate::config::Config;
 use crate::crd::{FINALIZER, PreviewEnvironment};
@@ -211,12 +212,22 @@ impl Outcome {
     }
 }
 
-/// One reconcile of one PreviewEnvironment at `now`.
-#[tracing::instrument(name = "reconcile", skip_all, fields(
-    preview = pe.metadata.name.as_deref().unwrap_or(""),
-    delivery_id = %pe.spec.last_event.delivery_id,
-))]
+/// One reconcile of one PreviewEnvironment at `now`, in its span: until the preview is Ready,
+/// the span continues the trace of the event that wrote the spec (the webhook's delivery).
 pub async fn reconcile_at(pe: &PreviewEnvironment, ctx: &Context, now: DateTime<Utc>) -> Result<Outcome, Error> {
+    let span = tracing::info_span!(
+        "reconcile",
+        preview = pe.metadata.name.as_deref().unwrap_or(""),
+        delivery_id = %pe.spec.last_event.delivery_id,
+    );
+    let ready = pe.status.as_ref().and_then(|s| s.phase) == Some(crate::crd::Phase::Ready);
+    if let Some(parent) = pe.spec.last_event.traceparent.as_deref().filter(|_| !ready) {
+        crate::telemetry::continue_trace(&span, parent);
+    }
+    reconcile_in_span(pe, ctx, now).instrument(span).await
+}
+
+async fn reconcile_in_span(pe: &PreviewEnvironment, ctx: &Context, now: DateTime<Utc>) -> Result<Outcome, Error> {
     let api: Api<PreviewEnvironment> = Api::all(ctx.client.clone());
     let deleting = pe.metadata.deletion_timestamp.is_some();
     let outcome: Mutex<Option<Outcome>> = Mutex::new(None);

@@ -266,6 +266,8 @@ impl Intake {
             Decision::Remove { reason } => return self.remove(name, existing, event, reason).await,
             Decision::Ignore { reason } => return Outcome::Ignored { reason },
         };
+        // The reconciles up to Ready continue this event's trace (a child of the webhook's).
+        spec.last_event.traceparent = crate::telemetry::traceparent(&tracing::Span::current());
         if deleting {
             // The previous preview is still being torn down: the event waits for the teardown
             // rather than write into an object that is about to disappear.

@@ -5,6 +5,7 @@
 #![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod chart;
+pub mod drill;
 pub mod github;
 pub mod openai;
 

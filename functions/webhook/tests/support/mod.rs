@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-pub use previewd_testkit::{Stack, endpoint, sdk_config, workspace_root};
+pub use previewd_testkit::{Stack, endpoint, pr_payload, sdk_config, workspace_root};
 use previewd_webhook::config::Config;
 use previewd_webhook::ledger::Ledger;
 use previewd_webhook::queue::EventQueue;
@@ -51,34 +51,6 @@ impl WebhookStack for Stack {
     fn webhook(&self, rate_limit: u32) -> Webhook {
         self.webhook_with_queue_client(rate_limit, self.sqs.clone())
     }
-}
-
-/// A realistic `pull_request` payload for `repo` (`owner/name`) and PR `number`.
-pub fn pr_payload(action: &str, repo: &str, number: u64) -> Value {
-    let (owner, name) = repo.split_once('/').unwrap();
-    json!({
-        "action": action,
-        "number": number,
-        "pull_request": {
-            "number": number,
-            "state": if action == "closed" { "closed" } else { "open" },
-            "draft": false,
-            "merged": false,
-            "title": "Add the cart service",
-            "body": "x".repeat(8_000),
-            "html_url": format!("https://github.com/{repo}/pull/{number}"),
-            // Now: older events are refused as replays (outside the dedupe retention).
-            "updated_at": chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string(),
-            "author_association": "MEMBER",
-            "user": {"login": "octocat"},
-            "labels": [{"name": "preview"}],
-            "head": {"sha": "ec26c3e57ca3a959ca5aad62de7213c562f8c821", "ref": "cart", "repo": {"full_name": repo}},
-            "base": {"ref": "main", "repo": {"full_name": repo}}
-        },
-        "repository": {"id": 1296269, "full_name": repo, "name": name, "owner": {"login": owner}},
-        "installation": {"id": 77},
-        "sender": {"login": "octocat"}
-    })
 }
 
 /// An owned, signed delivery.
