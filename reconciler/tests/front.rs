@@ -213,6 +213,23 @@ async fn the_in_cluster_front_survives_a_reconciler_outage() {
         "{tally:?}"
     );
 
+    // Both replicas count what they answered (`/metrics`, for Prometheus).
+    let mut counted: BTreeMap<String, usize> = BTreeMap::new();
+    for url in [&url_a, &url_b] {
+        let text = client.get(format!("{url}metrics")).send().await.unwrap().text().await.unwrap();
+        for line in text.lines().filter(|l| l.starts_with("previewd_webhook_requests_total{")) {
+            let (labels, value) = line.rsplit_once(' ').unwrap();
+            let outcome = labels.split('"').nth(1).unwrap().to_owned();
+            *counted.entry(outcome).or_default() += value.parse::<usize>().unwrap();
+        }
+    }
+    for (outcome, n) in &tally {
+        assert_eq!(counted.get(*outcome), Some(n), "{outcome}: counted {counted:?}, answered {tally:?}");
+    }
+    let tries: u32 = answers.iter().flatten().map(|(_, tries)| tries - 1).sum();
+    let refused: usize = counted.iter().filter(|(o, _)| !tally.contains_key(o.as_str())).map(|(_, n)| n).sum();
+    assert_eq!(refused, tries as usize, "every retried answer was counted: {counted:?}");
+
     // What the stream holds: each accepted delivery once, each PR's in the order accepted.
     let js = async_nats::jetstream::new(async_nats::connect(&nats_url).await.unwrap());
     let contents = stream_contents(&js).await;

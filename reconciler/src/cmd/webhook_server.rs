@@ -18,6 +18,7 @@ use previewd_webhook::nats::Jetstream;
 use previewd_webhook::secrets::SecretSource;
 use previewd_webhook::signature::Secrets;
 use previewd_webhook::{Delivery, Reply, Webhook};
+use prometheus::{Histogram, HistogramOpts, IntCounterVec, Opts, Registry};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -37,9 +38,47 @@ pub enum ServerError {
     Serve { addr: String, message: String },
 }
 
+/// What the server counts, for `/metrics` (the Lambda's counterpart is its EMF line).
+#[derive(Debug, Clone)]
+pub struct FrontMetrics {
+    registry: Registry,
+    /// `previewd_webhook_requests_total{outcome}`: one per delivery, by the pipeline's outcome.
+    requests: IntCounterVec,
+    /// `previewd_webhook_request_duration_seconds`: from the request to the answer.
+    duration: Histogram,
+}
+
+impl FrontMetrics {
+    pub fn new() -> Result<FrontMetrics, prometheus::Error> {
+        let registry = Registry::new();
+        let requests = IntCounterVec::new(
+            Opts::new("previewd_webhook_requests_total", "Webhook deliveries answered, by outcome."),
+            &["outcome"],
+        )?;
+        let duration = Histogram::with_opts(
+            HistogramOpts::new("previewd_webhook_request_duration_seconds", "Time from a delivery to its answer.")
+                .buckets(vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
+        )?;
+        registry.register(Box::new(requests.clone()))?;
+        registry.register(Box::new(duration.clone()))?;
+        Ok(FrontMetrics { registry, requests, duration })
+    }
+
+    fn render(&self) -> String {
+        prometheus::TextEncoder::new().encode_to_string(&self.registry.gather()).unwrap_or_default()
+    }
+}
+
+/// The server's shared state.
+struct Front<L, Q> {
+    webhook: Webhook<L, Q>,
+    metrics: FrontMetrics,
+}
+
 /// The routes: `POST /` (and `/webhook`) take deliveries; `/healthz` answers while the process
-/// runs. A body over the configured limit still gets the pipeline's own 413 answer.
-pub fn router<L, Q>(webhook: Arc<Webhook<L, Q>>, max_body_bytes: usize) -> axum::Router
+/// runs; `/metrics` for Prometheus. A body over the configured limit still gets the pipeline's
+/// own 413 answer.
+pub fn router<L, Q>(webhook: Webhook<L, Q>, metrics: FrontMetrics, max_body_bytes: usize) -> axum::Router
 where
     L: DeliveryLedger + 'static,
     Q: DeliveryQueue + 'static,
@@ -48,15 +87,22 @@ where
         .route("/", axum::routing::post(deliver::<L, Q>))
         .route("/webhook", axum::routing::post(deliver::<L, Q>))
         .route("/healthz", axum::routing::get(|| async { "ok" }))
+        .route(
+            "/metrics",
+            axum::routing::get(|State(front): State<Arc<Front<L, Q>>>| async move {
+                ([("content-type", "text/plain; version=0.0.4")], front.metrics.render())
+            }),
+        )
         .layer(DefaultBodyLimit::max(max_body_bytes.saturating_add(1)))
-        .with_state(webhook)
+        .with_state(Arc::new(Front { webhook, metrics }))
 }
 
 async fn deliver<L: DeliveryLedger, Q: DeliveryQueue>(
-    State(webhook): State<Arc<Webhook<L, Q>>>,
+    State(front): State<Arc<Front<L, Q>>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let started = std::time::Instant::now();
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let delivery = Delivery {
         event: header("x-github-event"),
@@ -65,7 +111,10 @@ async fn deliver<L: DeliveryLedger, Q: DeliveryQueue>(
         content_type: header("content-type"),
         body: &body,
     };
-    answer(&webhook.handle(&delivery).await)
+    let reply = front.webhook.handle(&delivery).await;
+    front.metrics.requests.with_label_values(&[reply.outcome.as_str()]).inc();
+    front.metrics.duration.observe(started.elapsed().as_secs_f64());
+    answer(&reply)
 }
 
 fn answer(reply: &Reply) -> Response {
@@ -102,11 +151,13 @@ pub async fn serve() -> Result<(), ServerError> {
     };
     let max_body = config.max_body_bytes;
     let webhook = Webhook::new(config, SecretSource::Static(Arc::new(secrets)), backing.clone(), backing);
+    let metrics =
+        FrontMetrics::new().map_err(|e| ServerError::Serve { addr: addr.to_string(), message: e.to_string() })?;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| ServerError::Serve { addr: addr.to_string(), message: e.to_string() })?;
     tracing::info!(%addr, "webhook server listening");
-    axum::serve(listener, router(Arc::new(webhook), max_body))
+    axum::serve(listener, router(webhook, metrics, max_body))
         .with_graceful_shutdown(super::run::shutdown_signal())
         .await
         .map_err(|e| ServerError::Serve { addr: addr.to_string(), message: e.to_string() })
