@@ -17,7 +17,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the reconciler: queue consumers, the PreviewEnvironment controller, /healthz,
-    /// /readyz and /metrics. Environment: PREVIEWD_QUEUE_URL, PREVIEWD_CONSUMERS (2),
+    /// /readyz and /metrics. Environment: PREVIEWD_QUEUE_URL (or PREVIEWD_NATS_URL), PREVIEWD_CONSUMERS (2),
     /// PREVIEWD_LISTEN (0.0.0.0:8080), the standard AWS_* and KUBECONFIG / in-cluster config.
     Run {
         #[arg(long, env = "PREVIEWD_CONFIG", default_value = "/etc/previewd/config.yaml")]
