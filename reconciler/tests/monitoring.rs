@@ -253,7 +253,11 @@ async fn the_dashboard_and_alerts_use_only_exported_metrics() {
     let metrics = Metrics::new().unwrap();
     // While a preview is live every family has series.
     let (live, _) = drive_a_preview(&metrics).await;
-    let families = parse_exposition(&live);
+    let mut families = parse_exposition(&live);
+    // The in-cluster front's own /metrics (previewd webhook-server), after one answer.
+    let front = previewd::cmd::webhook_server::FrontMetrics::new().unwrap();
+    front.count("accepted", std::time::Duration::from_millis(3));
+    families.extend(parse_exposition(&front.render()));
     let chart = root().join("charts/previewd/files");
 
     let dashboard: Value =
@@ -290,7 +294,7 @@ async fn the_dashboard_and_alerts_use_only_exported_metrics() {
     }
 
     let unknown: Vec<&String> = used.iter().filter(|name| family_of(name, &families).is_none()).collect();
-    assert!(unknown.is_empty(), "not exported by the reconciler: {unknown:?}");
+    assert!(unknown.is_empty(), "not exported by the reconciler or the webhook server: {unknown:?}");
 }
 
 /// The rules of a rule-group file of the chart (a list of groups).

@@ -64,7 +64,14 @@ impl FrontMetrics {
         Ok(FrontMetrics { registry, requests, duration })
     }
 
-    fn render(&self) -> String {
+    /// One answered delivery.
+    pub fn count(&self, outcome: &str, took: Duration) {
+        self.requests.with_label_values(&[outcome]).inc();
+        self.duration.observe(took.as_secs_f64());
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
         prometheus::TextEncoder::new().encode_to_string(&self.registry.gather()).unwrap_or_default()
     }
 }
@@ -112,8 +119,7 @@ async fn deliver<L: DeliveryLedger, Q: DeliveryQueue>(
         body: &body,
     };
     let reply = front.webhook.handle(&delivery).await;
-    front.metrics.requests.with_label_values(&[reply.outcome.as_str()]).inc();
-    front.metrics.duration.observe(started.elapsed().as_secs_f64());
+    front.metrics.count(reply.outcome.as_str(), started.elapsed());
     answer(&reply)
 }
 
