@@ -36,6 +36,8 @@ pub enum ServerError {
     Listen(String),
     #[error("serving {addr}: {message}")]
     Serve { addr: String, message: String },
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
 }
 
 /// What the server counts, for `/metrics` (the Lambda's counterpart is its EMF line).
@@ -157,8 +159,7 @@ pub async fn serve() -> Result<(), ServerError> {
     };
     let max_body = config.max_body_bytes;
     let webhook = Webhook::new(config, SecretSource::Static(Arc::new(secrets)), backing.clone(), backing);
-    let metrics =
-        FrontMetrics::new().map_err(|e| ServerError::Serve { addr: addr.to_string(), message: e.to_string() })?;
+    let metrics = FrontMetrics::new()?;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| ServerError::Serve { addr: addr.to_string(), message: e.to_string() })?;
