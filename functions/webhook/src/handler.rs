@@ -34,6 +34,20 @@ pub struct Delivery<'a> {
     pub body: &'a [u8],
 }
 
+impl<'a> Delivery<'a> {
+    /// Reads the webhook's inputs from a request's headers (case-insensitive) and body.
+    pub fn from_http(headers: &'a lambda_http::http::HeaderMap, body: &'a [u8]) -> Delivery<'a> {
+        let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+        Delivery {
+            event: header("x-github-event"),
+            delivery_id: header("x-github-delivery"),
+            signature: header("x-hub-signature-256"),
+            content_type: header("content-type"),
+            body,
+        }
+    }
+}
+
 /// Bounded metric dimensions for one request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Dims {

@@ -23,27 +23,13 @@ pub enum StartError {
     NotAws,
 }
 
-fn header<'a>(req: &'a Request, name: &str) -> Option<&'a str> {
-    req.headers().get(name).and_then(|v| v.to_str().ok())
-}
-
 /// Reads the webhook's inputs from the request (headers are case-insensitive).
 pub fn delivery(req: &Request) -> Delivery<'_> {
-    Delivery {
-        event: header(req, "x-github-event"),
-        delivery_id: header(req, "x-github-delivery"),
-        signature: header(req, "x-hub-signature-256"),
-        content_type: header(req, "content-type"),
-        body: req.body().as_ref(),
-    }
+    Delivery::from_http(req.headers(), req.body().as_ref())
 }
 
 pub fn response(reply: &Reply) -> Response<Body> {
-    let mut builder = Response::builder().status(reply.status()).header("content-type", "application/json");
-    if let Some(seconds) = reply.retry_after {
-        builder = builder.header("retry-after", seconds.to_string());
-    }
-    builder.body(Body::Text(reply.body())).unwrap_or_else(|_| Response::new(Body::Empty))
+    reply.http_response().map(Body::Text)
 }
 
 /// Builds the webhook from the environment; any error here stops the container from starting.

@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use tracing::Instrument;
 
 use crate::backing::{DeliveryLedger, DeliveryQueue};
-use crate::ledger::{Admission, ClaimToken, Entry, LedgerError, Mark, RateDecision};
+use crate::ledger::{Admission, ClaimToken, Entry, LedgerError, Mark, RateDecision, secs};
 use crate::queue::QueueError;
 
 /// The stream of accepted deliveries.
@@ -210,7 +210,7 @@ impl Jetstream {
     }
 
     fn expires(&self, now: i64) -> i64 {
-        now.saturating_add(i64::try_from(self.retention.as_secs()).unwrap_or(i64::MAX))
+        now.saturating_add(secs(self.retention))
     }
 
     async fn raise_mark(&self, repository: &str, mark: Mark, now: i64) -> Result<(), LedgerError> {
@@ -248,11 +248,10 @@ impl DeliveryLedger for Jetstream {
                 }
             }
             let token = ClaimToken::random();
-            let lease = i64::try_from(self.lease.as_secs()).unwrap_or(i64::MAX);
             let value = Claim {
                 state: State::Pending,
                 token: token.as_str().to_owned(),
-                lease_until: now.saturating_add(lease),
+                lease_until: now.saturating_add(secs(self.lease)),
                 expires_at: self.expires(now),
             };
             if self.ledger.write(&key, &value, claim.revision).await? {

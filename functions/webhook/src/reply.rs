@@ -79,4 +79,15 @@ impl Reply {
     pub fn body(&self) -> String {
         serde_json::to_string(self).unwrap_or_else(|_| format!("{{\"outcome\":\"{}\"}}", self.outcome.as_str()))
     }
+
+    /// The HTTP answer, for any server (the Lambda adapter, `previewd webhook-server`): the
+    /// status, JSON, and `Retry-After` where the reply has one.
+    pub fn http_response(&self) -> lambda_http::http::Response<String> {
+        let mut builder =
+            lambda_http::http::Response::builder().status(self.status()).header("content-type", "application/json");
+        if let Some(seconds) = self.retry_after {
+            builder = builder.header("retry-after", seconds.to_string());
+        }
+        builder.body(self.body()).unwrap_or_else(|_| lambda_http::http::Response::new(self.body()))
+    }
 }

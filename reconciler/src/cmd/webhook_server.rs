@@ -10,14 +10,14 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use previewd_webhook::backing::{DeliveryLedger, DeliveryQueue};
 use previewd_webhook::config::{Backing, Config, SecretConfig};
 use previewd_webhook::nats::Jetstream;
 use previewd_webhook::secrets::SecretSource;
 use previewd_webhook::signature::Secrets;
-use previewd_webhook::{Delivery, Reply, Webhook};
+use previewd_webhook::{Delivery, Webhook};
 use prometheus::{Histogram, HistogramOpts, IntCounterVec, Opts, Registry};
 
 #[derive(Debug, thiserror::Error)]
@@ -112,28 +112,9 @@ async fn deliver<L: DeliveryLedger, Q: DeliveryQueue>(
     body: Bytes,
 ) -> Response {
     let started = std::time::Instant::now();
-    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    let delivery = Delivery {
-        event: header("x-github-event"),
-        delivery_id: header("x-github-delivery"),
-        signature: header("x-hub-signature-256"),
-        content_type: header("content-type"),
-        body: &body,
-    };
-    let reply = front.webhook.handle(&delivery).await;
+    let reply = front.webhook.handle(&Delivery::from_http(&headers, &body)).await;
     front.metrics.count(reply.outcome.as_str(), started.elapsed());
-    answer(&reply)
-}
-
-fn answer(reply: &Reply) -> Response {
-    let status = StatusCode::from_u16(reply.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let mut response = (status, [("content-type", "application/json")], reply.body()).into_response();
-    if let Some(seconds) = reply.retry_after
-        && let Ok(value) = seconds.to_string().parse()
-    {
-        response.headers_mut().insert("retry-after", value);
-    }
-    response
+    reply.http_response().map(axum::body::Body::from).into_response()
 }
 
 /// Connects to JetStream (retrying while NATS is not there yet), then serves until SIGTERM.
