@@ -34,6 +34,7 @@ pub const REMOVAL_REASON: &str = "preview.previewd.io/removal-reason";
     printcolumn = r#"{"name":"PR","type":"integer","jsonPath":".spec.prNumber"}"#,
     printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
     printcolumn = r#"{"name":"URL","type":"string","jsonPath":".status.url"}"#,
+    printcolumn = r#"{"name":"Cluster","type":"string","jsonPath":".status.cluster","priority":1}"#,
     printcolumn = r#"{"name":"Cost/mo","type":"string","jsonPath":".status.costEstimate.estimatedMonthlyCost"}"#,
     printcolumn = r#"{"name":"Expires","type":"date","jsonPath":".status.expiresAt"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
@@ -340,6 +341,10 @@ pub struct PreviewEnvironmentStatus {
     /// The synthetic data loaded into the preview's database (`repositories[].seed`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seed: Option<SeedStatus>,
+    /// The cluster that holds the preview's namespace (`in-cluster`: Previewd's own). Chosen
+    /// once, when the preview is first built; it stays there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<String>,
 }
 
 /// What the loader Job put in the database, and for which schema.

@@ -3,6 +3,7 @@
 
 pub mod ai;
 pub mod argo;
+pub mod clusters;
 pub mod cmd;
 pub mod command;
 pub mod config;

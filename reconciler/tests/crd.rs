@@ -28,5 +28,5 @@ fn crd_is_cluster_scoped_with_status_and_printer_columns() {
     assert_eq!(version.name, "v1alpha1");
     assert!(version.subresources.as_ref().and_then(|s| s.status.as_ref()).is_some());
     let columns: Vec<&str> = version.additional_printer_columns.iter().flatten().map(|c| c.name.as_str()).collect();
-    assert_eq!(columns, ["Repo", "PR", "Phase", "URL", "Cost/mo", "Expires", "Age"]);
+    assert_eq!(columns, ["Repo", "PR", "Phase", "URL", "Cluster", "Cost/mo", "Expires", "Age"]);
 }

@@ -292,6 +292,15 @@ impl MemoryApi {
             };
             return error(&ApiError::new(status, reason, format!("injected {status} for {}", uri.path())));
         }
+        // The version endpoint, as health checks and `kubectl version` ask it.
+        if target.is_none() && method == Method::GET && uri.path() == "/version" {
+            let version = serde_json::json!({
+                "major": "1", "minor": "33", "gitVersion": "v1.33.0-kube-memory", "gitCommit": "",
+                "gitTreeState": "clean", "buildDate": "2025-04-23T00:00:00Z", "goVersion": "go1.24",
+                "compiler": "gc", "platform": "linux/amd64"
+            });
+            return respond(200, &version);
+        }
         let Some(target) = target else {
             return error(&ApiError::new(
                 404,

@@ -13,6 +13,7 @@ mod cost;
 mod experiment;
 mod images;
 mod people;
+mod placement;
 mod repository;
 mod secrets;
 mod seed;
@@ -32,6 +33,7 @@ pub use cost::{BudgetConfig, Pricing, SpotConfig};
 pub use experiment::{Arm, Detection as ArmDetection, ExperimentConfig};
 pub use images::{ImagesConfig, Rewrite};
 pub use people::{ForkPolicy, GitHubConfig, PolicyConfig, PolicyMode};
+pub use placement::{Capacity, ClusterConfig, ClusterSource, IN_CLUSTER, KubeconfigSecret};
 pub use repository::{BasicAuth, BuildGate, ExternalAuth, Protection};
 pub use repository::{
     BuildRoot, ComposeRoot, Expose, ImageConfig, ImageValues, RepositoryConfig, ServiceConfig, ServiceResources,
@@ -117,6 +119,13 @@ pub struct Config {
     /// Prefix rewrites of the images Previewd writes (an air-gapped mirror).
     #[serde(default)]
     pub images: ImagesConfig,
+    /// Preview clusters besides Previewd's own (`in-cluster`), by reference to a Secret.
+    #[serde(default)]
+    pub clusters: Vec<ClusterConfig>,
+    /// The clusters a repository's previews try, in order, when it lists none: the first
+    /// reachable one with room (default: `[in-cluster]`).
+    #[serde(default)]
+    pub default_clusters: Vec<String>,
     #[schemars(length(min = 1))]
     pub repositories: Vec<RepositoryConfig>,
 }
@@ -162,6 +171,17 @@ impl Config {
         self.preview_zone.clone().unwrap_or_else(|| format!("preview.{}", self.domain))
     }
 
+    /// The clusters `repo`'s previews try, in order.
+    pub fn clusters_for<'a>(&'a self, repo: &'a RepositoryConfig) -> Vec<&'a str> {
+        let order = if repo.clusters.is_empty() { &self.default_clusters } else { &repo.clusters };
+        if order.is_empty() { vec![IN_CLUSTER] } else { order.iter().map(String::as_str).collect() }
+    }
+
+    /// A registered preview cluster (not `in-cluster`).
+    pub fn cluster(&self, name: &str) -> Option<&ClusterConfig> {
+        self.clusters.iter().find(|c| c.name == name)
+    }
+
     pub fn repository(&self, full_name: &str) -> Option<&RepositoryConfig> {
         self.repositories.iter().find(|r| r.name.eq_ignore_ascii_case(full_name))
     }
@@ -202,10 +222,19 @@ impl Config {
         if self.repositories.is_empty() {
             return Err(invalid("repositories", "configure at least one repository"));
         }
+        let mut clusters = BTreeSet::new();
+        for (i, cluster) in self.clusters.iter().enumerate() {
+            cluster.validate(i, &self.quota)?;
+            if !clusters.insert(&cluster.name) {
+                return Err(invalid(format!("clusters[{i}].name"), format!("{} is registered twice", cluster.name)));
+            }
+        }
+        placement::check_order("defaultClusters", &self.default_clusters, &self.clusters)?;
         let mut names = BTreeSet::new();
         let mut slugs = BTreeMap::new();
         for (i, repo) in self.repositories.iter().enumerate() {
             repo.validate(i)?;
+            placement::check_order(&format!("repositories[{i}].clusters"), &repo.clusters, &self.clusters)?;
             for (k, secret) in repo.secrets.iter().enumerate() {
                 self.secrets.check(&format!("repositories[{i}].secrets[{k}]"), secret)?;
             }

@@ -57,6 +57,10 @@ pub struct RepositoryConfig {
     /// An A/B experiment over this repository's PRs (default: none).
     #[serde(default)]
     pub experiment: Option<super::ExperimentConfig>,
+    /// The clusters its previews try, in order: the first reachable one with room (default:
+    /// `defaultClusters`). A preview stays in the cluster it was placed in.
+    #[serde(default)]
+    pub clusters: Vec<String>,
 }
 
 /// The checks a commit must pass before its preview deploys it, by name: check runs, workflow

@@ -18,8 +18,10 @@ use crate::render::{Kind, Preview};
 /// The field manager of everything the controller applies.
 pub const FIELD_MANAGER: &str = "previewd";
 
+/// `here` is a client of the cluster that holds the preview's namespace.
 pub(super) async fn execute(
     ctx: &Context,
+    here: &kube::Client,
     pe: &PreviewEnvironment,
     preview: Option<&Preview<'_>>,
     plan: Plan,
@@ -43,9 +45,9 @@ pub(super) async fn execute(
             && secrets.is_none()
             && let Some(preview) = preview
         {
-            secrets = Some(super::secrets::copy(ctx, preview).await?);
+            secrets = Some(super::secrets::copy(ctx, here, preview).await?);
         }
-        let api = super::observe::api_for(&ctx.client, desired);
+        let api = super::observe::api_for(if desired.kind.is_argocd() { &ctx.client } else { here }, desired);
         let patch = Patch::Apply(&desired.object);
         let write = api.patch(&desired.name, &params, &patch);
         let result = if desired.kind == Kind::ApplicationSet {
@@ -60,7 +62,7 @@ pub(super) async fn execute(
         })?;
     }
     if let (None, Some(preview)) = (&secrets, preview) {
-        secrets = Some(super::secrets::copy(ctx, preview).await?);
+        secrets = Some(super::secrets::copy(ctx, here, preview).await?);
     }
     if let Some(missing) = secrets.map(|s| s.missing).filter(|m| !m.is_empty()) {
         // Names only: which Secret is missing where, never anything of its content.
@@ -73,7 +75,10 @@ pub(super) async fn execute(
     }
     for gone in &plan.delete {
         tracing::info!(preview = %name, kind = ?gone.kind, object = %gone.name, "removing what the preview no longer needs");
-        match super::observe::api_for(&ctx.client, gone).delete(&gone.name, &Default::default()).await {
+        match super::observe::api_for(if gone.kind.is_argocd() { &ctx.client } else { here }, gone)
+            .delete(&gone.name, &Default::default())
+            .await
+        {
             Ok(_) => {}
             Err(kube::Error::Api(e)) if e.code == 404 => {}
             Err(source) => {

@@ -13,6 +13,7 @@ mod cleanup;
 mod execute;
 pub use execute::FIELD_MANAGER;
 pub mod observe;
+mod place;
 pub mod plan;
 pub mod secrets;
 mod seed;
@@ -42,8 +43,11 @@ use observe::{Caches, Observer};
 
 /// Everything reconcile needs, built once in `main`.
 pub struct Context {
+    /// Previewd's own cluster: PreviewEnvironments, Argo CD, the Secrets copied from.
     pub client: Client,
     pub config: Arc<Config>,
+    /// The clusters previews' namespaces are in.
+    pub clusters: Arc<crate::clusters::Clusters>,
     /// Where the live state is read from: the caches in `previewd run`, else the API.
     pub observer: Observer,
     pub application_sets: RateLimiter,
@@ -79,8 +83,10 @@ impl Context {
         let reporter = Reporter { controller: "previewd".to_owned(), instance: std::env::var("HOSTNAME").ok() };
         let recorder = Recorder::new(client.clone(), reporter);
         let books = Books::new(config.budget.monthly_usd, None);
+        let clusters = crate::clusters::Clusters::new(client.clone(), config.clone(), "default".to_owned());
         Context {
             observer: Observer::Api(client.clone()),
+            clusters: Arc::new(clusters),
             client,
             config,
             application_sets,
@@ -95,6 +101,14 @@ impl Context {
             vocabularies: Default::default(),
             wake_key: None,
         }
+    }
+
+    /// Reads the Secrets that register preview clusters by kubeconfig in `namespace`
+    /// (Previewd's own; `default` unless set).
+    pub fn with_home_namespace(mut self, namespace: &str) -> Context {
+        let clusters = crate::clusters::Clusters::new(self.client.clone(), self.config.clone(), namespace.to_owned());
+        self.clusters = Arc::new(clusters);
+        self
     }
 
     /// Reads the live state from the controller's caches instead of the API.
@@ -152,6 +166,12 @@ pub enum Error {
     Apply { kind: String, name: String, source: Box<kube::Error> },
     #[error("PreviewEnvironment has no name")]
     Unnamed,
+    /// The cluster that holds the preview cannot be reached (only its previews wait).
+    #[error(transparent)]
+    Cluster(#[from] crate::clusters::Unavailable),
+    /// A new preview found no cluster reachable with room.
+    #[error("no cluster can take the preview: {0}")]
+    NoCluster(String),
     /// Not a failure: a deleted preview waits for GitHub to hear it was destroyed.
     #[error("waiting {0:?} for GitHub to show the preview destroyed")]
     AwaitingGitHub(Duration),
@@ -165,7 +185,7 @@ impl From<kube::Error> for Error {
 
 impl Error {
     /// Every value of [`Error::metric_label`].
-    pub const LABELS: [&'static str; 3] = ["kube", "apply", "unnamed"];
+    pub const LABELS: [&'static str; 4] = ["kube", "apply", "unnamed", "cluster"];
 
     /// A bounded label for metrics.
     pub fn metric_label(&self) -> &'static str {
@@ -173,6 +193,7 @@ impl Error {
             Error::Kube(_) | Error::AwaitingGitHub(_) => "kube",
             Error::Apply { .. } => "apply",
             Error::Unnamed => "unnamed",
+            Error::Cluster(_) | Error::NoCluster(_) => "cluster",
         }
     }
 }
@@ -250,6 +271,7 @@ async fn reconcile_in_span(pe: &PreviewEnvironment, ctx: &Context, now: DateTime
             Ok(decided.unwrap_or_else(|| {
                 if deleting {
                     ctx.books.forget(&pe.name_any());
+                    ctx.clusters.forget(pe);
                     ctx.written.forget(pe);
                     Outcome::Finalized
                 } else {
@@ -291,7 +313,9 @@ async fn reconcile_live(pe: &PreviewEnvironment, ctx: &Context, now: DateTime<Ut
         }
         None => pe,
     };
-    let mut resolved = Preview::resolve(config, pe);
+    let target = place::target(ctx, pe).await?;
+    let mut resolved =
+        Preview::resolve(config, pe).map(|p| p.placed_in(&target.name, &target.server, target.zone.as_deref()));
     if let (Ok(preview), Some(key)) = (resolved.as_mut(), ctx.wake_key.as_deref())
         && crate::sleep::asleep_since(config, &pe.spec, now).is_some()
     {
@@ -302,17 +326,18 @@ async fn reconcile_live(pe: &PreviewEnvironment, ctx: &Context, now: DateTime<Ut
     let withdrawn = rendered.as_ref().map(Rendered::withdrawn).unwrap_or_default();
     let name = pe.name_any();
     let watched: Vec<_> = desired.iter().chain(&withdrawn).cloned().collect();
-    let observed = ctx.observer.observe(&watched, &name, &config.argocd.namespace).await?;
+    let remote = (!target.is_local()).then_some(&target.client);
+    let observed = ctx.observer.observe(&watched, &name, &config.argocd.namespace, remote).await?;
     // New ApplicationSets are rate-limited; existing ones are updated freely.
     let throttle = desired
         .iter()
         .find(|d| d.kind == crate::render::Kind::ApplicationSet && observed.object(d).is_none())
         .and_then(|_| ctx.application_sets.try_acquire(std::time::Instant::now()).err());
     let seeded = match &resolved {
-        Ok(preview) => seed::step(ctx, pe, preview, &observed).await?,
+        Ok(preview) => seed::step(ctx, &target.client, pe, preview, &observed).await?,
         Err(_) => None,
     };
-    let plan = plan::plan(plan::Inputs {
+    let mut plan = plan::plan(plan::Inputs {
         pe,
         config,
         preview: resolved.as_ref(),
@@ -323,7 +348,10 @@ async fn reconcile_live(pe: &PreviewEnvironment, ctx: &Context, now: DateTime<Ut
         seed: seeded,
         now,
     });
-    execute::execute(ctx, pe, resolved.as_ref().ok(), plan, now).await
+    if let (Some(status), Ok(_)) = (plan.status.as_mut(), &resolved) {
+        status.cluster = Some(target.name.clone());
+    }
+    execute::execute(ctx, &target.client, pe, resolved.as_ref().ok(), plan, now).await
 }
 
 /// The kube-runtime entry point.

@@ -148,14 +148,21 @@ pub fn api_for(client: &Client, desired: &Desired) -> Api<DynamicObject> {
 
 impl Observer {
     /// The live state of `desired`'s objects and of preview `name`'s Applications (in
-    /// `argocd_namespace`).
+    /// `argocd_namespace`). With `remote` (a preview in another cluster), the objects that are
+    /// not Argo CD's are read from there: the caches watch Previewd's own cluster only.
     pub async fn observe(
         &self,
         desired: &[Desired],
         name: &str,
         argocd_namespace: &str,
+        remote: Option<&Client>,
     ) -> Result<Observed, kube::Error> {
+        let (desired, there): (Vec<&Desired>, Vec<&Desired>) =
+            desired.iter().partition(|d| remote.is_none() || d.kind.is_argocd());
         let mut observed = Observed::default();
+        if let Some(client) = remote {
+            read_each(client, &there, &mut observed).await?;
+        }
         match self {
             Observer::Caches(caches) => {
                 caches.ready().await;
@@ -175,11 +182,7 @@ impl Observer {
                 }
             }
             Observer::Api(client) => {
-                for d in desired {
-                    if let Some(object) = api_for(client, d).get_opt(&d.name).await? {
-                        observed.insert(d, serde_json::to_value(object).unwrap_or_default());
-                    }
-                }
+                read_each(client, &desired, &mut observed).await?;
                 let apps: Api<Application> = Api::namespaced(client.clone(), argocd_namespace);
                 let listed = apps.list(&ListParams::default().labels(&format!("{LABEL_PREVIEW}={name}"))).await?;
                 for app in listed.items {
@@ -191,4 +194,27 @@ impl Observer {
         }
         Ok(observed)
     }
+
+    /// Every PreviewEnvironment (to count what each cluster holds).
+    pub async fn previews(&self) -> Result<Vec<PreviewEnvironment>, kube::Error> {
+        match self {
+            Observer::Caches(caches) => {
+                caches.ready().await;
+                Ok(caches.previews.state().iter().map(|pe| (**pe).clone()).collect())
+            }
+            Observer::Api(client) => {
+                Ok(Api::<PreviewEnvironment>::all(client.clone()).list(&ListParams::default()).await?.items)
+            }
+        }
+    }
+}
+
+/// Reads each of `desired` from the API.
+async fn read_each(client: &Client, desired: &[&Desired], observed: &mut Observed) -> Result<(), kube::Error> {
+    for d in desired {
+        if let Some(object) = api_for(client, d).get_opt(&d.name).await? {
+            observed.insert(d, serde_json::to_value(object).unwrap_or_default());
+        }
+    }
+    Ok(())
 }

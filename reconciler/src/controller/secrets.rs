@@ -20,8 +20,9 @@ pub struct Copied {
 }
 
 /// Copies every `from` Secret the preview gets (none for a fork unless the repository allows),
-/// and the htpasswd Secret of basic auth (always: it guards the preview).
-pub async fn copy(ctx: &Context, preview: &Preview<'_>) -> Result<Copied, Error> {
+/// and the htpasswd Secret of basic auth (always: it guards the preview). They are read in
+/// Previewd's own cluster and written to `here`, the cluster of the preview's namespace.
+pub async fn copy(ctx: &Context, here: &kube::Client, preview: &Preview<'_>) -> Result<Copied, Error> {
     let mut outcome = Copied::default();
     let mut wanted = if crate::render::secrets::allowed(preview) {
         preview.repo.secrets_for(&preview.resource.spec.services)
@@ -30,7 +31,7 @@ pub async fn copy(ctx: &Context, preview: &Preview<'_>) -> Result<Copied, Error>
     };
     wanted.extend(preview.repo.basic_auth_secret());
     let params = PatchParams::apply(super::execute::FIELD_MANAGER).force();
-    let target: Api<Secret> = Api::namespaced(ctx.client.clone(), &preview.name);
+    let target: Api<Secret> = Api::namespaced(here.clone(), &preview.name);
     for reference in wanted {
         let Some(from) = &reference.from else { continue };
         let source: Api<Secret> = Api::namespaced(ctx.client.clone(), from);

@@ -22,8 +22,10 @@ use crate::render::Preview;
 use crate::render::seed as render;
 
 /// What the database holds now, after this pass's seeding work (`None`: no seed configured).
+/// The loader runs in `here`, the cluster of the preview's namespace.
 pub(super) async fn step(
     ctx: &Context,
+    here: &kube::Client,
     pe: &PreviewEnvironment,
     preview: &Preview<'_>,
     observed: &Observed,
@@ -31,7 +33,7 @@ pub(super) async fn step(
     let Some(seed) = &preview.repo.seed else { return Ok(None) };
     let mut current = pe.status.as_ref().and_then(|s| s.seed.clone());
     if let Some(loading) = current.as_mut().filter(|s| s.state == SeedState::Loading) {
-        let job: Api<Job> = Api::namespaced(ctx.client.clone(), &preview.name);
+        let job: Api<Job> = Api::namespaced(here.clone(), &preview.name);
         match job.get_opt(&loading.job).await? {
             Some(job) => {
                 if let Some((state, message)) = finished(&job) {
@@ -90,7 +92,7 @@ pub(super) async fn step(
     };
     let bytes = loader.bytes as u64;
     let tables = loader.tables.clone();
-    let job = load(ctx, preview, loader).await?;
+    let job = load(here, preview, loader).await?;
     tracing::info!(preview = %preview.name, job = %job, bytes, "loading synthetic data");
     Ok(Some(SeedStatus {
         sha: head.clone(),
@@ -160,10 +162,10 @@ fn finished(job: &Job) -> Option<(SeedState, String)> {
 
 /// Applies the loader Job, then its data set as a ConfigMap the Job owns (the pod waits for
 /// the volume until it exists). Returns the Job's name.
-async fn load(ctx: &Context, preview: &Preview<'_>, loader: render::Loader) -> Result<String, Error> {
+async fn load(here: &kube::Client, preview: &Preview<'_>, loader: render::Loader) -> Result<String, Error> {
     let params = PatchParams::apply(super::execute::FIELD_MANAGER).force();
     let name = loader.job.name_any();
-    let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), &preview.name);
+    let jobs: Api<Job> = Api::namespaced(here.clone(), &preview.name);
     let applied = jobs.patch(&name, &params, &Patch::Apply(&loader.job)).await.map_err(|source| Error::Apply {
         kind: "Job".into(),
         name: name.clone(),
@@ -179,7 +181,7 @@ async fn load(ctx: &Context, preview: &Preview<'_>, loader: render::Loader) -> R
             ..OwnerReference::default()
         }]
     });
-    let maps: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &preview.name);
+    let maps: Api<ConfigMap> = Api::namespaced(here.clone(), &preview.name);
     maps.patch(&name, &params, &Patch::Apply(&data)).await.map_err(|source| Error::Apply {
         kind: "ConfigMap".into(),
         name: name.clone(),

@@ -196,6 +196,7 @@ pub fn compute(
         last_applied_event: Some(facts.last_event),
         seed: facts.seed,
         asleep_since: facts.sleep.flatten(),
+        cluster: previous.and_then(|p| p.cluster.clone()),
     }
 }
 

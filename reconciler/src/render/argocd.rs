@@ -48,7 +48,7 @@ pub(super) fn application_set(p: &Preview<'_>) -> ApplicationSet {
                         "path": "{{.chartPath}}",
                         "helm": {"releaseName": "{{.service}}"}
                     },
-                    "destination": {"server": p.config.argocd.destination_server, "namespace": p.name},
+                    "destination": {"server": p.destination_server(), "namespace": p.name},
                     "syncPolicy": {
                         "automated": {"prune": true, "selfHeal": true},
                         "syncOptions": ["CreateNamespace=false", "ServerSideApply=true"],
@@ -61,7 +61,10 @@ pub(super) fn application_set(p: &Preview<'_>) -> ApplicationSet {
     });
     // An object literal, so always an object.
     let fields = if let Value::Object(fields) = spec { fields } else { serde_json::Map::new() };
-    ApplicationSet { metadata: p.meta(&p.name, Some(&p.config.argocd.namespace)), spec: ApplicationSetSpec { fields } }
+    ApplicationSet {
+        metadata: p.control_meta(&p.name, Some(&p.config.argocd.namespace)),
+        spec: ApplicationSetSpec { fields },
+    }
 }
 
 /// The Helm values Previewd passes to every service chart: its resources, where it runs, the

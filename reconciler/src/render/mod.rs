@@ -28,6 +28,9 @@ pub const LABEL_REPOSITORY: &str = "preview.previewd.io/repository";
 pub const LABEL_PR: &str = "preview.previewd.io/pr";
 pub const ANNOTATION_REPOSITORY: &str = "preview.previewd.io/repository";
 pub const ANNOTATION_HEAD_SHA: &str = "preview.previewd.io/head-sha";
+/// On the objects of a preview in another cluster, which cannot have an owner reference to
+/// it: the PreviewEnvironment's uid (cleanup deletes only what carries it).
+pub const ANNOTATION_OWNER_UID: &str = "preview.previewd.io/owner-uid";
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RenderError {
@@ -54,6 +57,16 @@ pub struct Preview<'a> {
     /// Asleep (`ttl.sleepAfter`): the page its visitors are sent to. Set by the controller,
     /// which knows the time and the link's key.
     pub asleep: Option<String>,
+    /// The preview cluster its namespace is in, when not Previewd's own (`placed_in`).
+    pub cluster: Option<Placed>,
+}
+
+/// A preview cluster, as rendering needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placed {
+    pub name: String,
+    /// The destination of its Applications, as Argo CD knows the cluster.
+    pub server: String,
 }
 
 impl<'a> Preview<'a> {
@@ -83,7 +96,26 @@ impl<'a> Preview<'a> {
             host: names::preview_host(&slug, spec.pr_number, &config.preview_zone()),
             owner: resource.controller_owner_ref(&()),
             asleep: None,
+            cluster: None,
         })
+    }
+
+    /// The preview in cluster `name` (Argo CD's `server`), whose hosts may be in a `zone` of
+    /// its own. `in-cluster` changes nothing.
+    pub fn placed_in(mut self, name: &str, server: &str, zone: Option<&str>) -> Preview<'a> {
+        if name == crate::config::IN_CLUSTER {
+            return self;
+        }
+        self.cluster = Some(Placed { name: name.to_owned(), server: server.to_owned() });
+        if let Some(zone) = zone {
+            self.host = names::preview_host(&self.repo.slug(), self.resource.spec.pr_number, zone);
+        }
+        self
+    }
+
+    /// Where its Applications deploy to.
+    pub fn destination_server(&self) -> &str {
+        self.cluster.as_ref().map_or(self.config.argocd.destination_server.as_str(), |c| c.server.as_str())
     }
 
     pub fn url(&self) -> String {
@@ -113,8 +145,24 @@ impl<'a> Preview<'a> {
         annotations
     }
 
-    /// Metadata of an object in the preview namespace (or `namespace`).
+    /// Metadata of an object in the preview namespace (or `namespace`), in the preview's
+    /// cluster. Owned by the PreviewEnvironment there when that is Previewd's own cluster; in
+    /// another, an owner reference would point at nothing and garbage collection would delete
+    /// the object at once, so it carries the owner's uid instead.
     pub fn meta(&self, name: &str, namespace: Option<&str>) -> ObjectMeta {
+        let mut meta = self.control_meta(name, namespace);
+        if self.cluster.is_some() {
+            meta.owner_references = None;
+            if let (Some(annotations), Some(owner)) = (meta.annotations.as_mut(), &self.owner) {
+                annotations.insert(ANNOTATION_OWNER_UID.to_owned(), owner.uid.clone());
+            }
+        }
+        meta
+    }
+
+    /// Metadata of an object in Previewd's own cluster (the ApplicationSet), owned by the
+    /// PreviewEnvironment.
+    pub fn control_meta(&self, name: &str, namespace: Option<&str>) -> ObjectMeta {
         ObjectMeta {
             name: Some(name.to_owned()),
             namespace: namespace.map(str::to_owned),
@@ -139,6 +187,13 @@ pub enum Kind {
     /// A secret the External Secrets Operator fetches into the preview.
     ExternalSecret,
     ApplicationSet,
+}
+
+impl Kind {
+    /// Lives in Previewd's own cluster, where Argo CD runs, wherever the preview is.
+    pub fn is_argocd(self) -> bool {
+        self == Kind::ApplicationSet
+    }
 }
 
 /// One object to apply: its kind, name, namespace, and its content as JSON.

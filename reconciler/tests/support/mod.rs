@@ -35,15 +35,35 @@ pub fn event(name: &str) -> previewd_events::PreviewEvent {
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// Serves `client` (e.g. the in-memory API) over plain HTTP on loopback, so a `previewd`
-/// process can reach it through a kubeconfig. Returns the kubeconfig's path.
-pub async fn serve_over_http(client: Client, dir: &std::path::Path) -> PathBuf {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+/// An API served over HTTP on loopback.
+pub struct Served {
+    pub addr: std::net::SocketAddr,
+    /// While set, every request is answered 503, as by an API server that is down.
+    pub down: Arc<std::sync::atomic::AtomicBool>,
+    /// (method, path, query) of every request answered while up.
+    pub requests: Arc<Mutex<Vec<(String, String, String)>>>,
+}
+
+/// Serves `client` (e.g. the in-memory API) over plain HTTP on `listener`.
+pub fn serve(client: Client, listener: tokio::net::TcpListener) -> Served {
+    use std::sync::atomic::{AtomicBool, Ordering};
     let addr = listener.local_addr().unwrap();
+    let down = Arc::new(AtomicBool::new(false));
+    let requests: Arc<Mutex<Vec<(String, String, String)>>> = Arc::default();
+    let (is_down, log) = (down.clone(), requests.clone());
     let app = axum::Router::new().fallback(move |request: axum::extract::Request| {
-        let client = client.clone();
+        let (client, is_down, log) = (client.clone(), is_down.clone(), log.clone());
         async move {
+            if is_down.load(Ordering::SeqCst) {
+                return axum::response::Response::builder().status(503).body(axum::body::Body::from("down")).unwrap();
+            }
             let (parts, body) = request.into_parts();
+            let uri = &parts.uri;
+            log.lock().unwrap().push((
+                parts.method.to_string(),
+                uri.path().to_owned(),
+                uri.query().unwrap_or_default().to_owned(),
+            ));
             let bytes = body.collect().await.unwrap().to_bytes();
             let request = http::Request::from_parts(parts, Body::from(bytes.to_vec()));
             match client.send(request).await {
@@ -60,16 +80,25 @@ pub async fn serve_over_http(client: Client, dir: &std::path::Path) -> PathBuf {
         }
     });
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    let kubeconfig = dir.join("kubeconfig");
-    std::fs::write(
-        &kubeconfig,
-        format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster:\n    server: http://{addr}\n\
-             contexts:\n- name: fake\n  context:\n    cluster: fake\n    user: fake\ncurrent-context: fake\n\
-             users:\n- name: fake\n  user:\n    token: fake\n"
-        ),
+    Served { addr, down, requests }
+}
+
+/// A kubeconfig of the API at `addr` (plain HTTP, a token).
+pub fn kubeconfig_of(addr: std::net::SocketAddr) -> String {
+    format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster:\n    server: http://{addr}\n\
+         contexts:\n- name: fake\n  context:\n    cluster: fake\n    user: fake\ncurrent-context: fake\n\
+         users:\n- name: fake\n  user:\n    token: fake\n"
     )
-    .unwrap();
+}
+
+/// Serves `client` (e.g. the in-memory API) over plain HTTP on loopback, so a `previewd`
+/// process can reach it through a kubeconfig. Returns the kubeconfig's path.
+pub async fn serve_over_http(client: Client, dir: &std::path::Path) -> PathBuf {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = serve(client, listener).addr;
+    let kubeconfig = dir.join("kubeconfig");
+    std::fs::write(&kubeconfig, kubeconfig_of(addr)).unwrap();
     kubeconfig
 }
 
