@@ -535,3 +535,75 @@ fn the_in_cluster_front_deploys_with_its_own_nats() {
     );
     assert!(!out.status.success() && text(&out).contains("choose one front"), "{}", text(&out));
 }
+
+#[test]
+fn a_preview_cluster_gets_only_the_rbac_and_admission_policies_previewd_uses_there() {
+    let mut config = example_config();
+    config["clusters"] = serde_json::json!([
+        {"name": "east", "argocdSecret": "cluster-east"},
+        {"name": "west", "kubeconfigSecret": {"name": "west-kubeconfig"}, "destinationServer": "https://west.example.com"},
+    ]);
+    // The preview cluster's release: nothing runs there.
+    let remote = template_config(&config, &["role=previewCluster"]);
+    validate(&remote);
+    let mut kinds: Vec<&str> = remote.iter().map(|o| o["kind"].as_str().unwrap()).collect();
+    kinds.sort_unstable();
+    assert_eq!(
+        kinds,
+        [
+            "ClusterRole",
+            "ClusterRoleBinding",
+            "Secret",
+            "ServiceAccount",
+            "ValidatingAdmissionPolicy",
+            "ValidatingAdmissionPolicy",
+            "ValidatingAdmissionPolicyBinding",
+            "ValidatingAdmissionPolicyBinding"
+        ]
+    );
+    let token = remote.iter().find(|o| o["kind"] == "Secret").unwrap();
+    assert_eq!(token["type"], "kubernetes.io/service-account-token");
+    assert_eq!(token["metadata"]["annotations"]["kubernetes.io/service-account.name"], "pd-previewd");
+    let role = remote.iter().find(|o| o["kind"] == "ClusterRole").unwrap();
+    let groups: Vec<&str> = role["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| r["apiGroups"].as_array().unwrap())
+        .map(|g| g.as_str().unwrap())
+        .collect();
+    assert!(!groups.iter().any(|g| *g == "argoproj.io" || *g == "preview.previewd.io"), "{groups:?}");
+    let verbs: Vec<&str> = role["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| r["verbs"].as_array().unwrap())
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert!(!verbs.contains(&"watch") && !verbs.contains(&"list"), "no caches there: {verbs:?}");
+
+    // The control cluster's release reads the registering Secrets by name, and Argo CD may
+    // deploy previews to both clusters.
+    let control = template_config(&config, &[]);
+    let reads = |namespace: &str| {
+        control
+            .iter()
+            .find(|o| {
+                o["kind"] == "Role"
+                    && o["metadata"]["namespace"] == namespace
+                    && o["rules"][0]["resources"][0] == "secrets"
+                    && o["rules"][0]["resourceNames"].is_array()
+            })
+            .map(|o| (o["rules"][0]["resourceNames"].clone(), o["rules"][0]["verbs"].clone()))
+    };
+    assert_eq!(reads("previewd"), Some((serde_json::json!(["west-kubeconfig"]), serde_json::json!(["get"]))));
+    assert_eq!(reads("argocd"), Some((serde_json::json!(["cluster-east"]), serde_json::json!(["get"]))));
+    let project = control.iter().find(|o| o["kind"] == "AppProject").unwrap();
+    let destinations = project["spec"]["destinations"].as_array().unwrap();
+    assert!(destinations.contains(&serde_json::json!({"name": "east", "namespace": "preview-*"})), "{destinations:?}");
+    assert!(
+        destinations.contains(&serde_json::json!({"server": "https://west.example.com", "namespace": "preview-*"}))
+    );
+    let refused = helm(&["template", "pd", "charts/previewd", "--set", QUEUE, "--set", "role=elsewhere"]);
+    assert!(!refused.status.success());
+}

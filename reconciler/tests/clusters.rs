@@ -24,6 +24,10 @@ use previewd::policy::{Decision, decide_offline};
 use serde_json::json;
 
 fn config() -> Config {
+    Config::from_yaml(&serde_json::to_string(&config_value()).unwrap()).unwrap()
+}
+
+fn config_value() -> serde_json::Value {
     let mut value = support::chart::example_config();
     value["clusters"] = json!([
         {"name": "east", "argocdSecret": "cluster-east"},
@@ -33,7 +37,26 @@ fn config() -> Config {
     ]);
     value["repositories"][0]["clusters"] = json!(["east", "west", "in-cluster"]);
     value["repositories"][1]["clusters"] = json!(["east"]);
-    Config::from_yaml(&serde_json::to_string(&value).unwrap()).unwrap()
+    value
+}
+
+/// The rules of the chart's ClusterRole for a preview cluster (`role=previewCluster`):
+/// (group, resource, verb).
+fn preview_cluster_rules() -> Vec<support::Access> {
+    let objects = support::chart::template_config(&config_value(), &["role=previewCluster"]);
+    let role = objects.iter().find(|o| o["kind"] == "ClusterRole").expect("a ClusterRole");
+    let mut rules = Vec::new();
+    for rule in role["rules"].as_array().unwrap() {
+        for group in rule["apiGroups"].as_array().unwrap() {
+            for resource in rule["resources"].as_array().unwrap() {
+                for verb in rule["verbs"].as_array().unwrap() {
+                    let text = |v: &serde_json::Value| v.as_str().unwrap().to_owned();
+                    rules.push((text(group), text(resource), text(verb)));
+                }
+            }
+        }
+    }
+    rules
 }
 
 /// The PreviewEnvironment the consumer would create for PR `number` of `repository`, with the
@@ -185,4 +208,16 @@ async fn a_preview_lands_in_its_cluster_and_is_cleaned_up_there() {
     let gone = namespace(&west, &name).await;
     assert!(gone.is_none_or(|ns| ns.metadata.deletion_timestamp.is_some()), "deleted in west");
     assert!(namespace(&east, &pinned.name_any()).await.is_some(), "east's preview is untouched");
+
+    // 6. Whatever Previewd did in west, the chart's preview-cluster ClusterRole allows.
+    let rules = preview_cluster_rules();
+    let requests = west_served.requests.lock().unwrap().clone();
+    let mut checked = 0;
+    for (method, path, query) in &requests {
+        // `/version` (the health check) is open to every authenticated user.
+        let Some(access) = support::access_of(method, path, query) else { continue };
+        assert!(rules.contains(&access), "{method} {path}: {access:?} is not in {rules:#?}");
+        checked += 1;
+    }
+    assert!(checked > 10, "{requests:?}");
 }

@@ -93,3 +93,66 @@ app.kubernetes.io/name: {{ include "previewd.name" .root }}-{{ .component }}
 app.kubernetes.io/instance: {{ .root.Release.Name }}
 app.kubernetes.io/component: {{ .component }}
 {{- end -}}
+
+{{/*
+What this release is: `control` (Previewd itself) or `previewCluster` (only what Previewd needs
+in a cluster that holds previews: its ServiceAccount and token, the ClusterRole, and the
+admission policies; docs/multi-cluster.md).
+*/}}
+{{- define "previewd.role" -}}
+{{- $role := .Values.role | default "control" -}}
+{{- if not (has $role (list "control" "previewCluster")) -}}
+{{- fail (printf "role: %q is neither control nor previewCluster" $role) -}}
+{{- end -}}
+{{- $role -}}
+{{- end -}}
+
+{{/*
+The rules Previewd needs on a preview's namespaced objects, wherever the preview is. `watch`:
+in the control cluster the controller also caches them (list, watch).
+*/}}
+{{- define "previewd.previewRules" -}}
+{{- $read := ternary (list "get" "list" "watch") (list "get") .watch -}}
+{{- $config := include "previewd.config" .root | fromYaml -}}
+{{- $secrets := $config.secrets | default dict -}}
+# Preview namespaces come and go: cluster-wide by necessity (the admission policy narrows
+# writes to Previewd's own namespaces). Their content goes with the namespace, so it never
+# deletes those one by one. Secrets: it writes copies into previews (create, patch; never
+# reads them there).
+- apiGroups: [""]
+  resources: [namespaces]
+  verbs: {{ concat $read (list "create" "patch" "delete") | toJson }}
+- apiGroups: [""]
+  resources: [resourcequotas, limitranges]
+  verbs: {{ concat $read (list "create" "patch") | toJson }}
+- apiGroups: [networking.k8s.io]
+  resources: [networkpolicies, ingresses]
+  verbs: {{ concat $read (list "create" "patch") | toJson }}
+# Baseline stand-ins (ExternalName Services, `unchangedServices: baseline`): a service the
+# PR starts to change gets its own Service from its chart, so the stand-in is deleted.
+- apiGroups: [""]
+  resources: [services]
+  verbs: {{ concat $read (list "create" "patch" "delete") | toJson }}
+{{- if $secrets.sourceNamespaces }}
+- apiGroups: [""]
+  resources: [secrets]
+  verbs: [create, patch]
+{{- end }}
+{{- $seeds := false }}
+{{- range $config.repositories }}{{ if .seed }}{{ $seeds = true }}{{ end }}{{ end }}
+{{- if $seeds }}
+# Synthetic data: a loader Job and its data set per schema, in preview namespaces only
+# (the admission policy); the Jobs are read to see them end.
+- apiGroups: [batch]
+  resources: [jobs]
+  verbs: {{ concat $read (list "create" "patch") | toJson }}
+- apiGroups: [""]
+  resources: [configmaps]
+  verbs: [create, patch]
+{{- end }}
+{{- if $secrets.externalSecrets }}
+- apiGroups: [external-secrets.io]
+  resources: [externalsecrets]
+  verbs: [get, create, patch]
+{{- end }}
+{{- end -}}

@@ -181,7 +181,7 @@ pub async fn run(config_path: &Path) -> Result<(), RunError> {
     // Only the leader consumes and reconciles; the others wait on the Lease.
     let lost = Arc::new(tokio::sync::Notify::new());
     if std::env::var("PREVIEWD_LEADER_ELECTION").map_or(true, |v| v != "false") {
-        let namespace = std::env::var("POD_NAMESPACE").unwrap_or_else(|_| "default".to_owned());
+        let namespace = crate::controller::home_namespace();
         let identity = std::env::var("HOSTNAME").unwrap_or_else(|_| format!("previewd-{}", std::process::id()));
         let election = LeaderElection::new(Api::namespaced(client.clone(), &namespace), "previewd-leader", &identity);
         tracing::info!(%namespace, identity = election.identity(), "waiting for the leader lease");

@@ -41,6 +41,11 @@ use crate::render::{Preview, Rendered};
 use books::Books;
 use observe::{Caches, Observer};
 
+/// The namespace Previewd runs in (`POD_NAMESPACE`, set by the chart; else `default`).
+pub fn home_namespace() -> String {
+    std::env::var("POD_NAMESPACE").unwrap_or_else(|_| "default".to_owned())
+}
+
 /// Everything reconcile needs, built once in `main`.
 pub struct Context {
     /// Previewd's own cluster: PreviewEnvironments, Argo CD, the Secrets copied from.
@@ -83,7 +88,7 @@ impl Context {
         let reporter = Reporter { controller: "previewd".to_owned(), instance: std::env::var("HOSTNAME").ok() };
         let recorder = Recorder::new(client.clone(), reporter);
         let books = Books::new(config.budget.monthly_usd, None);
-        let clusters = crate::clusters::Clusters::new(client.clone(), config.clone(), "default".to_owned());
+        let clusters = crate::clusters::Clusters::new(client.clone(), config.clone(), home_namespace());
         Context {
             observer: Observer::Api(client.clone()),
             clusters: Arc::new(clusters),
@@ -103,8 +108,8 @@ impl Context {
         }
     }
 
-    /// Reads the Secrets that register preview clusters by kubeconfig in `namespace`
-    /// (Previewd's own; `default` unless set).
+    /// Reads the Secrets that register preview clusters by kubeconfig in `namespace` instead
+    /// of [`home_namespace`].
     pub fn with_home_namespace(mut self, namespace: &str) -> Context {
         let clusters = crate::clusters::Clusters::new(self.client.clone(), self.config.clone(), namespace.to_owned());
         self.clusters = Arc::new(clusters);
