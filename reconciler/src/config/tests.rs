@@ -234,3 +234,52 @@ fn image_tags_are_valid_for_any_branch() {
     assert_eq!(tag("émoji🙂"), "moji--abcdef0");
     assert_eq!(tag(&"b".repeat(300)).len(), 128);
 }
+
+#[test]
+fn preview_clusters_are_checked_and_ordered() {
+    let east = json!({"name": "east", "argocdSecret": "cluster-east"});
+    let two = json!([east, {"name": "west", "kubeconfigSecret": {"name": "west-kc"}}]);
+    let mut doc: Value = serde_norway::from_str(&with("/clusters", two.clone())).unwrap();
+    doc["defaultClusters"] = json!(["east", "in-cluster"]);
+    doc["repositories"][0]["clusters"] = json!(["west", "east"]);
+    let config = Config::from_yaml(&serde_norway::to_string(&doc).unwrap()).unwrap();
+    let repo = &config.repositories[0];
+    assert_eq!(config.clusters_for(repo), ["west", "east"]);
+    assert_eq!(config.clusters[1].kubeconfig_secret.as_ref().map(|k| k.key.as_str()), Some("kubeconfig"));
+    let mut unlisted = config.clone();
+    unlisted.repositories[0].clusters.clear();
+    assert_eq!(unlisted.clusters_for(&unlisted.repositories[0]), ["east", "in-cluster"]);
+    unlisted.default_clusters.clear();
+    assert_eq!(unlisted.clusters_for(&unlisted.repositories[0]), [IN_CLUSTER]);
+
+    let quota_sized = json!({"cpu": "4", "memory": "8Gi"});
+    let too_small = json!({"cpu": "3", "memory": "64Gi"});
+    let cases: Vec<(&str, Value, &str)> = vec![
+        ("/clusters", json!([{"name": "in-cluster", "argocdSecret": "x"}]), "clusters[0].name"),
+        ("/clusters", json!([{"name": "East", "argocdSecret": "x"}]), "clusters[0].name"),
+        ("/clusters", json!([{"name": "east"}]), "clusters[0].argocdSecret"),
+        (
+            "/clusters",
+            json!([{"name": "east", "argocdSecret": "a", "kubeconfigSecret": {"name": "b"}}]),
+            "clusters[0].argocdSecret",
+        ),
+        ("/clusters", json!([{"name": "east", "argocdSecret": "a", "capacity": too_small}]), "clusters[0].capacity"),
+        ("/clusters", json!([{"name": "east", "argocdSecret": "a", "previewZone": "-"}]), "clusters[0].previewZone"),
+        (
+            "/clusters",
+            json!([{"name": "east", "argocdSecret": "a", "destinationServer": "east"}]),
+            "clusters[0].destinationServer",
+        ),
+        ("/clusters", json!([east, east]), "clusters[1].name"),
+        ("/repositories/0/clusters", json!(["north"]), "repositories[0].clusters[0]"),
+        ("/defaultClusters", json!(["in-cluster", "in-cluster"]), "defaultClusters[1]"),
+    ];
+    for (at, value, field) in cases {
+        let err =
+            Config::from_yaml(&with(at, value.clone())).err().unwrap_or_else(|| panic!("{at} = {value} accepted"));
+        assert_eq!(err.field(), field, "{at} = {value}: {err}");
+    }
+    let fits =
+        Config::from_yaml(&with("/clusters", json!([{"name": "e", "argocdSecret": "a", "capacity": quota_sized}])));
+    assert!(fits.is_ok(), "{fits:?}");
+}
