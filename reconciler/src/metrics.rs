@@ -27,6 +27,9 @@ pub struct Metrics {
     pub reconcile_duration: HistogramVec,
     /// `previewd_reconcile_errors_total{controller,error}`.
     pub reconcile_errors: IntCounterVec,
+    /// `previewd_cluster_up{cluster}`: 1 when a preview cluster's last health check passed,
+    /// 0 when it failed (set from a cluster's first use).
+    pub cluster_up: IntGaugeVec,
     /// `previewd_environments_total{status}`: previews now `active`, `failed` or `destroying`
     /// (a gauge, under the brief's name).
     pub environments: IntGaugeVec,
@@ -152,6 +155,10 @@ impl Metrics {
             reconcile_errors: register!(IntCounterVec::new(
                 Opts::new("previewd_reconcile_errors_total", "Failed reconciles, by error kind"),
                 &["controller", "error"],
+            )?),
+            cluster_up: register!(IntGaugeVec::new(
+                Opts::new("previewd_cluster_up", "Whether a preview cluster's last health check passed"),
+                &["cluster"],
             )?),
             environments: register!(IntGaugeVec::new(
                 Opts::new(

@@ -98,7 +98,10 @@ async fn drive_a_preview(metrics: &Metrics) -> (String, String) {
     let github = FakeGitHub::start().await;
     github.lock().files = vec![json!({"filename": "web/a.ts", "status": "modified"})];
     let kube = support::fake_cluster().await;
-    let config = Arc::new(support::config());
+    let mut config = support::config();
+    // A preview cluster no repository uses yet, whose Secret is missing.
+    config.clusters.push(serde_json::from_value(json!({"name": "east", "argocdSecret": "cluster-east"})).unwrap());
+    let config = Arc::new(config);
     let client = github.client().with_request_counter(metrics.github_requests.clone());
     let notifier = Arc::new(
         Notifier::new(Arc::new(client), config.github.clone()).with_update_counter(metrics.github_updates.clone()),
@@ -131,6 +134,8 @@ async fn drive_a_preview(metrics: &Metrics) -> (String, String) {
     support::healthy_application(&kube, NAME, "web", &event.pull_request.head_sha).await;
     reconcile(Arc::new(api.get(NAME).await.unwrap()), Arc::clone(&ctx)).await.unwrap();
     notifier.flush(false).await;
+    // Its health, as the first preview that tries it finds it.
+    assert!(ctx.clusters.reach("east").await.is_err());
     let live = scrape(addr).await;
 
     let deleting = support::deleting(api.get(NAME).await.unwrap(), "merged");

@@ -83,6 +83,8 @@ pub struct Clusters {
     states: Mutex<HashMap<String, Arc<tokio::sync::Mutex<State>>>>,
     /// Preview uid → cluster, for placements the cache may not show yet.
     placed: Mutex<HashMap<String, String>>,
+    /// `previewd_cluster_up`, when metrics are served.
+    up: std::sync::OnceLock<prometheus::IntGaugeVec>,
 }
 
 impl std::fmt::Debug for Clusters {
@@ -93,7 +95,12 @@ impl std::fmt::Debug for Clusters {
 
 impl Clusters {
     pub fn new(control: Client, config: Arc<Config>, home: String) -> Clusters {
-        Clusters { control, config, home, states: Mutex::default(), placed: Mutex::default() }
+        Clusters { control, config, home, states: Mutex::default(), placed: Mutex::default(), up: Default::default() }
+    }
+
+    /// Sets `previewd_cluster_up{cluster}` on each health check.
+    pub fn with_metrics(&self, up: prometheus::IntGaugeVec) {
+        let _ = self.up.set(up);
     }
 
     /// The cluster `pe` is in: placed this run, recorded in its status, or Previewd's own for
@@ -152,6 +159,9 @@ impl Clusters {
                     state.client = None;
                 }
                 state.checked = Some((Instant::now(), result.clone()));
+                if let Some(up) = self.up.get() {
+                    up.with_label_values(&[name]).set(i64::from(result.is_ok()));
+                }
                 result
             }
         };

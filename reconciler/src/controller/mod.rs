@@ -139,6 +139,7 @@ impl Context {
             metrics.reconcile_errors.with_label_values(&[CONTROLLER, error]);
         }
         metrics.experiments.declare(&self.config);
+        self.clusters.with_metrics(metrics.cluster_up.clone());
         self.books = Books::new(self.config.budget.monthly_usd, Some(metrics.clone()));
         self.metrics = Some(metrics);
         self
