@@ -565,22 +565,13 @@ fn a_preview_cluster_gets_only_the_rbac_and_admission_policies_previewd_uses_the
     assert_eq!(token["type"], "kubernetes.io/service-account-token");
     assert_eq!(token["metadata"]["annotations"]["kubernetes.io/service-account.name"], "pd-previewd");
     let role = remote.iter().find(|o| o["kind"] == "ClusterRole").unwrap();
-    let groups: Vec<&str> = role["rules"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|r| r["apiGroups"].as_array().unwrap())
-        .map(|g| g.as_str().unwrap())
-        .collect();
-    assert!(!groups.iter().any(|g| *g == "argoproj.io" || *g == "preview.previewd.io"), "{groups:?}");
-    let verbs: Vec<&str> = role["rules"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|r| r["verbs"].as_array().unwrap())
-        .map(|v| v.as_str().unwrap())
-        .collect();
-    assert!(!verbs.contains(&"watch") && !verbs.contains(&"list"), "no caches there: {verbs:?}");
+    let all = |field: &str| -> Vec<String> {
+        let rules = role["rules"].as_array().unwrap();
+        rules.iter().flat_map(|r| r[field].as_array().unwrap()).map(|v| v.as_str().unwrap().to_owned()).collect()
+    };
+    let (groups, verbs) = (all("apiGroups"), all("verbs"));
+    assert!(!groups.iter().any(|g| g == "argoproj.io" || g == "preview.previewd.io"), "{groups:?}");
+    assert!(!verbs.iter().any(|v| v == "watch" || v == "list"), "no caches there: {verbs:?}");
 
     // The control cluster's release reads the registering Secrets by name, and Argo CD may
     // deploy previews to both clusters.

@@ -222,18 +222,6 @@ async fn a_preview_lands_in_its_cluster_and_is_cleaned_up_there() {
     assert!(checked > 10, "{requests:?}");
 }
 
-/// Polls `check` every 50 ms for up to `within`.
-async fn eventually(within: Duration, mut check: impl AsyncFnMut() -> bool) -> bool {
-    let started = std::time::Instant::now();
-    while started.elapsed() < within {
-        if check().await {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    false
-}
-
 #[tokio::test]
 async fn a_preview_in_another_cluster_lives_under_the_running_controller() {
     use futures::StreamExt;
@@ -257,20 +245,20 @@ async fn a_preview_in_another_cluster_lives_under_the_running_controller() {
 
     let pe = create(&control, &config, "acme/shop", 42).await;
     let name = pe.name_any();
-    assert!(eventually(Duration::from_secs(10), async || namespace(&west, &name).await.is_some()).await);
+    assert!(support::eventually(Duration::from_secs(10), async || namespace(&west, &name).await.is_some()).await);
     let placed = async || fetch(&control, &name).await.status.and_then(|s| s.cluster).as_deref() == Some("west");
-    assert!(eventually(Duration::from_secs(10), placed).await);
+    assert!(support::eventually(Duration::from_secs(10), placed).await);
     assert!(namespace(&control, &name).await.is_none());
     // Argo CD reports the services healthy, in the control cluster: its watch makes it Ready.
     for service in ["web", "api", "worker"] {
         support::healthy_application(&control, &name, service, &pe.spec.head_sha).await;
     }
     let ready = async || fetch(&control, &name).await.status.and_then(|s| s.phase) == Some(Phase::Ready);
-    assert!(eventually(Duration::from_secs(10), ready).await);
+    assert!(support::eventually(Duration::from_secs(10), ready).await);
 
     Api::<PreviewEnvironment>::all(control.clone()).delete(&name, &DeleteParams::default()).await.unwrap();
     let gone = async || Api::<PreviewEnvironment>::all(control.clone()).get_opt(&name).await.unwrap().is_none();
-    assert!(eventually(Duration::from_secs(10), gone).await, "finalized");
+    assert!(support::eventually(Duration::from_secs(10), gone).await, "finalized");
     let deleted = namespace(&west, &name).await;
     assert!(deleted.is_none_or(|ns| ns.metadata.deletion_timestamp.is_some()), "its namespace went in west");
     running.abort();

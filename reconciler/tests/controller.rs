@@ -22,7 +22,7 @@ use previewd::crd::{FINALIZER, Phase, PreviewEnvironment};
 use previewd::github::notify::Notifier;
 use previewd::policy::{Decision, decide_offline};
 use support::github::FakeGitHub;
-use support::{config, event};
+use support::{config, event, eventually};
 
 const NAME: &str = "preview-shop-pr-42";
 
@@ -308,18 +308,6 @@ fn run_controller(client: &Client, config: Config) -> (Arc<Context>, tokio::task
             .for_each(|_| futures::future::ready(())),
     );
     (ctx, running)
-}
-
-/// Polls `check` every 20 ms for up to `within`.
-async fn eventually(within: Duration, mut check: impl AsyncFnMut() -> bool) -> bool {
-    let started = std::time::Instant::now();
-    while started.elapsed() < within {
-        if check().await {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    false
 }
 
 #[tokio::test]

@@ -509,3 +509,15 @@ pub fn assert_github_contract(github: &github::FakeGitHub) {
     let problems = previewd_testkit::github_api::problems(&github.lock().exchanges);
     assert!(problems.is_empty(), "GitHub contract:\n{}", problems.join("\n"));
 }
+
+/// Polls `check` every 20 ms for up to `within`.
+pub async fn eventually(within: std::time::Duration, mut check: impl AsyncFnMut() -> bool) -> bool {
+    let started = std::time::Instant::now();
+    while started.elapsed() < within {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    false
+}
